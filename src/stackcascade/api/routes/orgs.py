@@ -1,0 +1,27 @@
+"""Org-level settings (stackcascade extension): ``/api/orgs/{org}/settings``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from stackcascade.api.body import json_object
+from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.schemas import ERRORS, OrgDeploymentsMetadata, OrgSettingsRequest, body
+from stackcascade.services import deployments
+
+router = APIRouter(tags=["organizations"], responses=ERRORS)
+
+
+@router.patch(
+    "/api/orgs/{org}/settings",
+    response_model=None,
+    responses={200: {"model": OrgDeploymentsMetadata}},
+    openapi_extra=body(OrgSettingsRequest),
+    summary="Change org settings (concurrency)",
+)
+async def update_org_settings(ctx: Ctx, caller: Caller, org: str, request: Request) -> JSONResponse:
+    raw = await json_object(request)
+    if raw.get("concurrency") is not None:
+        await deployments.set_org_concurrency(ctx, caller, org, raw["concurrency"])
+    return JSONResponse(await deployments.org_metadata(ctx, caller, org))

@@ -1,0 +1,288 @@
+"""Pydantic models that document the API in the OpenAPI document.
+
+Requests are parsed by the domain (case-insensitive keys, merge-patch nulls), so these models
+describe shapes; they are not the validators.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["not-started", "accepted", "running", "failed", "succeeded", "skipped"]
+OperationName = Literal["update", "preview", "refresh", "destroy"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorResponse(_Doc):
+    code: int
+    message: str
+
+
+class CreateStackRequest(_Doc):
+    stackName: str = Field(description="1-100 of [A-Za-z0-9_.-], not starting with '.'")
+    tags: dict[str, str] | None = None
+
+
+class CreateStackResponse(_Doc):
+    messages: list[dict[str, Any]] = []
+
+
+class AppStack(_Doc):
+    id: str
+    orgName: str
+    projectName: str
+    stackName: str
+    activeUpdate: str
+    tags: dict[str, str] = {}
+    version: int
+
+
+class StackLinks(_Doc):
+    self: str
+
+
+class StackSummary(_Doc):
+    id: str
+    orgName: str
+    projectName: str
+    stackName: str
+    links: StackLinks | None = None
+
+
+class ListStacksResponse(_Doc):
+    stacks: list[StackSummary]
+    continuationToken: str | None = None
+
+
+class SecretValue(_Doc):
+    secret: str = Field(description="the value to seal; responses show '[secret]' or '' for plain values")
+    ciphertext: str | None = Field(None, description="base64; send back unchanged to keep a sealed value")
+    plaintext: str | None = None
+
+
+class BasicAuth(_Doc):
+    userName: SecretValue
+    password: SecretValue
+
+
+class SSHAuth(_Doc):
+    sshPrivateKey: SecretValue
+    password: SecretValue | None = None
+
+
+class GitAuth(_Doc):
+    accessToken: SecretValue | None = None
+    basicAuth: BasicAuth | None = None
+    sshAuth: SSHAuth | None = None
+
+
+class SourceContextGit(_Doc):
+    repoUrl: str | None = Field(None, description="also accepted as repoURL")
+    branch: str | None = None
+    commit: str | None = None
+    repoDir: str | None = None
+    gitAuth: GitAuth | None = None
+
+
+class SourceContext(_Doc):
+    git: SourceContextGit | None = None
+
+
+class OperationOptions(_Doc):
+    shell: str | None = None
+    skipIntermediateDeployments: bool | None = None
+    skipInstallDependencies: bool | None = None
+    timeout: int | None = Field(None, description="seconds (stackcascade extension; default 7200)")
+
+
+class OperationContext(_Doc):
+    preRunCommands: list[str] | None = None
+    environmentVariables: dict[str, SecretValue | str] | None = None
+    options: OperationOptions | None = None
+
+
+class DeploymentSettingsRequest(_Doc):
+    tag: str | None = None
+    agentPoolID: str | None = None
+    sourceContext: SourceContext | None = None
+    operationContext: OperationContext | None = None
+    executorContext: dict[str, Any] | None = None
+    cacheOptions: dict[str, Any] | None = None
+
+
+class DeploymentSettings(DeploymentSettingsRequest):
+    version: int
+    source: str = "api"
+
+
+class CreateDeploymentRequest(DeploymentSettingsRequest):
+    operation: OperationName
+    inheritSettings: bool | None = Field(None, description="default true: merge this request over the saved settings")
+
+
+class CreateDeploymentResponse(_Doc):
+    id: str
+    consoleUrl: str
+    version: int
+
+
+class UserInfo(_Doc):
+    name: str
+    githubLogin: str
+    avatarUrl: str
+
+
+class StepRun(_Doc):
+    name: str
+    status: Literal["not-started", "running", "failed", "succeeded"]
+    started: str | None = None
+    lastUpdated: str | None = None
+
+
+class DeploymentJob(_Doc):
+    status: Status
+    steps: list[StepRun]
+    started: str | None = None
+    lastUpdated: str | None = None
+
+
+class EnvironmentVariable(_Doc):
+    name: str
+    secret: bool
+    value: str | None = None
+
+
+class DeploymentConfiguration(_Doc):
+    environmentVariables: list[EnvironmentVariable]
+    source: dict[str, Any] | None = None
+
+
+class _DeploymentBase(_Doc):
+    id: str
+    created: str
+    modified: str
+    status: Status
+    version: int
+    requestedBy: UserInfo
+    pulumiOperation: OperationName
+    initiator: str
+    jobs: list[DeploymentJob]
+    orgName: str
+    projectName: str
+    stackName: str
+    reason: str | None = Field(None, description="why it failed or was skipped")
+    cascadeId: str | None = None
+    consoleUrl: str
+
+
+class GetDeploymentResponse(_DeploymentBase):
+    latestVersion: int
+    configuration: DeploymentConfiguration
+
+
+class ListDeploymentSnapshot(_DeploymentBase):
+    updates: list[dict[str, Any]]
+    paused: bool
+
+
+class ListDeploymentResponseV2(_Doc):
+    deployments: list[ListDeploymentSnapshot]
+    itemsPerPage: int
+    total: int
+
+
+class DeploymentCounts(_Doc):
+    notStarted: int
+    accepted: int
+    running: int
+    failed: int
+    succeeded: int
+    skipped: int
+    total: int
+
+
+class StackDeploymentsMetadata(_Doc):
+    paused: bool
+    stackPaused: bool
+    organizationPaused: bool
+    hasSchedules: bool
+    concurrency: int
+    deploymentCounts: DeploymentCounts
+
+
+class OrgDeploymentsMetadata(_Doc):
+    paused: bool
+    concurrency: int
+    deploymentCounts: DeploymentCounts
+
+
+class CancelResponse(_Doc):
+    id: str
+    status: Status
+    reason: str | None = None
+
+
+class OrgSettingsRequest(_Doc):
+    concurrency: int | None = Field(None, description="how many deployments of the org may run at once")
+
+
+class TokenCreateRequest(_Doc):
+    org: str | None = Field(None, description="omit for an admin token")
+    role: Literal["admin", "member", "viewer"] | None = None
+    name: str | None = None
+    runner: bool | None = Field(None, description="a runner token: can only use the runner protocol")
+
+
+class TokenInfo(_Doc):
+    id: str
+    name: str
+    kind: Literal["admin", "org", "runner"]
+    org: str | None = None
+    role: str | None = None
+    created: float
+    expires: float | None = None
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenList(_Doc):
+    tokens: list[TokenInfo]
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    CreateStackRequest,
+    DeploymentSettingsRequest,
+    CreateDeploymentRequest,
+    OrgSettingsRequest,
+    TokenCreateRequest,
+)
+
+
+def body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON request body parsed by hand."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "invalid input"),
+        (401, "missing or invalid token"),
+        (403, "the token's role may not do this"),
+        (404, "not found, or not visible to this token"),
+        (409, "conflicts with the current state"),
+        (413, "request body too large"),
+    )
+}

@@ -1,0 +1,116 @@
+"""Rows to the contract's JSON shapes (Pulumi Cloud names) plus our documented extensions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stackcascade.domain import settings as doc
+from stackcascade.services.context import Context
+
+
+def iso(ts: float | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds: parseable by every Pulumi client."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user(name: str) -> dict[str, str]:
+    return {"name": name, "githubLogin": name, "avatarUrl": ""}
+
+
+def stack(row: Any, latest_deployment: str | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "orgName": row.org,
+        "projectName": row.project,
+        "stackName": row.name,
+        "activeUpdate": latest_deployment or "",
+        "tags": row.tags or {},
+        "version": int(row.last_version),
+        "created": iso(row.created_at),
+    }
+
+
+def stack_summary(ctx: Context, row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "orgName": row.org,
+        "projectName": row.project,
+        "stackName": row.name,
+        "links": {"self": ctx.console_url(row.org, row.project, row.name)},
+    }
+
+
+def settings(document: dict[str, Any], version: int) -> dict[str, Any]:
+    return {"version": version, "source": "api", **doc.public_view(document)}
+
+
+def _configuration(settings_doc: dict[str, Any]) -> dict[str, Any]:
+    variables = [
+        {"name": name, "secret": True} if value is None else {"name": name, "secret": False, "value": value}
+        for name, value in doc.environment(settings_doc)
+    ]
+    configuration: dict[str, Any] = {"environmentVariables": variables}
+    git = doc.git_source(settings_doc)
+    if git.get("repoUrl"):
+        configuration["source"] = {
+            "git": {
+                key: git[src]
+                for key, src in (
+                    ("repoURL", "repoUrl"),
+                    ("branch", "branch"),
+                    ("commit", "commit"),
+                    ("repoDir", "repoDir"),
+                )
+                if git.get(src)
+            }
+        }
+    return configuration
+
+
+def _job(row: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {"status": row.status, "steps": []}
+    if row.started_at is not None:
+        job["started"] = iso(row.started_at)
+    job["lastUpdated"] = iso(row.modified_at)
+    return job
+
+
+def _common(ctx: Context, row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "created": iso(row.created_at),
+        "modified": iso(row.modified_at),
+        "status": row.status,
+        "version": int(row.version),
+        "requestedBy": user(row.requested_by),
+        "pulumiOperation": row.operation,
+        "initiator": row.initiator,
+        "jobs": [_job(row)],
+        "orgName": row.org,
+        "projectName": row.project,
+        "stackName": row.stack,
+        "reason": row.reason,
+        "cascadeId": row.cascade_id,
+        "started": iso(row.started_at),
+        "finished": iso(row.finished_at),
+        "consoleUrl": deployment_url(ctx, row),
+    }
+
+
+def deployment_url(ctx: Context, row: Any) -> str:
+    return ctx.console_url(row.org, row.project, row.stack, "deployments", row.id)
+
+
+def deployment(ctx: Context, row: Any, latest_version: int) -> dict[str, Any]:
+    return {**_common(ctx, row), "latestVersion": latest_version, "configuration": _configuration(row.settings)}
+
+
+def deployment_snapshot(ctx: Context, row: Any) -> dict[str, Any]:
+    return {**_common(ctx, row), "updates": [], "paused": bool(row.stack_paused)}
+
+
+def deployment_list(ctx: Context, rows: list[Any], total: int, page_size: int) -> dict[str, Any]:
+    return {"deployments": [deployment_snapshot(ctx, r) for r in rows], "itemsPerPage": page_size, "total": total}

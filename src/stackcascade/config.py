@@ -1,0 +1,46 @@
+"""Server configuration: command-line flags over environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(slots=True)
+class Config:
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("CASCADE_DATA_DIR", ".cascade")))
+    database_url: str | None = field(default_factory=lambda: os.environ.get("CASCADE_DATABASE_URL") or None)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    runners: int = 2
+    public_url: str | None = field(default_factory=lambda: os.environ.get("CASCADE_PUBLIC_URL") or None)
+    admin_token: str | None = field(default_factory=lambda: os.environ.get("CASCADE_ADMIN_TOKEN") or None)
+    secret_key: str | None = field(default_factory=lambda: os.environ.get("CASCADE_SECRET_KEY") or None)
+    max_body_bytes: int = field(default_factory=lambda: _env_int("CASCADE_MAX_BODY_BYTES", 1024 * 1024))
+    org_concurrency: int = field(default_factory=lambda: _env_int("CASCADE_ORG_CONCURRENCY", 25))
+    lease_seconds: int = field(default_factory=lambda: _env_int("CASCADE_LEASE_SECONDS", 60))
+    demo: bool = False
+
+    def resolved_database_url(self) -> str:
+        from stackcascade.store.db import sqlite_url_for
+
+        return self.database_url or sqlite_url_for(self.data_dir)
+
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104 - only naming it
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,124 @@
+"""``cascade serve``: migrate, bootstrap the admin token, seed the demo, serve HTTP, sweep leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import uvicorn
+
+from stackcascade.api.app import create_app
+from stackcascade.config import Config
+from stackcascade.services import demo, queue, tokens
+from stackcascade.services.context import Context
+from stackcascade.services.secrets import SecretBox, load_or_create_key
+from stackcascade.store.db import Database
+
+log = logging.getLogger("stackcascade.server")
+
+_DEMO_PROGRAM = """\
+# A command-runtime project: `update` writes this layer's outputs.
+operations:
+  update: echo '{{"layer": "{name}", "version": "1"}}' > "$CASCADE_OUTPUTS"
+  preview: echo "would update {name}"
+  refresh: echo "refreshed {name}"
+  destroy: echo "destroyed {name}"
+"""
+
+
+def build_context(config: Config) -> Context:
+    db = Database(config.resolved_database_url())
+    box = SecretBox(load_or_create_key(config.secret_key, config.data_dir))
+    return Context(
+        db=db,
+        secrets=box,
+        public_url=config.resolved_public_url(),
+        org_concurrency=config.org_concurrency,
+        lease_seconds=float(config.lease_seconds),
+    )
+
+
+def write_demo_repo(path: Path) -> str:
+    """A local git repository with one command-runtime project per demo stack (real git)."""
+    if not (path / ".git").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        for name in demo.DEMO_STACKS:
+            (path / name).mkdir(exist_ok=True)
+            (path / name / "Cascade.yaml").write_text(_DEMO_PROGRAM.format(name=name))
+        git = shutil.which("git")
+        if git is None:
+            raise SystemExit("--demo needs git on PATH to create its example repository")
+        env_args = ["-c", "user.name=stackcascade demo", "-c", "user.email=demo@stackcascade.invalid"]
+        for args in (["init", "-q", "-b", "main"], ["add", "."], [*env_args, "commit", "-q", "-m", "demo projects"]):
+            subprocess.run([git, *args], cwd=path, check=True, capture_output=True)  # noqa: S603 - fixed arguments
+    return path.resolve().as_uri()
+
+
+async def _sweep_leases(ctx: Context, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            lost = await queue.expire_leases(ctx)
+        except Exception as exc:  # the sweeper must survive a database hiccup
+            log.warning("lease sweep failed: %s", type(exc).__name__)
+            continue
+        for row in lost:
+            log.warning("deployment %s failed: runner lost", row.id)
+
+
+async def prepare(config: Config) -> tuple[Context, str | None, bool]:
+    """Everything before the first request: migrations, admin token, demo data."""
+    ctx = build_context(config)
+    await asyncio.to_thread(ctx.db.migrate)
+    new_token = await tokens.ensure_admin(ctx, config.admin_token)
+    seeded = False
+    if config.demo:
+        repo = await asyncio.to_thread(write_demo_repo, config.data_dir / "demo-repo")
+        seeded = await demo.seed(ctx, repo)
+    return ctx, new_token, seeded
+
+
+async def serve(config: Config) -> None:
+    ctx, new_token, seeded = await prepare(config)
+    app = create_app(ctx, max_body_bytes=config.max_body_bytes)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="off")
+    )
+    sweeper = asyncio.create_task(_sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
+    _announce(config, ctx, new_token, seeded)
+    try:
+        await server.serve()
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await ctx.db.dispose()
+        print("stackcascade stopped", flush=True)
+
+
+def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool) -> None:
+    where = "PostgreSQL" if ctx.db.is_postgres else f"SQLite in {config.data_dir.resolve()}"
+    lines = [
+        f"stackcascade listening on {ctx.public_url}  (console: {ctx.public_url}/ , API docs: {ctx.public_url}/api/docs)",
+        f"database: {where}",
+        f"local runners: {config.runners} requested; this build has no runner yet, so deployments stay queued",
+    ]
+    if seeded:
+        lines.append("demo organization 'demo' seeded: network, database, cluster, app (stack 'prod')")
+    elif config.demo:
+        lines.append("demo organization 'demo' is already there")
+    if new_token:
+        lines += [
+            "admin token (shown once, only its hash is stored):",
+            f"  {new_token}",
+            f"  cascade login --server {ctx.public_url} --token {new_token}",
+        ]
+    elif config.admin_token:
+        lines.append("admin token: the one in CASCADE_ADMIN_TOKEN")
+    else:
+        lines.append("admin token: printed at first start; `cascade admin-token` mints another")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,267 @@
+"""Deployments: create with effective settings, read, list, cancel; stack and org pause/resume."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from stackcascade.domain import settings as doc
+from stackcascade.domain.deployments import ACTIVE, TERMINAL, Operation, Status, parse_operation
+from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
+from stackcascade.domain.roles import Principal, Role
+from stackcascade.services.context import Context
+from stackcascade.services.deployment_settings import normalise
+from stackcascade.services.stacks import load, ref
+from stackcascade.store import deployments as rows
+from stackcascade.store import events, orgs
+from stackcascade.store import stacks as stack_rows
+
+MAX_PAGE_SIZE = 100
+_CONTROL_KEYS = {"operation", "inheritsettings"}
+
+
+def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) -> dict[str, Any]:
+    payload = {
+        "deploymentId": row.id,
+        "version": row.version,
+        "operation": row.operation,
+        "status": row.status,
+        "initiator": row.initiator,
+        "requestedBy": row.requested_by,
+        "stack": {"organization": org, "projectName": project, "stackName": stack},
+    }
+    if row.reason:
+        payload["reason"] = row.reason
+    if row.cascade_id:
+        payload["cascadeId"] = row.cascade_id
+    payload.update(extra)
+    return payload
+
+
+def _parse_request(body: dict[str, Any]) -> tuple[Operation, bool, dict[str, Any]]:
+    lowered = {str(k).lower(): v for k, v in body.items()}
+    operation = parse_operation(lowered.get("operation"))
+    context = next((v for k, v in body.items() if str(k).lower() == "operationcontext"), None)
+    if isinstance(context, dict) and any(str(k).lower() == "operation" and v is not None for k, v in context.items()):
+        raise InvalidInput("give 'operation' at the top level of the request, not inside operationContext")
+    inherit = lowered.get("inheritsettings")
+    if inherit is None:
+        inherit = True
+    if not isinstance(inherit, bool):
+        raise InvalidInput("'inheritSettings' must be true or false")
+    overrides = {k: v for k, v in body.items() if str(k).lower() not in _CONTROL_KEYS}
+    return operation, inherit, overrides
+
+
+async def create(
+    ctx: Context,
+    principal: Principal,
+    org: str,
+    project: str,
+    stack: str,
+    body: dict[str, Any],
+    *,
+    initiator: str = "api",
+) -> Any:
+    """Queue a deployment: effective settings = request merged over saved settings (unless not inherited)."""
+    principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
+    operation, inherit, overrides = _parse_request(body)
+    request_doc = normalise(ctx, overrides, patch=True)
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        stack_row = await load(conn, org, project, stack)
+        saved = await stack_rows.get_settings(conn, stack_row.id) if inherit else None
+        effective = doc.merge_patch(dict(saved.document) if saved else {}, request_doc)
+        if not doc.git_source(effective).get("repoUrl"):
+            hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
+            raise InvalidInput(
+                f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
+            )
+        version = await stack_rows.next_version(conn, stack_row.id)
+        deployment_id = str(uuid.uuid4())
+        await rows.insert(
+            conn,
+            id=deployment_id,
+            stack_id=stack_row.id,
+            org=org,
+            version=version,
+            operation=operation.value,
+            status=Status.NOT_STARTED.value,
+            initiator=initiator,
+            requested_by=principal.name,
+            settings=effective,
+            skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
+            created_at=now,
+            modified_at=now,
+        )
+        row = await rows.get(conn, deployment_id)
+        await events.append(
+            conn,
+            org=org,
+            kind="deployment_queued",
+            payload=event_payload(row, org, project, stack),
+            now=now,
+            stack_id=stack_row.id,
+            deployment_id=deployment_id,
+        )
+        return row
+
+
+async def _load_deployment(conn: Any, org: str, project: str, stack: str, deployment_id: str) -> Any:
+    stack_row = await load(conn, org, project, stack)
+    row = await rows.get(conn, deployment_id)
+    if row is None or row.stack_id != stack_row.id:
+        raise NotFound(f"deployment {deployment_id} not found on stack {ref(org, project, stack)}")
+    return row
+
+
+async def get(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, deployment_id: str
+) -> tuple[Any, int]:
+    principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
+    async with ctx.db.read() as conn:
+        row = await _load_deployment(conn, org, project, stack, deployment_id)
+        latest = await load(conn, org, project, stack)
+        return row, int(latest.last_version)
+
+
+async def get_by_version(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, version: int
+) -> tuple[Any, int]:
+    principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
+    async with ctx.db.read() as conn:
+        stack_row = await load(conn, org, project, stack)
+        row = await rows.get_by_version(conn, stack_row.id, version)
+        if row is None:
+            raise NotFound(f"stack {ref(org, project, stack)} has no deployment version {version}")
+        return row, int(stack_row.last_version)
+
+
+def check_paging(page: int | None, page_size: int | None) -> tuple[int, int]:
+    page = 1 if page is None else page
+    page_size = 10 if page_size is None else page_size
+    if page < 1:
+        raise InvalidInput("page starts at 1")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+    return page, page_size
+
+
+async def list_for_stack(
+    ctx: Context,
+    principal: Principal,
+    org: str,
+    project: str,
+    stack: str,
+    *,
+    page: int,
+    page_size: int,
+    ascending: bool,
+) -> tuple[list[Any], int]:
+    principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
+    async with ctx.db.read() as conn:
+        stack_row = await load(conn, org, project, stack)
+        return await rows.page(
+            conn, org=org, stack_id=stack_row.id, page=page, page_size=page_size, ascending=ascending
+        )
+
+
+async def list_for_org(
+    ctx: Context, principal: Principal, org: str, *, page: int, page_size: int, ascending: bool
+) -> tuple[list[Any], int]:
+    principal.require(org, Role.VIEWER, f"organization {org!r}")
+    async with ctx.db.read() as conn:
+        return await rows.page(conn, org=org, stack_id=None, page=page, page_size=page_size, ascending=ascending)
+
+
+async def cancel(ctx: Context, principal: Principal, org: str, project: str, stack: str, deployment_id: str) -> Any:
+    """A queued deployment becomes skipped; a running one is asked to stop (the runner ends it failed, cancelled)."""
+    principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        row = await _load_deployment(conn, org, project, stack, deployment_id)
+        status = Status(row.status)
+        if status in TERMINAL:
+            raise Conflict(f"deployment {deployment_id} already finished ({status.value}); nothing to cancel")
+        if status is Status.NOT_STARTED:
+            await rows.update(
+                conn,
+                deployment_id,
+                (Status.NOT_STARTED.value,),
+                status=Status.SKIPPED.value,
+                reason=f"cancelled by {principal.name}",
+                modified_at=now,
+                finished_at=now,
+            )
+        elif status in ACTIVE:
+            await rows.update(
+                conn, deployment_id, tuple(s.value for s in ACTIVE), cancel_requested=True, modified_at=now
+            )
+        return await rows.get(conn, deployment_id)
+
+
+async def set_stack_paused(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, paused: bool
+) -> None:
+    principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
+    async with ctx.db.write() as conn:
+        stack_row = await load(conn, org, project, stack)
+        await stack_rows.set_paused(conn, stack_row.id, paused)
+
+
+async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: bool) -> None:
+    principal.require(org, Role.ADMIN, f"organization {org!r}")
+    async with ctx.db.write() as conn:
+        await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+        await orgs.set_paused(conn, org, paused)
+
+
+async def set_org_concurrency(ctx: Context, principal: Principal, org: str, concurrency: object) -> None:
+    principal.require(org, Role.ADMIN, f"organization {org!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
+        raise InvalidInput("concurrency must be a whole number between 1 and 10000")
+    async with ctx.db.write() as conn:
+        await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+        await orgs.set_concurrency(conn, org, concurrency)
+
+
+def _counts(by_status: dict[str, int]) -> dict[str, int]:
+    counts = {
+        "notStarted": by_status.get("not-started", 0),
+        "accepted": by_status.get("accepted", 0),
+        "running": by_status.get("running", 0),
+        "failed": by_status.get("failed", 0),
+        "succeeded": by_status.get("succeeded", 0),
+        "skipped": by_status.get("skipped", 0),
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+async def stack_metadata(ctx: Context, principal: Principal, org: str, project: str, stack: str) -> dict[str, Any]:
+    principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
+    async with ctx.db.read() as conn:
+        stack_row = await load(conn, org, project, stack)
+        org_row = await orgs.get(conn, org)
+        by_status = await rows.counts_by_status(conn, org=org, stack_id=stack_row.id)
+    org_paused = bool(org_row.paused) if org_row else False
+    return {
+        "paused": bool(stack_row.paused) or org_paused,
+        "stackPaused": bool(stack_row.paused),
+        "organizationPaused": org_paused,
+        "hasSchedules": False,
+        "concurrency": 1,
+        "deploymentCounts": _counts(by_status),
+    }
+
+
+async def org_metadata(ctx: Context, principal: Principal, org: str) -> dict[str, Any]:
+    principal.require(org, Role.VIEWER, f"organization {org!r}")
+    async with ctx.db.read() as conn:
+        org_row = await orgs.get(conn, org)
+        by_status = await rows.counts_by_status(conn, org=org)
+    return {
+        "paused": bool(org_row.paused) if org_row else False,
+        "concurrency": int(org_row.concurrency) if org_row else ctx.org_concurrency,
+        "deploymentCounts": _counts(by_status),
+    }

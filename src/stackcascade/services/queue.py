@@ -1,0 +1,113 @@
+"""The deployment queue as runners see it: claim, start, heartbeat, finish; lease expiry.
+
+All transitions of a claimed deployment go through here, each in one transaction with its events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stackcascade.domain.deployments import ACTIVE, Operation, Status, check_transition, event_kinds_for_finish
+from stackcascade.domain.errors import Conflict, NotFound
+from stackcascade.services.context import Context
+from stackcascade.services.deployments import event_payload
+from stackcascade.store import deployments as rows
+from stackcascade.store import events
+
+_ACTIVE = tuple(s.value for s in ACTIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    lease_expires_at: float
+    cancel_requested: bool
+
+
+async def _emit(conn: AsyncConnection, row: Any, kind: str, now: float, **extra: Any) -> None:
+    await events.append(
+        conn,
+        org=row.org,
+        kind=kind,
+        payload=event_payload(row, row.org, row.project, row.stack, **extra),
+        now=now,
+        stack_id=row.stack_id,
+        deployment_id=row.id,
+    )
+
+
+async def claim(ctx: Context, runner_id: str) -> Any | None:
+    """Lease the head-of-line deployment to ``runner_id``; None when nothing is eligible."""
+    async with ctx.db.write() as conn:
+        return await rows.claim(conn, runner_id=runner_id, lease_seconds=ctx.lease_seconds, now=ctx.now())
+
+
+async def _owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> Any:
+    row = await rows.get(conn, deployment_id)
+    if row is None:
+        raise NotFound(f"deployment {deployment_id} not found")
+    if row.runner_id != runner_id or row.status not in _ACTIVE:
+        raise Conflict(f"deployment {deployment_id} is not leased to runner {runner_id!r} (it is {row.status})")
+    return row
+
+
+async def start(ctx: Context, deployment_id: str, runner_id: str) -> Any:
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        row = await _owned(conn, deployment_id, runner_id)
+        check_transition(Status(row.status), Status.RUNNING)
+        await rows.update(
+            conn, deployment_id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now
+        )
+        row = await rows.get(conn, deployment_id)
+        await _emit(conn, row, "deployment_started", now)
+        return row
+
+
+async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbeat:
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        row = await _owned(conn, deployment_id, runner_id)
+        expires = now + ctx.lease_seconds
+        await rows.update(conn, deployment_id, _ACTIVE, lease_expires_at=expires)
+        return Heartbeat(expires, bool(row.cancel_requested))
+
+
+async def _finish(conn: AsyncConnection, row: Any, status: Status, reason: str | None, now: float) -> Any:
+    check_transition(Status(row.status), status)
+    await rows.update(
+        conn,
+        row.id,
+        _ACTIVE,
+        status=status.value,
+        reason=reason,
+        finished_at=now,
+        modified_at=now,
+        lease_expires_at=None,
+    )
+    finished = await rows.get(conn, row.id)
+    for kind in event_kinds_for_finish(Operation(row.operation), status):
+        await _emit(conn, finished, kind, now)
+    await rows.skip_superseded(conn, row.stack_id, now=now)
+    return finished
+
+
+async def finish(ctx: Context, deployment_id: str, runner_id: str, status: Status, reason: str | None = None) -> Any:
+    async with ctx.db.write() as conn:
+        row = await _owned(conn, deployment_id, runner_id)
+        return await _finish(conn, row, status, reason, ctx.now())
+
+
+async def expire_leases(ctx: Context) -> list[Any]:
+    """Fail every deployment whose runner stopped renewing its lease (reason ``runner lost``).
+
+    It is never silently re-queued: the work may have partly happened.
+    """
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        return [
+            await _finish(conn, row, Status.FAILED, "runner lost", now)
+            for row in await rows.expired_leases(conn, now=now)
+        ]

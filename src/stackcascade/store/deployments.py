@@ -1,0 +1,226 @@
+"""Deployment rows and the queue semantics that live in the database.
+
+Claiming follows procrastinate's head-of-line rule: a queued deployment is eligible only when no
+older queued or any active deployment exists for its stack. The partial unique index
+``uq_deployments_one_active_per_stack`` is the last word on "one running deployment per stack".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stackcascade.store.schema import ACTIVE_STATUSES, deployments, orgs, stacks
+
+QUEUED = "not-started"
+_PENDING = (QUEUED, *ACTIVE_STATUSES)
+
+
+async def insert(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(deployments.insert().values(**values))
+
+
+def _with_stack() -> sa.Select[Any]:
+    return sa.select(
+        deployments,
+        stacks.c.project.label("project"),
+        stacks.c.name.label("stack"),
+        stacks.c.paused.label("stack_paused"),
+    ).join(stacks, stacks.c.id == deployments.c.stack_id)
+
+
+async def get(conn: AsyncConnection, deployment_id: str) -> sa.Row[Any] | None:
+    return (await conn.execute(_with_stack().where(deployments.c.id == deployment_id))).first()
+
+
+async def get_by_version(conn: AsyncConnection, stack_id: str, version: int) -> sa.Row[Any] | None:
+    query = _with_stack().where(deployments.c.stack_id == stack_id, deployments.c.version == version)
+    return (await conn.execute(query)).first()
+
+
+async def page(
+    conn: AsyncConnection, *, org: str, stack_id: str | None, page: int, page_size: int, ascending: bool
+) -> tuple[list[sa.Row[Any]], int]:
+    condition = deployments.c.stack_id == stack_id if stack_id else deployments.c.org == org
+    total = int(await conn.scalar(sa.select(sa.func.count()).select_from(deployments).where(condition)) or 0)
+    order = deployments.c.seq.asc() if ascending else deployments.c.seq.desc()
+    query = _with_stack().where(condition).order_by(order).offset((page - 1) * page_size).limit(page_size)
+    return list((await conn.execute(query)).all()), total
+
+
+async def counts_by_status(conn: AsyncConnection, *, org: str, stack_id: str | None = None) -> dict[str, int]:
+    query = sa.select(deployments.c.status, sa.func.count()).group_by(deployments.c.status)
+    query = query.where(deployments.c.stack_id == stack_id) if stack_id else query.where(deployments.c.org == org)
+    return {str(status): int(count) for status, count in (await conn.execute(query)).all()}
+
+
+async def has_active(conn: AsyncConnection, stack_id: str) -> bool:
+    query = sa.select(deployments.c.seq).where(
+        deployments.c.stack_id == stack_id, deployments.c.status.in_(ACTIVE_STATUSES)
+    )
+    return (await conn.scalar(query.limit(1))) is not None
+
+
+async def latest_id(conn: AsyncConnection, stack_id: str) -> str | None:
+    query = sa.select(deployments.c.id).where(deployments.c.stack_id == stack_id).order_by(deployments.c.seq.desc())
+    return await conn.scalar(query.limit(1))
+
+
+async def update(conn: AsyncConnection, deployment_id: str, expected: tuple[str, ...], **values: Any) -> bool:
+    """Change a deployment only while it is in one of ``expected`` statuses (compare-and-set)."""
+    result = await conn.execute(
+        deployments.update()
+        .where(deployments.c.id == deployment_id, deployments.c.status.in_(expected))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def skip_queued_of_stack(conn: AsyncConnection, stack_id: str, *, reason: str, now: float) -> list[str]:
+    """Skip every queued deployment of a stack (used when the stack is deleted)."""
+    rows = await conn.execute(
+        deployments.update()
+        .where(deployments.c.stack_id == stack_id, deployments.c.status == QUEUED)
+        .values(status="skipped", reason=reason, modified_at=now, finished_at=now)
+        .returning(deployments.c.id)
+    )
+    return [str(r.id) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    id: str
+    version: int
+    by_version: int
+
+
+async def skip_superseded(conn: AsyncConnection, stack_id: str, *, now: float) -> list[Superseded]:
+    """``skipIntermediateDeployments``: of the queued deployments of one operation, keep only the newest.
+
+    Applies when the newest queued deployment of that operation asked for it.
+    """
+    query = (
+        sa.select(deployments.c.id, deployments.c.version, deployments.c.operation, deployments.c.skip_intermediate)
+        .where(deployments.c.stack_id == stack_id, deployments.c.status == QUEUED)
+        .order_by(deployments.c.seq)
+    )
+    queued = list((await conn.execute(query)).all())
+    newest: dict[str, Any] = {}
+    for row in queued:
+        newest[row.operation] = row
+    skipped: list[Superseded] = []
+    for row in queued:
+        keeper = newest[row.operation]
+        if row.id != keeper.id and keeper.skip_intermediate:
+            skipped.append(Superseded(str(row.id), int(row.version), int(keeper.version)))
+    for item in skipped:
+        await update(
+            conn,
+            item.id,
+            (QUEUED,),
+            status="skipped",
+            reason=f"superseded by version {item.by_version} (skipIntermediateDeployments)",
+            modified_at=now,
+            finished_at=now,
+        )
+    return skipped
+
+
+def _candidates(excluded_orgs: set[str]) -> sa.Select[Any]:
+    older_or_active = sa.exists().where(
+        sa.and_(
+            deployments.c.stack_id == _d.c.stack_id,
+            sa.or_(
+                deployments.c.status.in_(ACTIVE_STATUSES),
+                sa.and_(deployments.c.status == QUEUED, deployments.c.seq < _d.c.seq),
+            ),
+        )
+    )
+    active_in_org = (
+        sa.select(sa.func.count())
+        .select_from(deployments)
+        .where(deployments.c.org == _d.c.org, deployments.c.status.in_(ACTIVE_STATUSES))
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(_d.c.seq, _d.c.id, _d.c.org, _d.c.stack_id)
+        .join(stacks, stacks.c.id == _d.c.stack_id)
+        .join(orgs, orgs.c.name == _d.c.org)
+        .where(
+            _d.c.status == QUEUED,
+            sa.not_(stacks.c.paused),
+            sa.not_(orgs.c.paused),
+            sa.not_(older_or_active),
+            active_in_org < orgs.c.concurrency,
+        )
+        .order_by(_d.c.seq)
+        .limit(1)
+        .with_for_update(of=_d, skip_locked=True)
+    )
+    if excluded_orgs:
+        query = query.where(_d.c.org.not_in(excluded_orgs))
+    return query
+
+
+_d = deployments.alias("d")
+
+
+async def claim(
+    conn: AsyncConnection, *, runner_id: str, lease_seconds: float, now: float, attempts: int = 8
+) -> sa.Row[Any] | None:
+    """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``), or return None.
+
+    On PostgreSQL the candidate row is locked with SKIP LOCKED so concurrent claimers pass each other,
+    and the org row is locked before the concurrency recount so two claimers cannot both take the
+    last slot. On SQLite the whole transaction already holds the write lock (BEGIN IMMEDIATE).
+    """
+    excluded: set[str] = set()
+    for _ in range(attempts):
+        candidate = (await conn.execute(_candidates(excluded))).first()
+        if candidate is None:
+            return None
+        if await skip_superseded(conn, candidate.stack_id, now=now):
+            continue  # the head may have been superseded; look again
+        org = (
+            await conn.execute(sa.select(orgs.c.concurrency).where(orgs.c.name == candidate.org).with_for_update())
+        ).first()
+        active = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(deployments)
+            .where(deployments.c.org == candidate.org, deployments.c.status.in_(ACTIVE_STATUSES))
+        )
+        if org is None or int(active or 0) >= int(org.concurrency):
+            excluded.add(str(candidate.org))
+            continue
+        try:
+            async with conn.begin_nested():
+                taken = await update(
+                    conn,
+                    str(candidate.id),
+                    (QUEUED,),
+                    status="accepted",
+                    runner_id=runner_id,
+                    lease_expires_at=now + lease_seconds,
+                    modified_at=now,
+                )
+        except IntegrityError:
+            return None  # another claimer won this stack: the unique index said no
+        if taken:
+            return await get(conn, str(candidate.id))
+    return None
+
+
+async def expired_leases(conn: AsyncConnection, *, now: float, limit: int = 100) -> list[sa.Row[Any]]:
+    query = (
+        sa.select(deployments.c.id)
+        .where(deployments.c.status.in_(ACTIVE_STATUSES), deployments.c.lease_expires_at < now)
+        .order_by(deployments.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [r.id for r in (await conn.execute(query)).all()]
+    return [row for row in [await get(conn, i) for i in ids] if row is not None]

@@ -1,0 +1,28 @@
+"""Organizations: created on first use, hold the pause flag and the concurrency limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stackcascade.store.schema import orgs
+
+
+async def ensure(conn: AsyncConnection, name: str, *, concurrency: int, now: float) -> None:
+    exists = await conn.scalar(sa.select(orgs.c.name).where(orgs.c.name == name))
+    if exists is None:
+        await conn.execute(orgs.insert().values(name=name, concurrency=concurrency, paused=False, created_at=now))
+
+
+async def get(conn: AsyncConnection, name: str) -> sa.Row[Any] | None:
+    return (await conn.execute(sa.select(orgs).where(orgs.c.name == name))).first()
+
+
+async def set_paused(conn: AsyncConnection, name: str, paused: bool) -> None:
+    await conn.execute(orgs.update().where(orgs.c.name == name).values(paused=paused))
+
+
+async def set_concurrency(conn: AsyncConnection, name: str, concurrency: int) -> None:
+    await conn.execute(orgs.update().where(orgs.c.name == name).values(concurrency=concurrency))

@@ -1,0 +1,121 @@
+"""Tables. One schema for SQLite and PostgreSQL; timestamps are epoch seconds (doubles)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSONDoc = sa.JSON().with_variant(JSONB(), "postgresql")
+ACTIVE_STATUSES = ("accepted", "running")
+_ACTIVE_SQL = sa.text("status IN ('accepted', 'running')")
+
+orgs = sa.Table(
+    "orgs",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+stacks = sa.Table(
+    "stacks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("org", sa.String(100), sa.ForeignKey("orgs.name"), nullable=False),
+    sa.Column("project", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("tags", JSONDoc, nullable=False),
+    sa.Column("outputs", JSONDoc, nullable=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    # Settings versions never repeat, not even after the settings were deleted and saved again.
+    sa.Column("settings_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("org", "project", "name", name="uq_stacks_org_project_name"),
+)
+
+deployment_settings = sa.Table(
+    "deployment_settings",
+    metadata,
+    sa.Column("stack_id", sa.String(36), sa.ForeignKey("stacks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("document", JSONDoc, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    # seq orders the queue (FIFO); id is the public identifier.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("stack_id", sa.String(36), sa.ForeignKey("stacks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("org", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("operation", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("initiator", sa.String(20), nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("settings", JSONDoc, nullable=False),
+    sa.Column("skip_intermediate", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("runner_id", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.Double, nullable=True),
+    sa.Column("cascade_id", sa.String(36), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("modified_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.UniqueConstraint("stack_id", "version", name="uq_deployments_stack_version"),
+    sa.Index("ix_deployments_status_seq", "status", "seq"),
+    sa.Index("ix_deployments_org_seq", "org", "seq"),
+    sa.Index("ix_deployments_stack_seq", "stack_id", "seq"),
+    # The database itself guarantees one running deployment per stack.
+    sa.Index(
+        "uq_deployments_one_active_per_stack",
+        "stack_id",
+        unique=True,
+        sqlite_where=_ACTIVE_SQL,
+        postgresql_where=_ACTIVE_SQL,
+    ),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    # The outbox: written in the same transaction as the change it reports.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("org", sa.String(100), nullable=False),
+    sa.Column("stack_id", sa.String(36), nullable=True),
+    sa.Column("deployment_id", sa.String(36), nullable=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_events_org_id", "org", "id"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("org", sa.String(100), nullable=True),
+    sa.Column("role", sa.String(20), nullable=True),
+    sa.Column("deployment_id", sa.String(36), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=True),
+)

@@ -1,0 +1,119 @@
+"""Stack rows and their deployment settings."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stackcascade.store.schema import deployment_settings, stacks
+
+
+async def find(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
+    query = sa.select(stacks).where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
+    return (await conn.execute(query)).first()
+
+
+async def insert(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(stacks.insert().values(**values))
+
+
+async def delete(conn: AsyncConnection, stack_id: str) -> None:
+    await conn.execute(stacks.delete().where(stacks.c.id == stack_id))
+
+
+async def project_exists(conn: AsyncConnection, org: str, project: str) -> bool:
+    query = sa.select(stacks.c.id).where(stacks.c.org == org, stacks.c.project == project).limit(1)
+    return (await conn.scalar(query)) is not None
+
+
+def _encode_cursor(row: sa.Row[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row.org, row.project, row.name]).encode()).decode()
+
+
+def decode_cursor(token: str) -> tuple[str, str, str] | None:
+    try:
+        org, project, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(part, str) for part in (org, project, name)):
+        return None
+    return org, project, name
+
+
+async def list_page(
+    conn: AsyncConnection,
+    *,
+    orgs: list[str] | None,
+    project: str | None,
+    tag: tuple[str, str | None] | None,
+    after: tuple[str, str, str] | None,
+    limit: int,
+) -> tuple[list[sa.Row[Any]], str | None]:
+    """Stacks ordered by org/project/name, keyset-paged; returns the page and the next cursor."""
+    query = sa.select(stacks).order_by(stacks.c.org, stacks.c.project, stacks.c.name)
+    if orgs is not None:
+        query = query.where(stacks.c.org.in_(orgs))
+    if project is not None:
+        query = query.where(stacks.c.project == project)
+    if after is not None:
+        query = query.where(sa.tuple_(stacks.c.org, stacks.c.project, stacks.c.name) > sa.tuple_(*after))
+    rows = list((await conn.execute(query)).all()) if tag else list((await conn.execute(query.limit(limit + 1))).all())
+    if tag is not None:
+        name, value = tag
+        rows = [r for r in rows if name in r.tags and (value is None or r.tags[name] == value)][: limit + 1]
+    if len(rows) > limit:
+        return rows[:limit], _encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+async def set_paused(conn: AsyncConnection, stack_id: str, paused: bool) -> None:
+    await conn.execute(stacks.update().where(stacks.c.id == stack_id).values(paused=paused))
+
+
+async def next_version(conn: AsyncConnection, stack_id: str) -> int:
+    """Take the stack's next deployment version; the row update also serialises creations per stack."""
+    result = await conn.execute(
+        stacks.update()
+        .where(stacks.c.id == stack_id)
+        .values(last_version=stacks.c.last_version + 1)
+        .returning(stacks.c.last_version)
+    )
+    return int(result.scalar_one())
+
+
+async def get_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
+    query = sa.select(deployment_settings).where(deployment_settings.c.stack_id == stack_id)
+    return (await conn.execute(query)).first()
+
+
+async def save_settings(conn: AsyncConnection, stack_id: str, document: dict[str, Any], now: float) -> int:
+    """Store ``document`` as the stack's settings and return the new version (always increasing)."""
+    version = int(
+        (
+            await conn.execute(
+                stacks.update()
+                .where(stacks.c.id == stack_id)
+                .values(settings_version=stacks.c.settings_version + 1)
+                .returning(stacks.c.settings_version)
+            )
+        ).scalar_one()
+    )
+    updated = await conn.execute(
+        deployment_settings.update()
+        .where(deployment_settings.c.stack_id == stack_id)
+        .values(document=document, version=version, updated_at=now)
+    )
+    if not updated.rowcount:
+        await conn.execute(
+            deployment_settings.insert().values(stack_id=stack_id, document=document, version=version, updated_at=now)
+        )
+    return version
+
+
+async def delete_settings(conn: AsyncConnection, stack_id: str) -> bool:
+    result = await conn.execute(deployment_settings.delete().where(deployment_settings.c.stack_id == stack_id))
+    return bool(result.rowcount)
