@@ -48,9 +48,11 @@ def settings(document: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 def _configuration(settings_doc: dict[str, Any]) -> dict[str, Any]:
+    # Sorted by name: PostgreSQL (JSONB) does not keep key order and SQLite does, so the stored order
+    # would differ by engine.
     variables = [
         {"name": name, "secret": True} if value is None else {"name": name, "secret": False, "value": value}
-        for name, value in doc.environment(settings_doc)
+        for name, value in sorted(doc.environment(settings_doc))
     ]
     configuration: dict[str, Any] = {"environmentVariables": variables}
     git = doc.git_source(settings_doc)

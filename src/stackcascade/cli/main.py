@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stackcascade import __version__
+from stackcascade.cli import deploy, deployments, login, settings, stacks, tokens
 from stackcascade.config import DEFAULT_PORT, Config
 
-app = typer.Typer(name="cascade", help="stackcascade: keep dependent infrastructure stacks up to date.", no_args_is_help=True)
+app = typer.Typer(
+    name="cascade", help="stackcascade: keep dependent infrastructure stacks up to date.", no_args_is_help=True
+)
 
 
 def _version(value: bool) -> None:
@@ -22,14 +26,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """stackcascade command line."""
 
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="CASCADE_DATA_DIR", help="Where the embedded SQLite database and key live.")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="CASCADE_DATA_DIR", help="Where the embedded SQLite database and key live.")
+]
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", envvar="CASCADE_DATABASE_URL", help="postgresql://... to use PostgreSQL.")
+    str | None,
+    typer.Option("--database-url", envvar="CASCADE_DATABASE_URL", help="postgresql://... to use PostgreSQL."),
 ]
 
 
@@ -46,10 +55,8 @@ def serve(
     from stackcascade.server import serve as run_server
 
     config = Config(data_dir=data_dir, database_url=database_url, host=host, port=port, runners=runners, demo=demo)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
         asyncio.run(run_server(config))
-    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
-        pass
 
 
 @app.command("admin-token")
@@ -72,6 +79,16 @@ def admin_token(
             await ctx.db.dispose()
 
     typer.echo(asyncio.run(_mint()))
+
+
+app.command("login")(login.login)
+app.command("logout")(login.logout)
+app.add_typer(stacks.app, name="stack")
+app.add_typer(settings.app, name="settings")
+app.command("deploy")(deploy.deploy)
+app.add_typer(deployments.app, name="deployments")
+app.command("cancel")(deploy.cancel)
+app.add_typer(tokens.app, name="token")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
 from stackcascade.services.deployment_settings import normalise
-from stackcascade.services.stacks import load, ref
+from stackcascade.services.stacks import ensure_org, load, ref
 from stackcascade.store import deployments as rows
 from stackcascade.store import events, orgs
 from stackcascade.store import stacks as stack_rows
@@ -66,7 +66,8 @@ async def create(
     """Queue a deployment: effective settings = request merged over saved settings (unless not inherited)."""
     principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
     operation, inherit, overrides = _parse_request(body)
-    request_doc = normalise(ctx, overrides, patch=True)
+    # One-off overrides never delete inherited values: the Pulumi SDK sends null for every unset field.
+    request_doc = normalise(ctx, overrides, patch=False)
     now = ctx.now()
     async with ctx.db.write() as conn:
         stack_row = await load(conn, org, project, stack)
@@ -212,7 +213,7 @@ async def set_stack_paused(
 async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: bool) -> None:
     principal.require(org, Role.ADMIN, f"organization {org!r}")
     async with ctx.db.write() as conn:
-        await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+        await ensure_org(ctx, conn, org)
         await orgs.set_paused(conn, org, paused)
 
 
@@ -221,7 +222,7 @@ async def set_org_concurrency(ctx: Context, principal: Principal, org: str, conc
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
         raise InvalidInput("concurrency must be a whole number between 1 and 10000")
     async with ctx.db.write() as conn:
-        await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+        await ensure_org(ctx, conn, org)
         await orgs.set_concurrency(conn, org, concurrency)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_stack_ref
-from stackcascade.domain.roles import Principal, Role
+from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.services.context import Context
 from stackcascade.store import deployments, events, orgs
 from stackcascade.store import stacks as stack_rows
@@ -42,6 +42,20 @@ def _check_tags(tags: object) -> dict[str, str]:
     return dict(tags)
 
 
+async def ensure_org(ctx: Context, conn: AsyncConnection, org: str) -> None:
+    """Create the org row on first use, also when two transactions do so at once (PostgreSQL).
+
+    The loser of that race gets a unique violation; the savepoint keeps its transaction usable and the
+    winner's row is committed and visible to its next statement.
+    """
+    try:
+        async with conn.begin_nested():
+            await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+    except IntegrityError:
+        if await orgs.get(conn, org) is None:
+            raise
+
+
 def stack_event_payload(org: str, project: str, stack: str) -> dict[str, Any]:
     return {"organization": org, "projectName": project, "stackName": stack}
 
@@ -56,7 +70,7 @@ async def create(ctx: Context, principal: Principal, org: str, project: str, bod
     now = ctx.now()
     try:
         async with ctx.db.write() as conn:
-            await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=now)
+            await ensure_org(ctx, conn, org)
             if await stack_rows.find(conn, org, project, name) is not None:
                 raise Conflict(f"stack {ref(org, project, name)} already exists")
             stack_id = str(uuid.uuid4())
@@ -129,8 +143,12 @@ async def list_stacks(
     if org is not None:
         principal.require(org, Role.VIEWER, f"organization {org!r}")
         visible: list[str] | None = [org]
-    else:
-        visible = None if principal.is_admin else ([principal.org] if principal.org else [])
+    elif principal.is_admin:
+        visible = None
+    elif principal.kind is TokenKind.ORG and principal.org:
+        visible = [principal.org]
+    else:  # runner and deployment tokens may not browse stacks (design section 7)
+        raise NotFound("no stacks are visible to this token")
     after = None
     if continuation:
         after = stack_rows.decode_cursor(continuation)

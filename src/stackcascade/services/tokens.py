@@ -14,7 +14,7 @@ from stackcascade.domain.errors import Forbidden, InvalidInput, NotFound, Unauth
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role, TokenKind, parse_role
 from stackcascade.services.context import Context
-from stackcascade.store import orgs
+from stackcascade.services.stacks import ensure_org
 from stackcascade.store.schema import tokens
 
 PREFIX = "csc_"
@@ -120,7 +120,7 @@ async def create(
     if not principal.may_grant(org, parsed):
         principal.require(org, Role.ADMIN, f"organization {org!r}")
     async with ctx.db.write() as conn:
-        await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
+        await ensure_org(ctx, conn, org)
         return await _insert(
             ctx,
             conn,

@@ -130,72 +130,88 @@ async def skip_superseded(conn: AsyncConnection, stack_id: str, *, now: float) -
     return skipped
 
 
-def _candidates(excluded_orgs: set[str]) -> sa.Select[Any]:
-    older_or_active = sa.exists().where(
-        sa.and_(
-            deployments.c.stack_id == _d.c.stack_id,
-            sa.or_(
-                deployments.c.status.in_(ACTIVE_STATUSES),
-                sa.and_(deployments.c.status == QUEUED, deployments.c.seq < _d.c.seq),
-            ),
-        )
+_d = deployments.alias("d")
+
+
+def _queued_in(org_name: Any) -> sa.ColumnElement[bool]:
+    """The org has a queued deployment on an unpaused stack."""
+    return sa.exists().where(
+        deployments.c.org == org_name,
+        deployments.c.status == QUEUED,
+        stacks.c.id == deployments.c.stack_id,
+        sa.not_(stacks.c.paused),
     )
-    active_in_org = (
-        sa.select(sa.func.count())
-        .select_from(deployments)
-        .where(deployments.c.org == _d.c.org, deployments.c.status.in_(ACTIVE_STATUSES))
+
+
+def _next_org(excluded: set[str]) -> sa.Select[Any]:
+    """Lock the unpaused org whose oldest queued deployment is oldest (SKIP LOCKED: never wait)."""
+    oldest = (
+        sa.select(sa.func.min(deployments.c.seq))
+        .where(deployments.c.org == orgs.c.name, deployments.c.status == QUEUED)
         .scalar_subquery()
     )
     query = (
-        sa.select(_d.c.seq, _d.c.id, _d.c.org, _d.c.stack_id)
+        sa.select(orgs.c.name, orgs.c.concurrency)
+        .where(sa.not_(orgs.c.paused), _queued_in(orgs.c.name))
+        .order_by(oldest)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if excluded:
+        query = query.where(orgs.c.name.not_in(excluded))
+    return query
+
+
+def _head_of_line(org: str) -> sa.Select[Any]:
+    """The org's oldest queued deployment with no older queued and no active deployment on its stack."""
+    blocked = sa.exists().where(
+        deployments.c.stack_id == _d.c.stack_id,
+        sa.or_(
+            deployments.c.status.in_(ACTIVE_STATUSES),
+            sa.and_(deployments.c.status == QUEUED, deployments.c.seq < _d.c.seq),
+        ),
+    )
+    return (
+        sa.select(_d.c.seq, _d.c.id, _d.c.stack_id)
         .join(stacks, stacks.c.id == _d.c.stack_id)
-        .join(orgs, orgs.c.name == _d.c.org)
-        .where(
-            _d.c.status == QUEUED,
-            sa.not_(stacks.c.paused),
-            sa.not_(orgs.c.paused),
-            sa.not_(older_or_active),
-            active_in_org < orgs.c.concurrency,
-        )
+        .where(_d.c.org == org, _d.c.status == QUEUED, sa.not_(stacks.c.paused), sa.not_(blocked))
         .order_by(_d.c.seq)
         .limit(1)
         .with_for_update(of=_d, skip_locked=True)
     )
-    if excluded_orgs:
-        query = query.where(_d.c.org.not_in(excluded_orgs))
-    return query
 
 
-_d = deployments.alias("d")
+async def _active_in_org(conn: AsyncConnection, org: str) -> int:
+    query = sa.select(sa.func.count()).select_from(deployments).where(
+        deployments.c.org == org, deployments.c.status.in_(ACTIVE_STATUSES)
+    )
+    return int(await conn.scalar(query) or 0)
 
 
 async def claim(
-    conn: AsyncConnection, *, runner_id: str, lease_seconds: float, now: float, attempts: int = 8
+    conn: AsyncConnection, *, runner_id: str, lease_seconds: float, now: float, attempts: int = 1000
 ) -> sa.Row[Any] | None:
     """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``), or return None.
 
-    On PostgreSQL the candidate row is locked with SKIP LOCKED so concurrent claimers pass each other,
-    and the org row is locked before the concurrency recount so two claimers cannot both take the
-    last slot. On SQLite the whole transaction already holds the write lock (BEGIN IMMEDIATE).
+    The org row is locked first and the org's running work counted under that lock, so the
+    concurrency limit holds by construction. Every lock is taken with SKIP LOCKED on PostgreSQL, so
+    claimers never wait on each other and cannot deadlock; a claimer that finds an org locked tries
+    the next one. On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
     """
     excluded: set[str] = set()
     for _ in range(attempts):
-        candidate = (await conn.execute(_candidates(excluded))).first()
-        if candidate is None:
+        org = (await conn.execute(_next_org(excluded))).first()
+        if org is None:
             return None
+        if await _active_in_org(conn, org.name) >= int(org.concurrency):
+            excluded.add(str(org.name))
+            continue
+        candidate = (await conn.execute(_head_of_line(org.name))).first()
+        if candidate is None:
+            excluded.add(str(org.name))
+            continue
         if await skip_superseded(conn, candidate.stack_id, now=now):
             continue  # the head may have been superseded; look again
-        org = (
-            await conn.execute(sa.select(orgs.c.concurrency).where(orgs.c.name == candidate.org).with_for_update())
-        ).first()
-        active = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(deployments)
-            .where(deployments.c.org == candidate.org, deployments.c.status.in_(ACTIVE_STATUSES))
-        )
-        if org is None or int(active or 0) >= int(org.concurrency):
-            excluded.add(str(candidate.org))
-            continue
         try:
             async with conn.begin_nested():
                 taken = await update(

@@ -1,0 +1,87 @@
+"""``cascade deploy`` (queue a deployment, optionally with one-off overrides) and ``cascade cancel``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
+from stackcascade.cli.documents import deployment_request
+from stackcascade.cli.errors import reports_errors
+from stackcascade.cli.output import print_json
+from stackcascade.cli.settings import (
+    BranchOption,
+    CommitOption,
+    EnvOption,
+    PreRunOption,
+    RepoDirOption,
+    RepoUrlOption,
+    SecretEnvOption,
+    flags_from_options,
+)
+from stackcascade.domain.deployments import Operation
+
+
+@reports_errors
+def deploy(
+    stack: StackArgument,
+    operation: Annotated[Operation, typer.Option("--operation", "-o", help="What to run.")] = Operation.UPDATE,
+    branch: BranchOption = None,
+    commit: CommitOption = None,
+    repo_url: RepoUrlOption = None,
+    repo_dir: RepoDirOption = None,
+    env: EnvOption = None,
+    secret_env: SecretEnvOption = None,
+    pre_run: PreRunOption = None,
+    no_inherit: Annotated[
+        bool, typer.Option("--no-inherit", help="Ignore the saved settings: use only what is given here.")
+    ] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a deployment of the stack; the options override its saved settings for this run only."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    flags = flags_from_options(
+        repo_url=repo_url,
+        branch=branch,
+        commit=commit,
+        repo_dir=repo_dir,
+        env=env,
+        secret_env=secret_env,
+        pre_run=pre_run,
+    )
+    body = deployment_request(operation.value, inherit=not no_inherit, flags=flags)
+    with conn.client() as api:
+        queued = api.create_deployment(ref, body)
+    if as_json:
+        print_json(queued)
+        return
+    typer.echo(f"Queued {operation.value} of {ref}: version {queued.get('version')}")
+    typer.echo(f"  id:      {queued.get('id')}")
+    typer.echo(f"  console: {queued.get('consoleUrl')}")
+
+
+@reports_errors
+def cancel(
+    stack: StackArgument,
+    deployment_id: Annotated[str, typer.Argument(help="The deployment's id.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a deployment: a queued one is skipped, a running one is asked to stop."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    with conn.client() as api:
+        result = api.cancel_deployment(ref, deployment_id)
+    if as_json:
+        print_json(result)
+    elif result.get("status") == "skipped":
+        typer.echo(f"Cancelled deployment {deployment_id} of {ref}: it will not run (skipped)")
+    else:
+        typer.echo(f"Cancellation requested for deployment {deployment_id} of {ref} ({result.get('status')})")

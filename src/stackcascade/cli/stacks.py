@@ -1,0 +1,80 @@
+"""``cascade stack create|ls|rm``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
+from stackcascade.cli.errors import reports_errors
+from stackcascade.cli.output import print_json, print_table
+from stackcascade.cli.refs import parse_pairs
+
+app = typer.Typer(help="Create, list and delete stacks.", no_args_is_help=True)
+
+
+@app.command("create")
+@reports_errors
+def create(
+    stack: StackArgument,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="KEY=VALUE", help="A tag as KEY=VALUE; repeat for more.")
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a stack."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    tags = parse_pairs(tag or [], "--tag")
+    with conn.client() as api:
+        created = api.create_stack(ref, tags)
+    if as_json:
+        print_json(created)
+    else:
+        typer.echo(f"Created stack {ref}")
+
+
+@app.command("ls")
+@reports_errors
+def list_stacks(
+    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the stacks of the organization (every organization the token sees when no org is set)."""
+    conn = connect(server, token, org)
+    with conn.client() as api:
+        listing = api.list_stacks(org=conn.org, project=project)
+    if as_json:
+        print_json(listing)
+        return
+    rows = [
+        (s.get("orgName"), s.get("projectName"), s.get("stackName"), (s.get("links") or {}).get("self"))
+        for s in listing["stacks"]
+    ]
+    print_table(("ORG", "PROJECT", "STACK", "CONSOLE"), rows, empty="No stacks.")
+
+
+@app.command("rm")
+@reports_errors
+def remove(
+    stack: StackArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+) -> None:
+    """Delete a stack with its settings and deployment history (refused while a deployment runs)."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    if not yes:
+        typer.confirm(f"Delete stack {ref} with its settings and deployment history?", abort=True)
+    with conn.client() as api:
+        api.delete_stack(ref)
+    typer.echo(f"Deleted stack {ref}")

@@ -1,0 +1,225 @@
+"""Queue semantics in the database: one running per stack, FIFO, head-of-line, limits, pause, leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from stackcascade.domain.deployments import Status
+from stackcascade.domain.errors import Conflict
+from stackcascade.services import deployments, queue
+from stackcascade.services.context import Context
+from stackcascade.store.schema import deployments as deployments_table
+from stackcascade.store.schema import events
+from tests.services.helpers import ADMIN, make_stack
+from tests.services.helpers import queue as enqueue
+
+ORG = "acme"
+
+
+async def _status(ctx: Context, deployment_id: str) -> tuple[str, str | None]:
+    async with ctx.db.read() as conn:
+        row = (await conn.execute(sa.select(deployments_table.c.status, deployments_table.c.reason).where(deployments_table.c.id == deployment_id))).one()
+    return row.status, row.reason
+
+
+async def _claim_and_finish(ctx: Context, runner: str = "r1", status: Status = Status.SUCCEEDED) -> Any:
+    row = await queue.claim(ctx, runner)
+    assert row is not None
+    await queue.start(ctx, row.id, runner)
+    return await queue.finish(ctx, row.id, runner, status)
+
+
+async def test_one_stack_runs_one_deployment_at_a_time_in_fifo_order(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    queued = [await enqueue(ctx, ORG, "net") for _ in range(3)]
+    first = await queue.claim(ctx, "r1")
+    assert first is not None and first.id == queued[0].id and first.status == "accepted"
+    assert await queue.claim(ctx, "r2") is None, "the stack is busy, nothing else is eligible"
+    await queue.start(ctx, first.id, "r1")
+    await queue.finish(ctx, first.id, "r1", Status.SUCCEEDED)
+    second = await queue.claim(ctx, "r2")
+    assert second is not None and second.version == 2
+
+
+async def test_head_of_line_lets_other_stacks_pass_a_busy_one(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await make_stack(ctx, ORG, "db")
+    a1 = await enqueue(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")
+    b1 = await enqueue(ctx, ORG, "db")
+    claimed = [await queue.claim(ctx, f"r{i}") for i in range(3)]
+    assert [c.id if c else None for c in claimed] == [a1.id, b1.id, None]
+
+
+async def test_org_concurrency_limit_holds_back_further_claims(ctx: Context) -> None:
+    await deployments.set_org_concurrency(ctx, ADMIN, ORG, 2)
+    for project in ("a", "b", "c"):
+        await make_stack(ctx, ORG, project)
+        await enqueue(ctx, ORG, project)
+    first, second = await queue.claim(ctx, "r1"), await queue.claim(ctx, "r2")
+    assert first is not None and second is not None
+    assert await queue.claim(ctx, "r3") is None
+    await queue.start(ctx, first.id, "r1")
+    await queue.finish(ctx, first.id, "r1", Status.FAILED, "boom")
+    third = await queue.claim(ctx, "r3")
+    assert third is not None and third.project == "c"
+
+
+async def test_concurrency_limit_of_one_org_does_not_hold_back_another(ctx: Context) -> None:
+    await deployments.set_org_concurrency(ctx, ADMIN, "small", 1)
+    for project in ("a", "b"):
+        await make_stack(ctx, "small", project)
+        await enqueue(ctx, "small", project)
+    await make_stack(ctx, "other", "x")
+    await enqueue(ctx, "other", "x")
+    claimed = [await queue.claim(ctx, f"r{i}") for i in range(3)]
+    assert [(c.org, c.project) if c else None for c in claimed] == [("small", "a"), ("other", "x"), None]
+
+
+async def test_paused_stack_holds_its_queue_until_resumed(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await make_stack(ctx, ORG, "db")
+    await enqueue(ctx, ORG, "net")
+    db = await enqueue(ctx, ORG, "db")
+    await deployments.set_stack_paused(ctx, ADMIN, ORG, "net", "prod", True)
+    only = await queue.claim(ctx, "r1")
+    assert only is not None and only.id == db.id
+    assert await queue.claim(ctx, "r2") is None
+    await deployments.set_stack_paused(ctx, ADMIN, ORG, "net", "prod", False)
+    resumed = await queue.claim(ctx, "r2")
+    assert resumed is not None and resumed.project == "net"
+
+
+async def test_paused_org_holds_every_stack_but_running_work_finishes(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")
+    running = await queue.claim(ctx, "r1")
+    assert running is not None
+    await queue.start(ctx, running.id, "r1")
+    await deployments.set_org_paused(ctx, ADMIN, ORG, True)
+    await queue.finish(ctx, running.id, "r1", Status.SUCCEEDED)
+    assert await queue.claim(ctx, "r1") is None
+    await deployments.set_org_paused(ctx, ADMIN, ORG, False)
+    assert await queue.claim(ctx, "r1") is not None
+
+
+async def test_skip_intermediate_keeps_only_the_newest_queued_when_the_running_one_finishes(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    running = await enqueue(ctx, ORG, "net")
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None and claimed.id == running.id
+    middle = [await enqueue(ctx, ORG, "net", skip_intermediate=True) for _ in range(2)]
+    newest = await enqueue(ctx, ORG, "net", skip_intermediate=True)
+    await queue.start(ctx, running.id, "r1")
+    await queue.finish(ctx, running.id, "r1", Status.SUCCEEDED)
+    for item in middle:
+        status, reason = await _status(ctx, item.id)
+        assert status == "skipped"
+        assert reason is not None and f"superseded by version {newest.version}" in reason
+    nxt = await queue.claim(ctx, "r1")
+    assert nxt is not None and nxt.id == newest.id
+
+
+async def test_skip_intermediate_applies_per_operation(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    update = await enqueue(ctx, ORG, "net", operation="update")
+    preview = await enqueue(ctx, ORG, "net", operation="preview", skip_intermediate=True)
+    first = await queue.claim(ctx, "r1")
+    assert first is not None and first.id == update.id, "a newer preview does not supersede an update"
+    assert (await _status(ctx, preview.id))[0] == "not-started"
+
+
+async def test_skip_intermediate_at_claim_time_when_nothing_was_running(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await deployments.set_stack_paused(ctx, ADMIN, ORG, "net", "prod", True)
+    old = await enqueue(ctx, ORG, "net", skip_intermediate=True)
+    new = await enqueue(ctx, ORG, "net", skip_intermediate=True)
+    await deployments.set_stack_paused(ctx, ADMIN, ORG, "net", "prod", False)
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None and claimed.id == new.id
+    assert (await _status(ctx, old.id))[0] == "skipped"
+
+
+async def test_expired_lease_fails_the_deployment_as_runner_lost_and_never_requeues(ctx: Context) -> None:
+    now = [1_000.0]
+    ctx.clock = lambda: now[0]
+    await make_stack(ctx, ORG, "net")
+    queued = await enqueue(ctx, ORG, "net")
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None and claimed.lease_expires_at == pytest.approx(1_000 + ctx.lease_seconds)
+    await queue.start(ctx, claimed.id, "r1")
+    now[0] += ctx.lease_seconds - 1
+    assert await queue.expire_leases(ctx) == []
+    now[0] += 2
+    lost = await queue.expire_leases(ctx)
+    assert [row.id for row in lost] == [queued.id]
+    assert await _status(ctx, queued.id) == ("failed", "runner lost")
+    assert await queue.claim(ctx, "r2") is None
+    async with ctx.db.read() as conn:
+        kinds = (await conn.execute(sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id))).scalars().all()
+    assert kinds == ["deployment_queued", "deployment_started", "deployment_failed", "update_failed"]
+
+
+async def test_heartbeat_extends_the_lease_and_reports_cancellation(ctx: Context) -> None:
+    now = [5_000.0]
+    ctx.clock = lambda: now[0]
+    await make_stack(ctx, ORG, "net")
+    queued = await enqueue(ctx, ORG, "net")
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None
+    now[0] += ctx.lease_seconds - 5
+    beat = await queue.heartbeat(ctx, claimed.id, "r1")
+    assert beat.cancel_requested is False and beat.lease_expires_at == pytest.approx(now[0] + ctx.lease_seconds)
+    now[0] += 10
+    assert await queue.expire_leases(ctx) == [], "the heartbeat moved the deadline"
+    await deployments.cancel(ctx, ADMIN, ORG, "net", "prod", queued.id)
+    assert (await queue.heartbeat(ctx, claimed.id, "r1")).cancel_requested is True
+
+
+async def test_only_the_lease_holder_may_report_on_a_deployment(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None
+    with pytest.raises(Conflict, match="not leased to runner 'intruder'"):
+        await queue.heartbeat(ctx, claimed.id, "intruder")
+    with pytest.raises(Conflict):
+        await queue.finish(ctx, claimed.id, "intruder", Status.SUCCEEDED)
+
+
+async def test_finish_emits_deployment_and_operation_events_in_order(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    queued = await enqueue(ctx, ORG, "net", operation="preview")
+    await _claim_and_finish(ctx)
+    async with ctx.db.read() as conn:
+        kinds = (await conn.execute(sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id))).scalars().all()
+    assert kinds == ["deployment_queued", "deployment_started", "deployment_succeeded", "preview_succeeded"]
+
+
+async def test_database_refuses_a_second_active_deployment_on_a_stack(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    first, second = await enqueue(ctx, ORG, "net"), await enqueue(ctx, ORG, "net")
+    async with ctx.db.write() as conn:
+        await conn.execute(deployments_table.update().where(deployments_table.c.id == first.id).values(status="running"))
+    with pytest.raises(IntegrityError):
+        async with ctx.db.write() as conn:
+            await conn.execute(deployments_table.update().where(deployments_table.c.id == second.id).values(status="accepted"))
+
+
+async def test_an_event_is_not_kept_when_its_transaction_rolls_back(ctx: Context) -> None:
+    from stackcascade.store import events as outbox
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with ctx.db.write() as conn:
+            await outbox.append(conn, org=ORG, kind="deployment_queued", payload={}, now=ctx.now())
+            raise Boom
+    async with ctx.db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == 0

@@ -1,0 +1,126 @@
+"""Many concurrent actors, each with its own database engine, against one queue.
+
+The recorded intervals are conservative: a claim is recorded after its transaction committed and a
+finish before its transaction starts, so a recorded overlap implies a real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from stackcascade.domain.deployments import Status
+from stackcascade.services import deployments, queue
+from stackcascade.services.context import Context
+from stackcascade.store.db import Database
+from stackcascade.store.schema import deployments as deployments_table
+from tests.services.helpers import ADMIN, make_stack
+from tests.services.helpers import queue as enqueue
+
+pytestmark = pytest.mark.stress
+
+LIMITS = {"alpha": 3, "beta": 4}
+STACKS_PER_ORG = 10
+DEPLOYMENTS_PER_STACK = 5
+CLAIMERS = 10
+
+
+@asynccontextmanager
+async def _actors(base: Context, count: int) -> AsyncIterator[list[Context]]:
+    contexts = [Context(db=Database(base.db.url, pool_size=2), secrets=base.secrets, lease_seconds=60) for _ in range(count)]
+    try:
+        yield contexts
+    finally:
+        for actor in contexts:
+            await actor.db.dispose()
+
+
+@dataclass(frozen=True)
+class Mark:
+    tick: int
+    kind: str
+    org: str
+    stack: str
+    version: int
+
+
+async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
+    for org, limit in LIMITS.items():
+        await deployments.set_org_concurrency(ctx, ADMIN, org, limit)
+        for i in range(STACKS_PER_ORG):
+            await make_stack(ctx, org, f"s{i}")
+    # Interleave creation across stacks so FIFO per stack differs from global order.
+    for _ in range(DEPLOYMENTS_PER_STACK):
+        for org in LIMITS:
+            for i in range(STACKS_PER_ORG):
+                await enqueue(ctx, org, f"s{i}")
+    total = len(LIMITS) * STACKS_PER_ORG * DEPLOYMENTS_PER_STACK
+    ticks = itertools.count()
+    marks: list[Mark] = []
+    finished = 0
+    rng = random.Random(7)
+
+    async def claimer(actor: Context, name: str) -> None:
+        nonlocal finished
+        while finished < total:
+            row = await queue.claim(actor, name)
+            if row is None:
+                await asyncio.sleep(0.002)  # idle poll; correctness never depends on it
+                continue
+            marks.append(Mark(next(ticks), "claim", row.org, row.project, row.version))
+            await queue.start(actor, row.id, name)
+            await asyncio.sleep(rng.uniform(0.1, 0.25))  # hold the slot so limits are contended
+            marks.append(Mark(next(ticks), "finish", row.org, row.project, row.version))
+            await queue.finish(actor, row.id, name, Status.SUCCEEDED)
+            finished += 1
+
+    async with _actors(ctx, CLAIMERS) as actors:
+        await asyncio.wait_for(asyncio.gather(*(claimer(a, f"runner-{i}") for i, a in enumerate(actors))), timeout=240)
+
+    claims = [m for m in marks if m.kind == "claim"]
+    assert len(claims) == total
+    assert len({(m.org, m.stack, m.version) for m in claims}) == total, "a deployment was claimed twice"
+
+    active_per_stack: dict[tuple[str, str], int] = defaultdict(int)
+    active_per_org: dict[str, int] = defaultdict(int)
+    peak_per_org: dict[str, int] = defaultdict(int)
+    versions_per_stack: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for mark in sorted(marks, key=lambda m: m.tick):
+        key = (mark.org, mark.stack)
+        step = 1 if mark.kind == "claim" else -1
+        active_per_stack[key] += step
+        active_per_org[mark.org] += step
+        assert active_per_stack[key] <= 1, f"two deployments of {key} ran at once"
+        peak_per_org[mark.org] = max(peak_per_org[mark.org], active_per_org[mark.org])
+        if mark.kind == "claim":
+            versions_per_stack[key].append(mark.version)
+    for org, limit in LIMITS.items():
+        assert peak_per_org[org] <= limit, f"{org} ran {peak_per_org[org]} at once, limit {limit}"
+    for key, versions in versions_per_stack.items():
+        assert versions == sorted(versions), f"{key} ran out of FIFO order: {versions}"
+    async with ctx.db.read() as conn:
+        statuses = (await conn.execute(sa.select(deployments_table.c.status).distinct())).scalars().all()
+    assert statuses == ["succeeded"]
+
+
+async def test_concurrent_creators_get_unique_sequential_versions(ctx: Context) -> None:
+    await make_stack(ctx, "alpha", "busy")
+    per_actor = 15
+
+    async def creator(actor: Context) -> list[int]:
+        return [(await enqueue(actor, "alpha", "busy")).version for _ in range(per_actor)]
+
+    async with _actors(ctx, CLAIMERS) as actors:
+        results = await asyncio.wait_for(asyncio.gather(*(creator(a) for a in actors)), timeout=120)
+    versions = sorted(v for chunk in results for v in chunk)
+    assert versions == list(range(1, CLAIMERS * per_actor + 1))
+    for chunk in results:
+        assert chunk == sorted(chunk)

@@ -1,0 +1,116 @@
+"""Test helpers: databases on both engines and a real HTTP server in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+
+PG_ADMIN_DSN = os.environ.get("CASCADE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASES = ("sqlite", "postgresql")
+
+
+def postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def require_postgres() -> None:
+    """Skip with a clear message locally; fail under CI=true, where PostgreSQL must be there."""
+    if postgres_reachable():
+        return
+    message = f"PostgreSQL is unreachable at {PG_ADMIN_DSN}; start it (pg_ctlcluster ... main start) to run these tests"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: PostgreSQL tests may not be skipped)")
+    pytest.skip(message)
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database URL nobody else uses; PostgreSQL databases are dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cascade.db'}"
+        return
+    require_postgres()
+    name = f"cascade_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server on a real port, serving the real app, in a background thread."""
+
+    url: str
+    admin_token: str
+    database_url: str
+    data_dir: Path
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object) -> LiveServer:
+    from stackcascade.api.app import create_app
+    from stackcascade.config import Config
+    from stackcascade.server import prepare
+
+    port = free_port()
+    admin = "csc_test_admin_" + uuid.uuid4().hex
+    config = Config(data_dir=data_dir, database_url=database_url, port=port, admin_token=admin, **config_overrides)  # type: ignore[arg-type]
+    ready = threading.Event()
+    holder: dict[str, uvicorn.Server] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        async def main() -> None:
+            ctx, _, _ = await prepare(config)
+            app = create_app(ctx, max_body_bytes=max_body_bytes)
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            holder["server"] = server
+            task = asyncio.create_task(server.serve())
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            ready.set()
+            await task
+            await ctx.db.dispose()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name=f"live-server-{port}", daemon=True)
+    thread.start()
+    if not ready.wait(60) or failure:
+        raise RuntimeError(f"test server did not start: {failure!r}")
+    return LiveServer(f"http://127.0.0.1:{port}", admin, database_url, data_dir, holder["server"], thread)
