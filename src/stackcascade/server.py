@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -90,6 +91,10 @@ async def serve(config: Config) -> None:
     )
     sweeper = asyncio.create_task(_sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
     _announce(config, ctx, new_token, seeded)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to whatever handler
+    # was installed before it; a no-op handler lets us finish our own cleanup and exit with status 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         await server.serve()
     finally:

@@ -91,3 +91,24 @@ def test_the_saved_token_is_never_sent_to_another_server(cascade: Cascade, live_
     failed(
         cascade.run("stack", "ls", "--server", other), f"no token for {other}", f"saved login is for {live_server.url}"
     )
+
+
+def test_a_login_file_readable_by_others_is_still_used_but_warned_about(
+    cascade: Cascade, config_home: Path, org: str
+) -> None:
+    ok(cascade.as_admin("login", "--org", org))
+    path = credentials_file(config_home)
+    path.chmod(0o644)
+    result = ok(cascade.run("stack", "ls", "--json"))
+    assert result.stderr == f"warning: {path} is readable by other users; run: chmod 600 {path}\n"
+    assert json.loads(result.stdout) == {"stacks": []}
+
+
+def test_login_again_replaces_the_file_and_tightens_its_directory(cascade: Cascade, config_home: Path) -> None:
+    (config_home / "stackcascade").mkdir(parents=True, mode=0o755)
+    ok(cascade.as_admin("login", "--org", "first"))
+    ok(cascade.as_admin("login"))
+    path = credentials_file(config_home)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert "org" not in json.loads(path.read_text())
+    assert [p.name for p in path.parent.iterdir()] == ["credentials.json"]  # no temporary file left behind

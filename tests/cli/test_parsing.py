@@ -171,7 +171,15 @@ def test_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_server_url_is_normalised_and_checked() -> None:
     assert normalise_server(" http://127.0.0.1:8080/ ") == "http://127.0.0.1:8080"
     assert normalise_server("https://ops.example.com/cascade") == "https://ops.example.com/cascade"
-    for bad in ("127.0.0.1:8080", "ftp://host", "http://", "http://h/?x=1", "http://[::1", "http://h:abc", "http://h:99999"):
+    for bad in (
+        "127.0.0.1:8080",
+        "ftp://host",
+        "http://",
+        "http://h/?x=1",
+        "http://[::1",
+        "http://h:abc",
+        "http://h:99999",
+    ):
         with pytest.raises(CliError, match="invalid server URL"):
             normalise_server(bad)
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from stackcascade import __version__
 from stackcascade.api import errors
-from stackcascade.api.body import BodyLimit
+from stackcascade.api.body import BodyLimit, UrlGuard
 from stackcascade.api.routes import deployments, orgs, settings, stacks, tokens
 from stackcascade.api.schemas import REQUEST_MODELS
 from stackcascade.services.context import Context
@@ -42,6 +42,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1024 * 1024) -> FastAPI:
         return JSONResponse({"status": "ok", "version": __version__})
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(UrlGuard)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 

@@ -91,7 +91,7 @@ class Connection:
 
 def connect(server: str | None, token: str | None, org: str | None = None) -> Connection:
     """Resolve the connection; the saved token is only ever sent to the server it was saved for."""
-    saved = credentials.load()
+    saved = None if server and token and org else credentials.load()  # the file only when something is missing
     if server:
         url = normalise_server(server)
     elif saved is not None:

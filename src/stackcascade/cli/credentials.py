@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,13 +55,21 @@ def load() -> Credentials | None:
         or not isinstance(data.get("token"), str)
         or not isinstance(data.get("org"), str | None)
     ):
-        raise CliError(f"{path} is not a valid credentials file: run `cascade login` again")
+        raise CliError(f"{path} is not a valid credentials file: remove it or run `cascade login --server URL` again")
     return Credentials(server=data["server"], token=data["token"], org=data.get("org"))
 
 
 def save(credentials: Credentials) -> Path:
     """Write the file atomically, created with mode 0600 so the token is never readable by others, even briefly."""
     path = credentials_path()
+    try:
+        _write(path, credentials)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _write(path: Path, credentials: Credentials) -> None:
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(path.parent, DIR_MODE)
     payload = {"server": credentials.server, "token": credentials.token}
@@ -72,8 +79,8 @@ def save(credentials: Credentials) -> Path:
     temporary.unlink(missing_ok=True)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)  # whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)  # whatever the umask
             json.dump(payload, handle, indent=2)
             handle.write("\n")
             handle.flush()
@@ -83,17 +90,15 @@ def save(credentials: Credentials) -> Path:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
-    return path
 
 
 def remove() -> bool:
     """Delete the login file; False when there was none."""
+    path = credentials_path()
     try:
-        credentials_path().unlink()
+        path.unlink()
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise CliError(f"cannot remove {path}: {exc.strerror or exc}") from None
     return True
-
-
-def is_private(path: Path) -> bool:
-    return stat.S_IMODE(path.stat().st_mode) == FILE_MODE

@@ -8,6 +8,7 @@ from typing import Any
 from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import ACTIVE, TERMINAL, Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
+from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
 from stackcascade.services.deployment_settings import normalise
@@ -212,6 +213,7 @@ async def set_stack_paused(
 
 async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: bool) -> None:
     principal.require(org, Role.ADMIN, f"organization {org!r}")
+    check_name("organization", org, may_start_with_dot=True)  # this may create the org
     async with ctx.db.write() as conn:
         await ensure_org(ctx, conn, org)
         await orgs.set_paused(conn, org, paused)
@@ -219,6 +221,7 @@ async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: b
 
 async def set_org_concurrency(ctx: Context, principal: Principal, org: str, concurrency: object) -> None:
     principal.require(org, Role.ADMIN, f"organization {org!r}")
+    check_name("organization", org, may_start_with_dot=True)  # this may create the org
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
         raise InvalidInput("concurrency must be a whole number between 1 and 10000")
     async with ctx.db.write() as conn:

@@ -18,6 +18,7 @@ from stackcascade.services.stacks import ensure_org
 from stackcascade.store.schema import tokens
 
 PREFIX = "csc_"
+MAX_NAME = 200  # tokens.name column
 
 
 def hash_token(token: str) -> str:
@@ -103,6 +104,8 @@ async def create(
     ctx: Context, principal: Principal, *, org: str | None, role: object, name: str | None, runner: bool = False
 ) -> IssuedToken:
     """Create an admin, org or runner token. Admins may create any; an org admin only for its org."""
+    if name is not None and len(name) > MAX_NAME:
+        raise InvalidInput(f"'name' must be at most {MAX_NAME} characters")
     if runner:
         if not principal.is_admin:
             raise Forbidden("only an admin token may create runner tokens")

@@ -1,0 +1,118 @@
+"""``cascade serve`` as a real process: bootstrap, demo, restart and clean shutdown, on both databases."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.support import free_port
+
+CASCADE = Path(sys.executable).parent / "cascade"
+TOKEN_LINE = re.compile(r"^\s+(csc_\S+)$", re.MULTILINE)
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process = process
+        self.url = url
+        self.banner = ""
+
+    def client(self, token: str) -> httpx2.Client:
+        return httpx2.Client(base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=10)
+
+
+def _wait_until_up(served: Served, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise AssertionError(f"cascade serve exited early: {served.process.stdout.read() if served.process.stdout else ''}")
+        try:
+            if httpx2.get(served.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("cascade serve did not answer /healthz in time")
+
+
+@contextmanager
+def serve(data_dir: Path, database_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    port = free_port()
+    command = [str(CASCADE), "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
+    if database_url.startswith("postgresql"):
+        command += ["--database-url", database_url]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | (env or {})
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+    served = Served(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_until_up(served, time.monotonic() + 30)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        served.banner = output
+
+
+def test_first_start_prints_a_working_admin_token_once_and_restarts_keep_it(database_url: str, tmp_path: Path) -> None:
+    with serve(tmp_path, database_url) as first:
+        pass
+    tokens = TOKEN_LINE.findall(first.banner)
+    assert len(tokens) == 1, first.banner
+    assert first.process.returncode == 0, "SIGTERM is a clean shutdown"
+    assert "stackcascade stopped" in first.banner
+    key = tmp_path / "secret.key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    with serve(tmp_path, database_url) as second, second.client(tokens[0]) as api:
+        assert api.get("/api/tokens").status_code == 200
+    assert TOKEN_LINE.findall(second.banner) == [], "the token is printed once, at the first start only"
+    assert tokens[0] not in second.banner
+
+
+def test_configured_admin_token_is_accepted(database_url: str, tmp_path: Path) -> None:
+    configured = "csc_configured_" + "x" * 20
+    with serve(tmp_path, database_url, env={"CASCADE_ADMIN_TOKEN": configured}) as served, served.client(configured) as api:
+        assert api.get("/api/tokens").status_code == 200
+        with served.client("csc_wrong") as wrong:
+            assert wrong.get("/api/tokens").status_code == 401
+    assert TOKEN_LINE.findall(served.banner) == []
+
+
+def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(database_url: str, tmp_path: Path) -> None:
+    token = "csc_demo_" + "y" * 20
+    with serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as served, served.client(token) as api:
+        stacks = api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]
+        assert sorted(s["projectName"] for s in stacks) == ["app", "cluster", "database", "network"]
+        settings = api.get("/api/stacks/demo/network/prod/deployments/settings").json()
+        repo_url = settings["sourceContext"]["git"]["repoUrl"]
+        created = api.post("/api/stacks/demo/network/prod/deployments", json={"operation": "update"})
+        assert created.status_code == 202
+    repo = Path(repo_url.removeprefix("file://"))
+    log = subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True, check=True)
+    assert "demo projects" in log.stdout
+    assert (repo / "network" / "Cascade.yaml").read_text().startswith("#")
+    # A second demo start leaves the seeded stacks alone.
+    with serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as again, again.client(token) as api:
+        assert len(api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]) == 4
+    assert "already there" in again.banner
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_stop_the_server_cleanly(signum: int, tmp_path: Path) -> None:
+    with serve(tmp_path, f"sqlite:///{tmp_path}/x.db") as served:
+        served.process.send_signal(signum)
+        served.process.wait(timeout=15)
+    assert served.process.returncode == 0
+    assert "Traceback" not in served.banner
