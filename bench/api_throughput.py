@@ -1,17 +1,29 @@
 """API throughput, idle memory and cold start of a real ``cascade serve`` process.
 
-Measures, for each database (SQLite in a fresh data dir, PostgreSQL in a fresh database):
+Measures, for each database (SQLite in a fresh data dir, PostgreSQL in a fresh database that is dropped
+afterwards):
 
-1. create-deployment throughput: ``POST /api/stacks/{org}/{project}/{stack}/deployments``
-   spread round-robin over ``--stacks`` stacks that have saved deployment settings;
-2. get-deployment throughput: ``GET /api/stacks/{org}/{project}/{stack}/deployments/{id}``;
-3. idle resident memory (``VmRSS`` of the server process after warm-up and ``--idle`` seconds idle);
+1. create-deployment throughput: ``POST /api/stacks/{org}/{project}/{stack}/deployments`` with
+   ``{"operation": "update"}``, round-robin over ``--stacks`` stacks that have saved deployment settings;
+2. get-deployment throughput: ``GET /api/stacks/{org}/{project}/{stack}/deployments/{id}`` over the
+   deployments created in (1);
+3. idle resident memory: ``VmRSS`` of the server process after a warm-up and ``--idle`` seconds idle
+   (and again after all load phases);
 4. cold start: process spawn to the first ``200`` from ``GET /healthz`` on a fresh data dir / database.
 
 Each client is one asyncio task with its own ``httpx2.AsyncClient`` limited to one keep-alive
-connection. Every phase is bounded by ``--duration`` seconds *and* ``--requests`` requests, traffic
-goes to 127.0.0.1 only, and every response's status is checked: a run with any error exits 1 and
-its numbers are not a valid result.
+connection. Every phase is bounded by ``--duration`` seconds *and* ``--requests`` requests; traffic goes
+to 127.0.0.1 only. Every response's status (and the id in its body) is checked, and at the end the
+server's deployment count must equal the number of acknowledged creates: a run with any error prints
+the server log tail, exits 1, and its numbers are not a valid result.
+
+The server runs with ``--runners 0`` by default so that the API is measured alone (queued deployments
+are not executed); ``--runners N`` includes the local runner pool.
+
+Besides req/s and latency, every phase reports the CPU time the server spent per request (the number
+that bounds a single-process server: max req/s per core ~ 1000 / ms-per-request) and the CPU used by
+this load generator, by the PostgreSQL backends of the benchmark database, and by everything else on
+the machine -- other work on a shared machine lowers throughput, and this column shows by how much.
 
     .venv/bin/python bench/api_throughput.py                      # full run, both databases
     .venv/bin/python bench/api_throughput.py --quick --databases sqlite
@@ -24,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
@@ -74,6 +87,7 @@ class PhaseResult:
     max_ms: float
     server_cpu_pct: float
     client_cpu_pct: float
+    db_cpu_pct: float
     other_cpu_pct: float
     server_cpu_ms_per_req: float
 
@@ -107,6 +121,7 @@ class Report:
     memory: list[MemoryResult] = field(default_factory=list)
     cold: list[ColdStartResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    server_logs: dict[str, str] = field(default_factory=dict)
 
     def error(self, message: str) -> None:
         self.errors.append(message)
@@ -162,23 +177,51 @@ def system_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-class CpuMeter:
-    """CPU used during a window by the server, this benchmark process and everything else on the machine."""
+def pg_backend_cpu(database_url: str | None) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the benchmark's database (pid -> s)."""
+    if not database_url:
+        return {}
+    import psycopg
 
-    def __init__(self, server_pid: int) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True, connect_timeout=5) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+@dataclass
+class CpuUse:
+    wall: float  # seconds
+    server: float  # CPU seconds of the `cascade serve` process (all threads)
+    bench: float  # CPU seconds of this process (the load generator)
+    database: float  # CPU seconds of the PostgreSQL backends serving the benchmark's database
+    other: float  # CPU seconds of everything else on the machine (other sessions, ...)
+
+
+class CpuMeter:
+    """CPU used during a window by the server, its database, this benchmark and everything else."""
+
+    def __init__(self, server_pid: int, database_url: str | None = None) -> None:
         self.server_pid = server_pid
+        self.database_url = database_url
+        self.db0 = pg_backend_cpu(database_url)
         self.wall0 = time.perf_counter()
         self.server0 = cpu_seconds(server_pid)
         self.bench0 = time.process_time()
         self.system0 = system_busy_seconds()
 
-    def read(self) -> tuple[float, float, float, float]:
-        """(wall seconds, server CPU s, bench CPU s, other processes' CPU s)."""
+    def read(self) -> CpuUse:
         wall = time.perf_counter() - self.wall0
         server = cpu_seconds(self.server_pid) - self.server0
         bench = time.process_time() - self.bench0
         system = system_busy_seconds() - self.system0
-        return wall, server, bench, max(0.0, system - server - bench)
+        db1 = pg_backend_cpu(self.database_url)
+        database = sum(max(0.0, cpu - self.db0.get(pid, 0.0)) for pid, cpu in db1.items())
+        return CpuUse(wall, server, bench, database, max(0.0, system - server - bench - database))
 
 
 async def wait_until_quiet(server_pid: int, max_wait: float, threshold_pct: float) -> float:
@@ -192,8 +235,8 @@ async def wait_until_quiet(server_pid: int, max_wait: float, threshold_pct: floa
     while True:
         meter = CpuMeter(server_pid)
         await asyncio.sleep(1.0)
-        wall, _, _, other = meter.read()
-        other_pct = 100 * other / wall
+        use = meter.read()
+        other_pct = 100 * use.other / use.wall
         if other_pct < threshold_pct or time.perf_counter() >= deadline:
             return other_pct
 
@@ -201,10 +244,11 @@ async def wait_until_quiet(server_pid: int, max_wait: float, threshold_pct: floa
 class Server:
     """``cascade serve`` in a subprocess on a free loopback port with a fresh data dir."""
 
-    def __init__(self, database_url: str | None, token: str, nice: int = 0) -> None:
+    def __init__(self, database_url: str | None, token: str, nice: int = 0, runners: int = 0) -> None:
         self.database_url = database_url
         self.token = token
         self.nice = nice
+        self.runners = runners
         self.port = free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="cascade-bench-"))
         self.log_path = self.data_dir / "server.log"
@@ -224,6 +268,8 @@ class Server:
         cmd = [cascade_executable(), "serve", "--data-dir", str(self.data_dir / "data"), "--port", str(self.port)]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
+        if self.runners >= 0:
+            cmd += ["--runners", str(self.runners)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
         env["CASCADE_ADMIN_TOKEN"] = self.token
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -317,9 +363,9 @@ def database_url_for(database: str) -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def running_server(database: str, token: str, nice: int = 0) -> Iterator[Server]:
+def running_server(database: str, token: str, nice: int = 0, runners: int = 0) -> Iterator[Server]:
     with database_url_for(database) as url:
-        server = Server(url, token, nice)
+        server = Server(url, token, nice, runners)
         try:
             server.start()
             server.wait_healthy()
@@ -408,7 +454,7 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_values:
         return float("nan")
-    rank = max(1, min(len(sorted_values), round(pct / 100 * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(pct / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 
@@ -478,9 +524,9 @@ async def measure_phase(
             report.error(f"{database} {operation} x{concurrency} warm-up: {message}")
         if args.wait_quiet > 0:
             await wait_until_quiet(server.pid, args.wait_quiet, args.quiet_threshold)
-        meter = CpuMeter(server.pid)
+        meter = CpuMeter(server.pid, server.database_url)
         tally, seconds = await run_load(clients, next_request, args.duration, args.requests)
-        wall, server_cpu, client_cpu, other_cpu = meter.read()
+        use = meter.read()
     finally:
         for client in clients:
             await client.aclose()
@@ -500,15 +546,17 @@ async def measure_phase(
         p50_ms=round(percentile(lat, 50) * 1000, 2),
         p99_ms=round(percentile(lat, 99) * 1000, 2),
         max_ms=round((lat[-1] if lat else float("nan")) * 1000, 2),
-        server_cpu_pct=round(100 * server_cpu / wall, 1),
-        client_cpu_pct=round(100 * client_cpu / wall, 1),
-        other_cpu_pct=round(100 * other_cpu / wall, 1),
-        server_cpu_ms_per_req=round(1000 * server_cpu / len(lat), 2) if lat else float("nan"),
+        server_cpu_pct=round(100 * use.server / use.wall, 1),
+        client_cpu_pct=round(100 * use.bench / use.wall, 1),
+        db_cpu_pct=round(100 * use.database / use.wall, 1),
+        other_cpu_pct=round(100 * use.other / use.wall, 1),
+        server_cpu_ms_per_req=round(1000 * use.server / len(lat), 2) if lat else float("nan"),
     )
     print(
         f"  {database:10} {operation:6} x{concurrency:<3} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
         f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  server CPU {result.server_cpu_pct:.0f}%  "
-        f"bench CPU {result.client_cpu_pct:.0f}%  other CPU {result.other_cpu_pct:.0f}%",
+        f"bench CPU {result.client_cpu_pct:.0f}%  PostgreSQL CPU {result.db_cpu_pct:.0f}%  "
+        f"other CPU {result.other_cpu_pct:.0f}%",
         flush=True,
     )
     return result
@@ -560,11 +608,11 @@ async def bench_database(server: Server, database: str, args: argparse.Namespace
     )
 
 
-def cold_start(database: str, runs: int, token: str, nice: int = 0) -> ColdStartResult:
+def cold_start(database: str, runs: int, token: str, nice: int = 0, runners: int = 0) -> ColdStartResult:
     times, others = [], []
     for _ in range(runs):
         with database_url_for(database) as url:
-            server = Server(url, token, nice)
+            server = Server(url, token, nice, runners)
             try:
                 system0, bench0 = system_busy_seconds(), time.process_time()
                 server.start()
@@ -641,7 +689,18 @@ def verdicts(report: Report) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
-def print_report(report: Report, plain: bool) -> None:
+def write_markdown(path: Path, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    """The same tables as GitHub-flavoured Markdown (for docs/benchmarks.md)."""
+    out: list[str] = []
+    for title, headers, rows in tables:
+        out += [f"**{title}**", "", "| " + " | ".join(headers) + " |"]
+        out.append("|" + "|".join("---" if i < 2 or title == "Targets" else "---:" for i in range(len(headers))) + "|")
+        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        out.append("")
+    path.write_text("\n".join(out))
+
+
+def print_report(report: Report, plain: bool, markdown: Path | None = None) -> None:
     tables: list[tuple[str, list[str], list[list[str]]]] = [
         (
             "Throughput (one keep-alive connection per client)",
@@ -658,6 +717,7 @@ def print_report(report: Report, plain: bool) -> None:
                 "server CPU ms/req",
                 "server CPU %",
                 "bench CPU %",
+                "PostgreSQL CPU %",
                 "other procs CPU %",
             ],
             [
@@ -674,6 +734,7 @@ def print_report(report: Report, plain: bool) -> None:
                     f"{p.server_cpu_ms_per_req:.2f}",
                     f"{p.server_cpu_pct:.0f}",
                     f"{p.client_cpu_pct:.0f}",
+                    f"{p.db_cpu_pct:.0f}",
                     f"{p.other_cpu_pct:.0f}",
                 ]
                 for p in report.phases
@@ -711,6 +772,8 @@ def print_report(report: Report, plain: bool) -> None:
             ],
         ),
     ]
+    if markdown is not None:
+        write_markdown(markdown, tables)
     if not plain:
         try:
             from rich.console import Console
@@ -771,7 +834,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--nice", type=int, default=0, help="scheduling priority for the server and this process (negative needs root)"
     )
+    parser.add_argument(
+        "--runners",
+        type=int,
+        default=0,
+        help="`cascade serve --runners N` (default 0: measure the API alone, deployments stay queued; -1: server default)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="only print (and --markdown) the tables of a saved --json run"
+    )
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables as Markdown here")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of Rich")
     parser.add_argument("--quick", action="store_true", help="short smoke run: 2 s phases, 2 cold starts, 1 s idle")
     args = parser.parse_args(argv)
@@ -795,6 +868,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--concurrency must be whole numbers between 1 and 256")
     if not 0 < args.duration <= 600 or not 0 < args.requests <= 1_000_000:
         parser.error("--duration must be in (0, 600] s and --requests in (0, 1000000]")
+    if not -1 <= args.runners <= 64:
+        parser.error("--runners must be -1 (server default) to 64")
     if not 0 <= args.wait_quiet <= 600 or not -20 <= args.nice <= 19:
         parser.error("--wait-quiet must be 0-600 s and --nice -20..19")
     if not 1 <= args.cold_runs <= 50 or args.stacks < 1:
@@ -802,8 +877,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def load_report(path: Path) -> Report:
+    saved = json.loads(path.read_text())
+    report = Report(errors=list(saved.get("errors", [])), server_logs=dict(saved.get("server_logs", {})))
+    report.phases = [PhaseResult(**phase) for phase in saved["phases"]]
+    report.memory = [MemoryResult(**memory) for memory in saved["memory"]]
+    report.cold = [
+        ColdStartResult(c["database"], c["runs_s"], c.get("other_cpu_pct", 0.0)) for c in saved["cold_start"]
+    ]
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        report = load_report(args.from_json)
+        print_report(report, args.plain, args.markdown)
+        return 1 if report.errors else 0
     report = Report()
     token = "csc_bench_" + secrets.token_urlsafe(24)
     info = machine_info()
@@ -819,18 +909,23 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if "load" not in args.skip:
             print(f"[{database}] load phases ({args.duration:g} s or {args.requests} requests each)", flush=True)
-            with running_server(database, token, args.nice) as server:
+            with running_server(database, token, args.nice, args.runners) as server:
+                errors_before = len(report.errors)
                 asyncio.run(bench_database(server, database, args, report))
+                if len(report.errors) > errors_before:
+                    tail = server.log_tail(40)
+                    report.server_logs[database] = tail
+                    print(f"--- last lines of the {database} server log ---\n{tail}\n---", file=sys.stderr, flush=True)
         if "cold" not in args.skip:
             print(f"[{database}] cold start x{args.cold_runs}", flush=True)
-            result = cold_start(database, args.cold_runs, token, args.nice)
+            result = cold_start(database, args.cold_runs, token, args.nice, args.runners)
             print(
                 f"  median {result.median_s:.3f} s, max {result.max_s:.3f} s, other CPU {result.other_cpu_pct:.0f}%",
                 flush=True,
             )
             report.cold.append(result)
 
-    print_report(report, args.plain)
+    print_report(report, args.plain, args.markdown)
     if args.json:
         payload = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -844,6 +939,7 @@ def main(argv: list[str] | None = None) -> int:
                 dict(zip(("target", "measured", "threshold", "met"), v, strict=True)) for v in verdicts(report)
             ],
             "errors": report.errors,
+            "server_logs": report.server_logs,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 1 if report.errors else 0

@@ -80,10 +80,11 @@ class LiveServer:
 def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object) -> LiveServer:
     from stackcascade.api.app import create_app
     from stackcascade.config import Config
-    from stackcascade.server import prepare
+    from stackcascade.server import LocalPool, prepare, sweep_leases
 
     port = free_port()
     admin = "csc_test_admin_" + uuid.uuid4().hex
+    config_overrides.setdefault("runners", 0)
     config = Config(data_dir=data_dir, database_url=database_url, port=port, admin_token=admin, **config_overrides)  # type: ignore[arg-type]
     ready = threading.Event()
     holder: dict[str, uvicorn.Server] = {}
@@ -96,11 +97,16 @@ def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 102
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             holder["server"] = server
+            pool = LocalPool(ctx, app, config)
+            await pool.start()
+            sweeper = asyncio.create_task(sweep_leases(ctx, 0.5))
             task = asyncio.create_task(server.serve())
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             ready.set()
             await task
+            await pool.stop()
+            sweeper.cancel()
             await ctx.db.dispose()
 
         try:

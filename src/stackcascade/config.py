@@ -32,6 +32,7 @@ class Config:
     max_body_bytes: int = field(default_factory=lambda: _env_int("CASCADE_MAX_BODY_BYTES", 1024 * 1024))
     org_concurrency: int = field(default_factory=lambda: _env_int("CASCADE_ORG_CONCURRENCY", 25))
     lease_seconds: int = field(default_factory=lambda: _env_int("CASCADE_LEASE_SECONDS", 60))
+    runner_grace_seconds: float = 30.0
     demo: bool = False
 
     def resolved_database_url(self) -> str:

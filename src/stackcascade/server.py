@@ -7,13 +7,18 @@ import contextlib
 import logging
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
+import httpx2
 import uvicorn
+from fastapi import FastAPI
 
 from stackcascade.api.app import create_app
 from stackcascade.config import Config
+from stackcascade.runner.agent import Runner
+from stackcascade.runner.client import RunnerClient
 from stackcascade.services import demo, queue, tokens
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox, load_or_create_key
@@ -59,7 +64,7 @@ def write_demo_repo(path: Path) -> str:
     return path.resolve().as_uri()
 
 
-async def _sweep_leases(ctx: Context, every: float) -> None:
+async def sweep_leases(ctx: Context, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
@@ -83,13 +88,57 @@ async def prepare(config: Config) -> tuple[Context, str | None, bool]:
     return ctx, new_token, seeded
 
 
+class LocalPool:
+    """``--runners N``: the ordinary runner code, talking to this process's app in-process."""
+
+    def __init__(self, ctx: Context, app: FastAPI, config: Config) -> None:
+        self._ctx = ctx
+        self._app = app
+        self._config = config
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._token_id: str | None = None
+        self.runner: Runner | None = None
+
+    async def start(self) -> None:
+        if self._config.runners <= 0:
+            return
+        issued = await tokens.issue_runner(self._ctx, f"local-pool {socket.gethostname()}:{self._config.port}")
+        self._token_id = issued.id
+        transport = httpx2.ASGITransport(app=self._app)
+
+        def make_client(runner_id: str) -> RunnerClient:
+            return RunnerClient("http://stackcascade.local", issued.value, runner_id, transport=transport)
+
+        self.runner = Runner(
+            make_client,
+            work_dir=self._config.data_dir / "runner",
+            concurrency=self._config.runners,
+            name=f"local-{socket.gethostname()}",
+            api_url=self._ctx.public_url,
+            poll_seconds=5.0,
+            grace_seconds=self._config.runner_grace_seconds,
+        )
+        self._task = asyncio.create_task(self.runner.run(self._stop))
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stop.set()
+        await self._task
+        if self._token_id:
+            await tokens.revoke_by_id(self._ctx, self._token_id)
+
+
 async def serve(config: Config) -> None:
     ctx, new_token, seeded = await prepare(config)
     app = create_app(ctx, max_body_bytes=config.max_body_bytes)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="off")
     )
-    sweeper = asyncio.create_task(_sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
+    sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
+    pool = LocalPool(ctx, app, config)
+    await pool.start()
     _announce(config, ctx, new_token, seeded)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to whatever handler
     # was installed before it; a no-op handler lets us finish our own cleanup and exit with status 0.
@@ -98,6 +147,7 @@ async def serve(config: Config) -> None:
     try:
         await server.serve()
     finally:
+        await pool.stop()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
@@ -110,7 +160,7 @@ def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool)
     lines = [
         f"stackcascade listening on {ctx.public_url}  (console: {ctx.public_url}/ , API docs: {ctx.public_url}/api/docs)",
         f"database: {where}",
-        f"local runners: {config.runners} requested; this build has no runner yet, so deployments stay queued",
+        f"local runners: {config.runners}" + ("" if config.runners else " (deployments wait for a `cascade runner`)"),
     ]
     if seeded:
         lines.append("demo organization 'demo' seeded: network, database, cluster, app (stack 'prod')")

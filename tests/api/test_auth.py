@@ -234,7 +234,7 @@ def test_a_viewer_can_read_everything_in_its_org(admin: httpx2.Client, login: Lo
     for url in (
         stack,
         f"/api/user/stacks?organization={org}",
-        f"/api/user/stacks",
+        "/api/user/stacks",
         f"{stack}/deployments/settings",
         f"{stack}/deployments",
         f"{stack}/deployments/{deployment['id']}",

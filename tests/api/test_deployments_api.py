@@ -186,10 +186,21 @@ def test_a_request_commit_replaces_the_saved_branch(admin: httpx2.Client, stack:
     assert configuration(admin, stack, created["id"])["source"] == {"git": {"repoURL": REPO, "commit": "deadbeef"}}
 
 
-def test_a_request_null_removes_an_inherited_variable(admin: httpx2.Client, stack: str) -> None:
+def test_request_nulls_never_delete_inherited_values(admin: httpx2.Client, stack: str) -> None:
+    """The Pulumi SDK sends every unset field as null; a one-off override must not wipe saved settings."""
     admin.post(f"{stack}/settings", json={"operationContext": {"environmentVariables": {"A": "1", "B": "2"}}}).raise_for_status()
-    created = deploy(admin, stack, operationContext={"environmentVariables": {"A": None}})
-    assert configuration(admin, stack, created["id"])["environmentVariables"] == [{"name": "B", "secret": False, "value": "2"}]
+    created = deploy(
+        admin,
+        stack,
+        sourceContext={"git": {"repoUrl": None, "branch": None, "commit": None, "repoDir": None, "gitAuth": None}},
+        operationContext={"environmentVariables": {"A": None, "B": "20"}, "preRunCommands": None, "options": None},
+    )
+    config = configuration(admin, stack, created["id"])
+    assert config["source"] == {"git": {"repoURL": REPO, "branch": "main"}}
+    assert config["environmentVariables"] == [
+        {"name": "A", "secret": False, "value": "1"},
+        {"name": "B", "secret": False, "value": "20"},
+    ]
 
 
 def test_without_inheritance_only_the_request_counts(admin: httpx2.Client, stack: str) -> None:

@@ -274,6 +274,7 @@ def test_the_whole_journey_has_exact_shapes_and_never_returns_the_secret(
     assert got == {
         **common,
         "latestVersion": 2,
+        "resourceChanges": None,
         "configuration": {
             "environmentVariables": variables,
             "source": {"git": {"repoURL": REPO, "commit": "0a1b2c3"}},

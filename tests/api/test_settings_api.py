@@ -355,5 +355,5 @@ def test_branch_and_commit_together_are_a_400(admin: httpx2.Client, stack: str, 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_the_body_must_be_a_json_object(admin: httpx2.Client, stack: str, method: str) -> None:
-    assert_error(admin.request(method, stack, json=["tag"]), 400, "the request body must be a JSON object, not an array")
+    assert_error(admin.request(method, stack, json=["tag"]), 400, "the request body must be a JSON object, not list")
     assert_error(admin.request(method, stack, content=b""), 400, "the request needs a JSON object body")

@@ -111,3 +111,14 @@ def test_stack_listing_follows_continuation_tokens() -> None:
         listing = api.list_stacks(org="acme")
     assert [s["stackName"] for s in listing["stacks"]] == ["a", "b", "c"]
     assert asked == [None, "t1", "t2"]
+
+
+def test_a_repeated_continuation_token_stops_the_listing() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"stacks": [{"stackName": "a"}], "continuationToken": "same"})
+
+    with (
+        client_answering(httpx2.MockTransport(handler)) as api,
+        pytest.raises(CliError, match="repeated a continuationToken"),
+    ):
+        api.list_stacks()

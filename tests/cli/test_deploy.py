@@ -1,4 +1,4 @@
-"""``cascade deploy``, ``deployments ls|show`` and ``cancel`` (no runner yet: deployments stay queued)."""
+"""``cascade deploy``, ``deployments ls|show`` and ``cancel``, checked through the API."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ SECRET = "one-off-secret-4b2e"
 
 
 @pytest.fixture
-def stack(cascade: Cascade, org: str) -> str:
+def stack(cascade: Cascade, org: str, admin: httpx2.Client) -> str:
+    """A stack with saved settings, paused so its deployments stay queued even once a runner is serving."""
     ref = f"{org}/net/prod"
     ok(cascade.as_admin("stack", "create", ref))
+    assert admin.post(api(ref, "pause")).status_code == 200
     ok(
         cascade.as_admin(
             "settings",
@@ -93,10 +95,13 @@ def test_deploy_without_inheriting_needs_its_own_source(cascade: Cascade, stack:
     assert deployment["configuration"]["environmentVariables"] == []  # SAVED was not inherited
 
 
-def test_deployments_ls_lists_a_stack_and_an_org_with_paging(cascade: Cascade, stack: str, org: str) -> None:
+def test_deployments_ls_lists_a_stack_and_an_org_with_paging(
+    cascade: Cascade, stack: str, org: str, admin: httpx2.Client
+) -> None:
     first = deploy_json(cascade, stack)
     second = deploy_json(cascade, stack, "-o", "refresh")
     ok(cascade.as_admin("stack", "create", f"{org}/app/prod"))
+    assert admin.post(api(f"{org}/app/prod", "pause")).status_code == 200
     ok(cascade.as_admin("settings", "set", f"{org}/app/prod", "--repo-url", "https://a/r.git"))
     other = deploy_json(cascade, f"{org}/app/prod")
 

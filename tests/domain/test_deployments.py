@@ -26,7 +26,7 @@ def test_statuses_are_exactly_pulumis_six() -> None:
 
 
 def test_queued_active_and_terminal_partition_the_statuses() -> None:
-    assert QUEUED | ACTIVE | TERMINAL == set(Status)
+    assert set(Status) == QUEUED | ACTIVE | TERMINAL
     assert not (QUEUED & ACTIVE or QUEUED & TERMINAL or ACTIVE & TERMINAL)
 
 

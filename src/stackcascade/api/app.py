@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from stackcascade import __version__
 from stackcascade.api import errors
 from stackcascade.api.body import BodyLimit, UrlGuard
-from stackcascade.api.routes import deployments, orgs, settings, stacks, tokens
+from stackcascade.api.routes import deployments, orgs, runner, runs, settings, stacks, tokens
 from stackcascade.api.schemas import REQUEST_MODELS
 from stackcascade.services.context import Context
 
@@ -33,7 +33,15 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1024 * 1024) -> FastAPI:
     app.state.context = ctx
     errors.install(app)
     # Settings routes come first: their literal path segments must win over {deployment_id}.
-    for router in (settings.router, deployments.router, stacks.router, orgs.router, tokens.router):
+    for router in (
+        settings.router,
+        runs.router,
+        deployments.router,
+        stacks.router,
+        orgs.router,
+        tokens.router,
+        runner.router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -59,7 +59,6 @@ class UrlGuard:
 
 
 MAX_DEPTH = 64
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 _TOO_DEEP = f"the request body is nested too deeply (at most {MAX_DEPTH} levels)"
 
 
@@ -74,7 +73,9 @@ def _check_string(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(text[exc.start])
-        raise InvalidInput(f"the request body contains an unpaired surrogate (\\u{code:04x}); send valid Unicode") from None
+        raise InvalidInput(
+            f"the request body contains an unpaired surrogate (\\u{code:04x}); send valid Unicode"
+        ) from None
 
 
 def _check_storable(value: object) -> None:
@@ -116,7 +117,7 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
     except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
         raise InvalidInput("a number in the request body has too many digits") from None
     if not isinstance(value, dict):
-        kind = "null" if value is None else _JSON_KINDS.get(type(value), "a JSON value")
+        kind = "null" if value is None else type(value).__name__
         raise InvalidInput(f"the request body must be a JSON object, not {kind}")
     _check_storable(value)
     return value

@@ -256,6 +256,26 @@ class TokenList(_Doc):
     tokens: list[TokenInfo]
 
 
+class LogLine(_Doc):
+    header: str | None = Field(None, description="the step's name (streaming mode)")
+    timestamp: str
+    line: str
+
+
+class DeploymentLogs(_Doc):
+    type_: Literal["DeploymentLogs", "DeploymentLogsStep"] = Field(alias="__type")
+    lines: list[LogLine]
+    nextToken: str | None = Field(
+        None, description="streaming mode: absent once the deployment ended and every line was read"
+    )
+    nextOffset: int | None = Field(None, description="step mode")
+
+
+class StackOutputs(_Doc):
+    outputs: dict[str, Any] = Field(description="secret values show as '[secret]' unless showSecrets=true")
+    secretOutputs: list[str]
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CreateStackRequest,
     DeploymentSettingsRequest,

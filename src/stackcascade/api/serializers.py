@@ -72,8 +72,17 @@ def _configuration(settings_doc: dict[str, Any]) -> dict[str, Any]:
     return configuration
 
 
-def _job(row: Any) -> dict[str, Any]:
-    job: dict[str, Any] = {"status": row.status, "steps": []}
+def _step(step: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": step.name, "status": step.status}
+    if step.started_at is not None:
+        out["started"] = iso(step.started_at)
+    if step.finished_at is not None:
+        out["lastUpdated"] = iso(step.finished_at)
+    return out
+
+
+def _job(row: Any, steps: list[Any] | None = None) -> dict[str, Any]:
+    job: dict[str, Any] = {"status": row.status, "steps": [_step(s) for s in steps or []]}
     if row.started_at is not None:
         job["started"] = iso(row.started_at)
     job["lastUpdated"] = iso(row.modified_at)
@@ -106,8 +115,11 @@ def deployment_url(ctx: Context, row: Any) -> str:
     return ctx.console_url(row.org, row.project, row.stack, "deployments", row.id)
 
 
-def deployment(ctx: Context, row: Any, latest_version: int) -> dict[str, Any]:
-    return {**_common(ctx, row), "latestVersion": latest_version, "configuration": _configuration(row.settings)}
+def deployment(ctx: Context, row: Any, latest_version: int, steps: list[Any] | None = None) -> dict[str, Any]:
+    body = {**_common(ctx, row), "latestVersion": latest_version, "configuration": _configuration(row.settings)}
+    body["jobs"] = [_job(row, steps)]
+    body["resourceChanges"] = row.resource_changes
+    return body
 
 
 def deployment_snapshot(ctx: Context, row: Any) -> dict[str, Any]:

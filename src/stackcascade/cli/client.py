@@ -121,6 +121,7 @@ class ApiClient:
         """Every visible stack, following ``continuationToken`` to the end; the API shape with all pages merged."""
         stacks: list[Any] = []
         token: str | None = None
+        seen: set[str] = set()
         while True:
             params = {"organization": org, "project": project, "continuationToken": token, "maxResults": page_size}
             page = self._object("GET", "/api/user/stacks", params=params)
@@ -128,6 +129,9 @@ class ApiClient:
             token = page.get("continuationToken")
             if not token:
                 return {"stacks": stacks}
+            if token in seen:  # a server bug must not become an endless loop
+                raise CliError(f"the server at {self.server} repeated a continuationToken while listing stacks")
+            seen.add(token)
 
     def get_settings(self, ref: StackRef) -> Json:
         return self._object("GET", _settings(ref))

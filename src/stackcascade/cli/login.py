@@ -17,13 +17,18 @@ def login(
     server: Annotated[
         str | None,
         typer.Option(
-            "--server", envvar="CASCADE_API_URL", help="Server URL, e.g. http://127.0.0.1:8080.", show_default=False
+            "--server",
+            metavar="URL",
+            envvar="CASCADE_API_URL",
+            help="Server URL, e.g. http://127.0.0.1:8080.",
+            show_default=False,
         ),
     ] = None,
     token: Annotated[
         str,
         typer.Option(
             "--token",
+            metavar="TOKEN",
             envvar="CASCADE_TOKEN",
             prompt="API token",
             hide_input=True,
@@ -34,7 +39,11 @@ def login(
     org: Annotated[
         str | None,
         typer.Option(
-            "--org", envvar="CASCADE_ORG", help="Default organization for project/stack references.", show_default=False
+            "--org",
+            metavar="ORG",
+            envvar="CASCADE_ORG",
+            help="Default organization for project/stack references.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:

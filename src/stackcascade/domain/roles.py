@@ -63,6 +63,20 @@ class Principal:
         if _RANK[role] < _RANK[needed]:
             raise Forbidden(f"role {role.value} in organization {org!r} may not do this: needs {needed.value}")
 
+    def may_read_outputs(self, org: str) -> bool:
+        """Anyone with a role in the org, and deployments of the org (their short-lived token)."""
+        return self.role_in(org) is not None or (self.kind is TokenKind.DEPLOYMENT and self.org == org)
+
+    def may_see_secret_outputs(self, org: str) -> bool:
+        role = self.role_in(org)
+        if role is not None:
+            return _RANK[role] >= _RANK[Role.MEMBER]
+        return self.kind is TokenKind.DEPLOYMENT and self.org == org
+
+    def require_runner(self) -> None:
+        if self.kind is not TokenKind.RUNNER:
+            raise Forbidden("this endpoint is for runner tokens (cascade token create --runner)")
+
     def may_grant(self, org: str, role: Role) -> bool:
         mine = self.role_in(org)
         return mine is Role.ADMIN and _RANK[role] <= _RANK[mine]

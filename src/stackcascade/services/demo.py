@@ -26,7 +26,14 @@ async def seed(ctx: Context, repo_url: str) -> bool:
         for project in DEMO_STACKS:
             stack_id = str(uuid.uuid4())
             await stack_rows.insert(
-                conn, id=stack_id, org=DEMO_ORG, project=project, name="prod", tags={"demo": "true"}, created_at=now, paused=False
+                conn,
+                id=stack_id,
+                org=DEMO_ORG,
+                project=project,
+                name="prod",
+                tags={"demo": "true"},
+                created_at=now,
+                paused=False,
             )
             settings = {
                 "sourceContext": {"git": {"repoUrl": repo_url, "branch": "main", "repoDir": project}},

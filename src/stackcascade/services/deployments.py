@@ -14,7 +14,7 @@ from stackcascade.services.context import Context
 from stackcascade.services.deployment_settings import normalise
 from stackcascade.services.stacks import ensure_org, load, ref
 from stackcascade.store import deployments as rows
-from stackcascade.store import events, orgs
+from stackcascade.store import events, orgs, runs
 from stackcascade.store import stacks as stack_rows
 
 MAX_PAGE_SIZE = 100
@@ -106,7 +106,8 @@ async def create(
             stack_id=stack_row.id,
             deployment_id=deployment_id,
         )
-        return row
+    ctx.work.notify()
+    return row
 
 
 async def _load_deployment(conn: Any, org: str, project: str, stack: str, deployment_id: str) -> Any:
@@ -119,24 +120,25 @@ async def _load_deployment(conn: Any, org: str, project: str, stack: str, deploy
 
 async def get(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, deployment_id: str
-) -> tuple[Any, int]:
+) -> tuple[Any, int, list[Any]]:
+    """The deployment, the stack's latest version and the deployment's steps."""
     principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
     async with ctx.db.read() as conn:
         row = await _load_deployment(conn, org, project, stack, deployment_id)
         latest = await load(conn, org, project, stack)
-        return row, int(latest.last_version)
+        return row, int(latest.last_version), await runs.steps(conn, row.id)
 
 
 async def get_by_version(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, version: int
-) -> tuple[Any, int]:
+) -> tuple[Any, int, list[Any]]:
     principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
     async with ctx.db.read() as conn:
         stack_row = await load(conn, org, project, stack)
         row = await rows.get_by_version(conn, stack_row.id, version)
         if row is None:
             raise NotFound(f"stack {ref(org, project, stack)} has no deployment version {version}")
-        return row, int(stack_row.last_version)
+        return row, int(stack_row.last_version), await runs.steps(conn, row.id)
 
 
 def check_paging(page: int | None, page_size: int | None) -> tuple[int, int]:
@@ -209,6 +211,7 @@ async def set_stack_paused(
     async with ctx.db.write() as conn:
         stack_row = await load(conn, org, project, stack)
         await stack_rows.set_paused(conn, stack_row.id, paused)
+    ctx.work.notify()
 
 
 async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: bool) -> None:
@@ -217,6 +220,7 @@ async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: b
     async with ctx.db.write() as conn:
         await ensure_org(ctx, conn, org)
         await orgs.set_paused(conn, org, paused)
+    ctx.work.notify()
 
 
 async def set_org_concurrency(ctx: Context, principal: Principal, org: str, concurrency: object) -> None:
@@ -227,6 +231,7 @@ async def set_org_concurrency(ctx: Context, principal: Principal, org: str, conc
     async with ctx.db.write() as conn:
         await ensure_org(ctx, conn, org)
         await orgs.set_concurrency(conn, org, concurrency)
+    ctx.work.notify()
 
 
 def _counts(by_status: dict[str, int]) -> dict[str, int]:

@@ -15,7 +15,8 @@ from stackcascade.domain.errors import Conflict, NotFound
 from stackcascade.services.context import Context
 from stackcascade.services.deployments import event_payload
 from stackcascade.store import deployments as rows
-from stackcascade.store import events
+from stackcascade.store import events, runs
+from stackcascade.store.schema import tokens
 
 _ACTIVE = tuple(s.value for s in ACTIVE)
 
@@ -44,7 +45,7 @@ async def claim(ctx: Context, runner_id: str) -> Any | None:
         return await rows.claim(conn, runner_id=runner_id, lease_seconds=ctx.lease_seconds, now=ctx.now())
 
 
-async def _owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> Any:
+async def owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> Any:
     row = await rows.get(conn, deployment_id)
     if row is None:
         raise NotFound(f"deployment {deployment_id} not found")
@@ -56,7 +57,7 @@ async def _owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> A
 async def start(ctx: Context, deployment_id: str, runner_id: str) -> Any:
     now = ctx.now()
     async with ctx.db.write() as conn:
-        row = await _owned(conn, deployment_id, runner_id)
+        row = await owned(conn, deployment_id, runner_id)
         check_transition(Status(row.status), Status.RUNNING)
         await rows.update(
             conn, deployment_id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now
@@ -69,13 +70,16 @@ async def start(ctx: Context, deployment_id: str, runner_id: str) -> Any:
 async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbeat:
     now = ctx.now()
     async with ctx.db.write() as conn:
-        row = await _owned(conn, deployment_id, runner_id)
+        row = await owned(conn, deployment_id, runner_id)
         expires = now + ctx.lease_seconds
         await rows.update(conn, deployment_id, _ACTIVE, lease_expires_at=expires)
         return Heartbeat(expires, bool(row.cancel_requested))
 
 
-async def _finish(conn: AsyncConnection, row: Any, status: Status, reason: str | None, now: float) -> Any:
+async def finish_in(
+    conn: AsyncConnection, row: Any, status: Status, reason: str | None, now: float, **extra: Any
+) -> Any:
+    """Finish ``row`` inside the caller's transaction: status, events, superseded queue entries."""
     check_transition(Status(row.status), status)
     await rows.update(
         conn,
@@ -87,17 +91,22 @@ async def _finish(conn: AsyncConnection, row: Any, status: Status, reason: str |
         modified_at=now,
         lease_expires_at=None,
     )
+    if status is Status.FAILED:
+        await runs.fail_running_steps(conn, row.id, now)
+    await conn.execute(tokens.delete().where(tokens.c.deployment_id == row.id))  # the deployment token dies with it
     finished = await rows.get(conn, row.id)
     for kind in event_kinds_for_finish(Operation(row.operation), status):
-        await _emit(conn, finished, kind, now)
+        await _emit(conn, finished, kind, now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)
     return finished
 
 
 async def finish(ctx: Context, deployment_id: str, runner_id: str, status: Status, reason: str | None = None) -> Any:
     async with ctx.db.write() as conn:
-        row = await _owned(conn, deployment_id, runner_id)
-        return await _finish(conn, row, status, reason, ctx.now())
+        row = await owned(conn, deployment_id, runner_id)
+        finished = await finish_in(conn, row, status, reason, ctx.now())
+    ctx.work.notify()
+    return finished
 
 
 async def expire_leases(ctx: Context) -> list[Any]:
@@ -107,7 +116,10 @@ async def expire_leases(ctx: Context) -> list[Any]:
     """
     now = ctx.now()
     async with ctx.db.write() as conn:
-        return [
-            await _finish(conn, row, Status.FAILED, "runner lost", now)
+        lost = [
+            await finish_in(conn, row, Status.FAILED, "runner lost", now)
             for row in await rows.expired_leases(conn, now=now)
         ]
+    if lost:
+        ctx.work.notify()
+    return lost

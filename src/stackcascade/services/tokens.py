@@ -156,6 +156,18 @@ async def issue_admin(ctx: Context, name: str) -> str:
         return (await _insert(ctx, conn, value=new_token_value(), name=name, kind=TokenKind.ADMIN)).value
 
 
+async def issue_runner(ctx: Context, name: str) -> IssuedToken:
+    """A runner token for the server's own local pool (kept in memory; revoked on shutdown)."""
+    async with ctx.db.write() as conn:
+        await conn.execute(tokens.delete().where(tokens.c.kind == TokenKind.RUNNER.value, tokens.c.name == name))
+        return await _insert(ctx, conn, value=new_token_value(), name=name, kind=TokenKind.RUNNER)
+
+
+async def revoke_by_id(ctx: Context, token_id: str) -> None:
+    async with ctx.db.write() as conn:
+        await conn.execute(tokens.delete().where(tokens.c.id == token_id))
+
+
 async def list_visible(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     query = sa.select(tokens).where(tokens.c.kind != TokenKind.DEPLOYMENT.value).order_by(tokens.c.created_at)
     if not principal.is_admin:

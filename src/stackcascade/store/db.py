@@ -94,6 +94,21 @@ class Database:
 
         upgrade_to_head(_driver_url(self.url, asynchronous=False))
 
+    async def insert_ignoring_duplicates(
+        self, conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]
+    ) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING, spelled for the current database."""
+        if not rows:
+            return
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            await conn.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            await conn.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
+
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))

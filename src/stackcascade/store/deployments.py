@@ -182,8 +182,10 @@ def _head_of_line(org: str) -> sa.Select[Any]:
 
 
 async def _active_in_org(conn: AsyncConnection, org: str) -> int:
-    query = sa.select(sa.func.count()).select_from(deployments).where(
-        deployments.c.org == org, deployments.c.status.in_(ACTIVE_STATUSES)
+    query = (
+        sa.select(sa.func.count())
+        .select_from(deployments)
+        .where(deployments.c.org == org, deployments.c.status.in_(ACTIVE_STATUSES))
     )
     return int(await conn.scalar(query) or 0)
 

@@ -78,6 +78,10 @@ deployments = sa.Table(
     sa.Column("modified_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),
     sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("outputs", JSONDoc, nullable=True),
+    sa.Column("resource_changes", JSONDoc, nullable=True),
+    sa.Column("log_bytes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("log_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("stack_id", "version", name="uq_deployments_stack_version"),
     sa.Index("ix_deployments_status_seq", "status", "seq"),
     sa.Index("ix_deployments_org_seq", "org", "seq"),
@@ -118,4 +122,28 @@ tokens = sa.Table(
     sa.Column("deployment_id", sa.String(36), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=True),
+)
+
+deployment_steps = sa.Table(
+    "deployment_steps",
+    metadata,
+    sa.Column("deployment_id", sa.String(36), sa.ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+)
+
+deployment_logs = sa.Table(
+    "deployment_logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.String(36), sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    # seq is the runner's own numbering: a retried append carries the same seq and is ignored.
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("deployment_id", "step", "seq", name="uq_deployment_logs_deployment_step_seq"),
 )

@@ -90,16 +90,16 @@ async def resume_stack(ctx: Ctx, caller: Caller, org: str, project: str, stack: 
 async def get_deployment_by_version(
     ctx: Ctx, caller: Caller, org: str, project: str, stack: str, version: Annotated[int, Path(ge=1)]
 ) -> JSONResponse:
-    row, latest = await deployments.get_by_version(ctx, caller, org, project, stack, version)
-    return JSONResponse(serializers.deployment(ctx, row, latest))
+    row, latest, steps = await deployments.get_by_version(ctx, caller, org, project, stack, version)
+    return JSONResponse(serializers.deployment(ctx, row, latest, steps))
 
 
 @router.get(STACK + "/{deployment_id}", response_model=None, responses={200: {"model": GetDeploymentResponse}})
 async def get_deployment(
     ctx: Ctx, caller: Caller, org: str, project: str, stack: str, deployment_id: str
 ) -> JSONResponse:
-    row, latest = await deployments.get(ctx, caller, org, project, stack, deployment_id)
-    return JSONResponse(serializers.deployment(ctx, row, latest))
+    row, latest, steps = await deployments.get(ctx, caller, org, project, stack, deployment_id)
+    return JSONResponse(serializers.deployment(ctx, row, latest, steps))
 
 
 @router.post(STACK + "/{deployment_id}/cancel", response_model=None, responses={200: {"model": CancelResponse}})

@@ -1,0 +1,118 @@
+"""The runner protocol (runner tokens only): claim, steps, logs, heartbeat, finish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from stackcascade.api.body import json_object
+from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.schemas import ERRORS
+from stackcascade.domain.deployments import Status
+from stackcascade.domain.errors import InvalidInput
+from stackcascade.services import queue, runs
+from stackcascade.store.runs import LogLine
+
+router = APIRouter(prefix="/api/runner", tags=["runner protocol"], responses=ERRORS)
+MAX_WAIT_SECONDS = 30.0
+MAX_LINES_PER_APPEND = 1000
+
+
+def _runner_id(body: dict[str, Any]) -> str:
+    value = body.get("runnerId")
+    if not isinstance(value, str) or not 1 <= len(value) <= 100:
+        raise InvalidInput("'runnerId' must be a string of 1-100 characters naming this runner")
+    return value
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"'{key}' must be a whole number")
+    return value
+
+
+@router.post("/claim", summary="Long-poll for the next deployment (200 with the job, 204 when the wait ran out)")
+async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
+    body = await json_object(request)
+    wait = body.get("waitSeconds", 0)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidInput(f"'waitSeconds' must be between 0 and {MAX_WAIT_SECONDS:g}")
+    job = await runs.claim(ctx, caller, _runner_id(body), float(wait))
+    return JSONResponse(job) if job is not None else Response(status_code=204)
+
+
+@router.post("/deployments/{deployment_id}/start")
+async def start(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> JSONResponse:
+    owner = runs.owner_of(caller, _runner_id(await json_object(request)))
+    row = await queue.start(ctx, deployment_id, owner)
+    return JSONResponse({"id": row.id, "status": row.status})
+
+
+@router.post(
+    "/deployments/{deployment_id}/heartbeat",
+    summary="Renew the lease; tells the runner when the deployment was cancelled",
+)
+async def heartbeat(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> JSONResponse:
+    owner = runs.owner_of(caller, _runner_id(await json_object(request)))
+    beat = await queue.heartbeat(ctx, deployment_id, owner)
+    return JSONResponse({"leaseExpiresAt": beat.lease_expires_at, "cancelRequested": beat.cancel_requested})
+
+
+@router.post("/deployments/{deployment_id}/steps")
+async def step(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> Response:
+    body = await json_object(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 40:
+        raise InvalidInput("'name' must be a step name of 1-40 characters")
+    await runs.report_step(
+        ctx, caller, _runner_id(body), deployment_id, _int(body, "index"), name, str(body.get("status"))
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/deployments/{deployment_id}/logs", summary="Append log lines; a retried batch (same step/seq) is ignored"
+)
+async def logs(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> Response:
+    body = await json_object(request)
+    raw = body.get("lines")
+    if not isinstance(raw, list) or len(raw) > MAX_LINES_PER_APPEND:
+        raise InvalidInput(f"'lines' must be a list of at most {MAX_LINES_PER_APPEND} lines")
+    lines = []
+    for item in raw:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("line"), str)
+            or not isinstance(item.get("timestamp"), (int, float))
+        ):
+            raise InvalidInput('each line is {"step": int, "seq": int, "line": str, "timestamp": epoch seconds}')
+        lines.append(LogLine(_int(item, "step"), _int(item, "seq"), item["line"], float(item["timestamp"])))
+    await runs.append_logs(ctx, caller, _runner_id(body), deployment_id, lines)
+    return Response(status_code=204)
+
+
+@router.post("/deployments/{deployment_id}/finish")
+async def finish(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> JSONResponse:
+    body = await json_object(request)
+    try:
+        status = Status(body.get("status"))
+    except ValueError:
+        raise InvalidInput("'status' must be succeeded or failed") from None
+    outputs = body.get("outputs")
+    if outputs is not None and not isinstance(outputs, dict):
+        raise InvalidInput("'outputs' must be an object")
+    secret_outputs = body.get("secretOutputs") or []
+    if not isinstance(secret_outputs, list) or not all(isinstance(k, str) for k in secret_outputs):
+        raise InvalidInput("'secretOutputs' must be a list of output names")
+    changes = body.get("resourceChanges")
+    if changes is not None and (not isinstance(changes, dict) or not all(isinstance(v, int) for v in changes.values())):
+        raise InvalidInput("'resourceChanges' must map change kinds to counts")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidInput("'reason' must be a string")
+    result = runs.Result(status, reason, outputs, frozenset(secret_outputs), changes)
+    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result)
+    return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})

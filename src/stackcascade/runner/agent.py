@@ -1,0 +1,92 @@
+"""A runner: N slots that claim deployments and run them, and a graceful way to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from stackcascade.runner.client import ProtocolError, RunnerClient
+from stackcascade.runner.job import JobRun
+
+log = logging.getLogger("stackcascade.runner")
+
+ClientFactory = Callable[[str], RunnerClient]
+
+
+def default_runner_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Runner:
+    def __init__(
+        self,
+        make_client: ClientFactory,
+        *,
+        work_dir: Path,
+        concurrency: int = 1,
+        name: str | None = None,
+        base_env: Mapping[str, str] | None = None,
+        api_url: str | None = None,
+        poll_seconds: float = 10.0,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.name = name or default_runner_name()
+        self._make_client = make_client
+        self._work_dir = work_dir
+        self._concurrency = concurrency
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._api_url = api_url
+        self._poll_seconds = poll_seconds
+        self._grace_seconds = grace_seconds
+        self._running: set[JobRun] = set()
+        self.completed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run until ``stop`` is set; then let running deployments finish, up to the grace period."""
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        slots = [asyncio.create_task(self._slot(index, stop)) for index in range(self._concurrency)]
+        await stop.wait()
+        _, pending = await asyncio.wait(slots, timeout=self._grace_seconds)
+        if pending:
+            for job in list(self._running):
+                job.stop()
+            await asyncio.wait(pending, timeout=self._grace_seconds + 15)
+        for task in slots:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _slot(self, index: int, stop: asyncio.Event) -> None:
+        client = self._make_client(f"{self.name}/{index}")
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    job = await client.claim(self._poll_seconds)
+                except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
+                    log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 15.0)
+                    continue
+                backoff = 0.5
+                if job is None:
+                    continue
+                run = JobRun(client, job, work_dir=self._work_dir, base_env=self._base_env, api_url=self._api_url, grace_seconds=10.0)
+                self._running.add(run)
+                try:
+                    await run.execute()
+                except Exception as exc:  # the server will fail it when the lease expires
+                    log.warning("runner %s: deployment %s could not be reported: %s", client.runner_id, run.id, type(exc).__name__)
+                finally:
+                    self._running.discard(run)
+                    self.completed += 1
+        finally:
+            await client.close()

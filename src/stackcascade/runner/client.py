@@ -1,0 +1,91 @@
+"""The runner's HTTP client for the runner protocol; retries what is safe to retry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx2
+
+from stackcascade import __version__
+
+RETRYABLE_STATUS = {502, 503, 504}
+
+
+class ProtocolError(Exception):
+    """The server refused a runner call (4xx): retrying will not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} ({status})")
+        self.status = status
+        self.message = message
+
+
+class RunnerClient:
+    """One runner's connection to the server. ``transport`` lets the local pool talk in-process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        runner_id: str,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        attempts: int = 6,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.runner_id = runner_id
+        self._attempts = attempts
+        self._http = httpx2.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"token {token}", "User-Agent": f"stackcascade-runner/{__version__}"},
+            transport=transport,
+            timeout=httpx2.Timeout(60.0, connect=10.0),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx2.Response:
+        """POST with retries on connection errors and 502-504; every runner call is idempotent."""
+        payload = {"runnerId": self.runner_id, **body}
+        delay = 0.2
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._http.post(path, json=payload)
+            except httpx2.TransportError:
+                if attempt == self._attempts:
+                    raise
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUS or attempt == self._attempts:
+                    try:
+                        message = str(response.json().get("message", response.text))
+                    except ValueError:
+                        message = response.text
+                    raise ProtocolError(response.status_code, message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def claim(self, wait_seconds: float) -> dict[str, Any] | None:
+        response = await self._post("/api/runner/claim", {"waitSeconds": wait_seconds})
+        return None if response.status_code == 204 else dict(response.json())
+
+    async def start(self, deployment_id: str) -> None:
+        await self._post(f"/api/runner/deployments/{deployment_id}/start", {})
+
+    async def heartbeat(self, deployment_id: str) -> bool:
+        """Renew the lease; True when the deployment was cancelled."""
+        response = await self._post(f"/api/runner/deployments/{deployment_id}/heartbeat", {})
+        return bool(response.json().get("cancelRequested"))
+
+    async def step(self, deployment_id: str, index: int, name: str, status: str) -> None:
+        await self._post(f"/api/runner/deployments/{deployment_id}/steps", {"index": index, "name": name, "status": status})
+
+    async def logs(self, deployment_id: str, lines: list[dict[str, Any]]) -> None:
+        await self._post(f"/api/runner/deployments/{deployment_id}/logs", {"lines": lines})
+
+    async def finish(self, deployment_id: str, result: dict[str, Any]) -> None:
+        await self._post(f"/api/runner/deployments/{deployment_id}/finish", result)

@@ -1,0 +1,183 @@
+"""Runs one claimed deployment: source, pre-run commands, the operation, outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stackcascade.runner import environment
+from stackcascade.runner.client import ProtocolError, RunnerClient
+from stackcascade.runner.masking import Masker
+from stackcascade.runner.process import run_process
+from stackcascade.runner.runtimes import detect, run_operation
+from stackcascade.runner.shipping import LogShipper
+from stackcascade.runner.types import GitAuth, OperationResult, RunContext, SourceSpec, StepFailed
+from stackcascade.runner.workspace import fetch_source
+
+log = logging.getLogger("stackcascade.runner")
+
+STEPS = ("source", "pre-run", "operation", "outputs")
+
+
+def _source(job: Mapping[str, Any]) -> SourceSpec:
+    raw = job["source"]
+    auth = raw.get("auth") or {}
+    return SourceSpec(
+        repo_url=raw["repoUrl"],
+        branch=raw.get("branch"),
+        commit=raw.get("commit"),
+        repo_dir=raw.get("repoDir"),
+        auth=GitAuth(
+            access_token=auth.get("accessToken"),
+            username=auth.get("username"),
+            password=auth.get("password"),
+            ssh_private_key=auth.get("sshPrivateKey"),
+            ssh_passphrase=auth.get("sshPassphrase"),
+        )
+        if auth
+        else None,
+    )
+
+
+def _workspace_key(job: Mapping[str, Any]) -> Path:
+    return Path(job["org"]) / job["project"] / job["stack"]
+
+
+class JobRun:
+    """One deployment on this runner. ``stop`` set by the agent means: cancel now (grace period over)."""
+
+    def __init__(
+        self,
+        client: RunnerClient,
+        job: Mapping[str, Any],
+        *,
+        work_dir: Path,
+        base_env: Mapping[str, str],
+        api_url: str | None = None,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.job = job
+        self.id = str(job["deploymentId"])
+        self.work_dir = work_dir
+        self.base_env = base_env
+        self.api_url = api_url or str(job.get("apiUrl") or client.base_url)
+        self.cancel = asyncio.Event()
+        self.grace_seconds = grace_seconds
+        self._stopped_by_runner = False
+        self._masker = Masker(list(job.get("secretValues") or []))
+        self._shipper = LogShipper(client, self.id, self._masker)
+        self._step = 0
+
+    def stop(self) -> None:
+        """The runner is shutting down and the grace period is over."""
+        self._stopped_by_runner = True
+        self.cancel.set()
+
+    async def execute(self) -> None:
+        await self.client.start(self.id)
+        self._shipper.start()
+        heartbeat = asyncio.create_task(self._heartbeats(float(self.job.get("leaseSeconds") or 60)))
+        scratch = Path(tempfile.mkdtemp(prefix=f"cascade-{self.id[:8]}-"))
+        result: dict[str, Any]
+        try:
+            outcome = await self._steps(scratch)
+            result = {"status": "succeeded", **self._result_fields(outcome)}
+        except StepFailed as failure:
+            reason = failure.reason
+            if reason == "cancelled" and self._stopped_by_runner:
+                reason = "cancelled: the runner shut down"
+            await self._shipper.line(f"error: {reason}")
+            with contextlib.suppress(ProtocolError):
+                await self.client.step(self.id, self._step, STEPS[self._step], "failed")
+            result = {"status": "failed", "reason": reason}
+        except Exception as exc:  # a bug or an I/O error of the runner: fail the deployment, keep the runner
+            log.exception("deployment %s: runner error", self.id)
+            result = {"status": "failed", "reason": f"runner error: {type(exc).__name__}"}
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            shutil.rmtree(scratch, ignore_errors=True)
+        await self._shipper.close()
+        await self.client.finish(self.id, result)
+
+    @staticmethod
+    def _result_fields(outcome: OperationResult) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if outcome.outputs is not None:
+            fields["outputs"] = outcome.outputs
+            fields["secretOutputs"] = sorted(outcome.secret_outputs)
+        if outcome.resource_changes is not None:
+            fields["resourceChanges"] = outcome.resource_changes
+        return fields
+
+    async def _heartbeats(self, lease_seconds: float) -> None:
+        every = max(0.2, min(lease_seconds / 3, 10.0))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if await self.client.heartbeat(self.id):
+                    self.cancel.set()
+            except ProtocolError:
+                self.cancel.set()  # the server no longer considers us the owner: stop working
+                return
+
+    async def _enter(self, index: int) -> None:
+        if index > 0:
+            await self.client.step(self.id, index - 1, STEPS[index - 1], "succeeded")
+        self._step = self._shipper.step = index
+        await self.client.step(self.id, index, STEPS[index], "running")
+
+    async def _steps(self, scratch: Path) -> OperationResult:
+        files = {"upstream": scratch / "upstream-outputs.json", "env": scratch / "cascade.env", "outputs": scratch / "outputs.json"}
+        environment.write_upstream_outputs(files["upstream"], self.job.get("upstreamOutputs") or {})
+        files["env"].touch(mode=0o600)
+        env = environment.build(self.base_env, self.job, api_url=self.api_url, files=files)
+        options = self.job.get("options") or {}
+        ctx = RunContext(
+            env=env,
+            shell=str(options.get("shell") or "bash"),
+            on_line=self._shipper.line,
+            cancel=self.cancel,
+            deadline=time.monotonic() + float(options.get("timeoutSeconds") or 7200),
+            grace_seconds=self.grace_seconds,
+            stack=str(self.job["stack"]),
+        )
+        await self._enter(0)
+        project_dir = await fetch_source(_source(self.job), workspace=self.work_dir / "workspaces" / _workspace_key(self.job), ctx=ctx)
+
+        await self._enter(1)
+        commands = list(self.job.get("preRunCommands") or [])
+        if not commands:
+            await ctx.on_line("no pre-run commands")
+        for number, command in enumerate(commands, start=1):
+            await ctx.on_line(f"$ {command}")
+            finished = await run_process(command, cwd=project_dir, ctx=ctx)
+            if finished.stopped:
+                raise StepFailed(finished.stopped)
+            if finished.exit_code != 0:
+                raise StepFailed(f"pre-run command {number} failed (exit {finished.exit_code})")
+            ctx.env.update(environment.read_env_file(files["env"]))
+
+        await self._enter(2)
+        project = detect(project_dir)
+        await ctx.on_line(f"runtime: {project.runtime}")
+        outcome = await run_operation(project, str(self.job["operation"]), ctx, outputs_file=files["outputs"])
+
+        await self._enter(3)
+        if self.job["operation"] != "update":
+            outcome.outputs = None
+            await ctx.on_line("outputs are recorded after an update only")
+        elif outcome.outputs is not None:
+            names = ", ".join(sorted(outcome.outputs)) or "none"
+            await ctx.on_line(f"outputs: {names}")
+        await self.client.step(self.id, 3, STEPS[3], "succeeded")
+        return outcome

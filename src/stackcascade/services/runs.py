@@ -1,0 +1,292 @@
+"""The runner protocol's server side: hand out jobs, record steps, logs and results.
+
+A job carries the deployment's effective settings with secrets opened: this is the one place where
+they leave the database decrypted, and only towards a runner token over the API.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stackcascade.domain import settings as doc
+from stackcascade.domain.deployments import TERMINAL, Status
+from stackcascade.domain.errors import InvalidInput, NotFound
+from stackcascade.domain.roles import Principal, Role, TokenKind
+from stackcascade.services import queue
+from stackcascade.services.context import Context
+from stackcascade.services.stacks import load, ref
+from stackcascade.services.tokens import hash_token, new_token_value
+from stackcascade.store import deployments as rows
+from stackcascade.store import runs
+from stackcascade.store.schema import tokens
+
+DEFAULT_TIMEOUT_SECONDS = 2 * 3600
+MAX_STEPS = 20
+MASK = "[secret]"
+
+
+def _open(ctx: Context, value: Any) -> str | None:
+    if isinstance(value, dict) and "ciphertext" in value:
+        return ctx.secrets.open(str(value["ciphertext"]))
+    return value if isinstance(value, str) else None
+
+
+def _job(ctx: Context, row: Any, deployment_token: str) -> dict[str, Any]:
+    settings = row.settings
+    secrets: list[str] = []
+
+    def opened(value: Any) -> str | None:
+        plain = _open(ctx, value)
+        if plain is not None and isinstance(value, dict):
+            secrets.append(plain)
+        return plain
+
+    git = doc.git_source(settings)
+    auth_doc = git.get("gitAuth") or {}
+    basic = auth_doc.get("basicAuth") or {}
+    ssh = auth_doc.get("sshAuth") or {}
+    auth = {
+        "accessToken": opened(auth_doc.get("accessToken")),
+        "username": opened(basic.get("userName")),
+        "password": opened(basic.get("password")),
+        "sshPrivateKey": opened(ssh.get("sshPrivateKey")),
+        "sshPassphrase": opened(ssh.get("password")),
+    }
+    context = settings.get("operationContext") or {}
+    environment = {name: opened(value) or "" for name, value in (context.get("environmentVariables") or {}).items()}
+    options = context.get("options") or {}
+    return {
+        "deploymentId": row.id,
+        "org": row.org,
+        "project": row.project,
+        "stack": row.stack,
+        "operation": row.operation,
+        "version": int(row.version),
+        "cascadeId": row.cascade_id,
+        "source": {
+            "repoUrl": git.get("repoUrl"),
+            "branch": git.get("branch"),
+            "commit": git.get("commit"),
+            "repoDir": git.get("repoDir"),
+            "auth": {k: v for k, v in auth.items() if v is not None},
+        },
+        "preRunCommands": list(context.get("preRunCommands") or []),
+        "environment": environment,
+        "secretValues": sorted(set(secrets), key=len, reverse=True),
+        "options": {
+            "shell": options.get("shell") or "bash",
+            "timeoutSeconds": int(options.get("timeout") or DEFAULT_TIMEOUT_SECONDS),
+            "skipInstallDependencies": bool(options.get("skipInstallDependencies")),
+        },
+        "deploymentToken": deployment_token,
+        "apiUrl": ctx.public_url,
+        "upstreamOutputs": {},
+        "leaseSeconds": ctx.lease_seconds,
+    }
+
+
+async def claim(ctx: Context, principal: Principal, runner_id: str, wait_seconds: float) -> dict[str, Any] | None:
+    """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out."""
+    principal.require_runner()
+    owner = f"{principal.name}/{runner_id}"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        job = await _claim_once(ctx, owner)
+        if job is not None:
+            return job
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await ctx.work.wait(min(remaining, 1.0))
+
+
+async def _claim_once(ctx: Context, owner: str) -> dict[str, Any] | None:
+    """Lease a deployment and issue its short-lived token in one transaction: both or neither."""
+    value = new_token_value()
+    async with ctx.db.write() as conn:
+        row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=ctx.now())
+        if row is None:
+            return None
+        timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
+        await conn.execute(
+            tokens.insert().values(
+                id=str(uuid.uuid4()),
+                hash=hash_token(value),
+                name=f"deployment {row.id}",
+                kind=TokenKind.DEPLOYMENT.value,
+                org=row.org,
+                deployment_id=row.id,
+                created_at=ctx.now(),
+                expires_at=ctx.now() + timeout + 600,
+            )
+        )
+    return _job(ctx, row, value)
+
+
+def owner_of(principal: Principal, runner_id: str) -> str:
+    principal.require_runner()
+    return f"{principal.name}/{runner_id}"
+
+
+async def report_step(
+    ctx: Context, principal: Principal, runner_id: str, deployment_id: str, idx: int, name: str, status: str
+) -> None:
+    owner = owner_of(principal, runner_id)
+    if not 0 <= idx < MAX_STEPS:
+        raise InvalidInput(f"step index must be between 0 and {MAX_STEPS - 1}")
+    if status not in {"not-started", "running", "failed", "succeeded"}:
+        raise InvalidInput("step status must be not-started, running, failed or succeeded")
+    async with ctx.db.write() as conn:
+        await queue.owned(conn, deployment_id, owner)
+        await runs.upsert_step(conn, deployment_id, idx, name, status, ctx.now())
+
+
+async def append_logs(
+    ctx: Context, principal: Principal, runner_id: str, deployment_id: str, lines: list[runs.LogLine]
+) -> None:
+    owner = owner_of(principal, runner_id)
+    async with ctx.db.write() as conn:
+        await queue.owned(conn, deployment_id, owner)
+        await runs.append_logs(conn, deployment_id, lines, max_bytes=ctx.max_log_bytes, now=ctx.now())
+
+
+def seal_outputs(ctx: Context, outputs: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
+    return {
+        "plain": {k: v for k, v in outputs.items() if k not in secret_keys},
+        "sealed": {k: ctx.secrets.seal(_json(v)) for k, v in outputs.items() if k in secret_keys},
+    }
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def open_outputs(ctx: Context, stored: dict[str, Any] | None, *, show_secrets: bool) -> dict[str, Any]:
+    import json
+
+    if not stored:
+        return {}
+    out = dict(stored.get("plain") or {})
+    for key, sealed in (stored.get("sealed") or {}).items():
+        out[key] = json.loads(ctx.secrets.open(sealed)) if show_secrets else MASK
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    status: Status
+    reason: str | None = None
+    outputs: dict[str, Any] | None = None
+    secret_outputs: frozenset[str] = frozenset()
+    resource_changes: dict[str, int] | None = None
+
+
+async def finish(ctx: Context, principal: Principal, runner_id: str, deployment_id: str, result: Result) -> Any:
+    """End a run: status, outputs (on the stack only after a successful update), events, token revoked."""
+    owner = owner_of(principal, runner_id)
+    if result.status not in {Status.SUCCEEDED, Status.FAILED}:
+        raise InvalidInput("a run finishes as succeeded or failed")
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        row = await queue.owned(conn, deployment_id, owner)
+        sealed = seal_outputs(ctx, result.outputs, set(result.secret_outputs)) if result.outputs is not None else None
+        await conn.execute(
+            sa.update(rows.deployments)
+            .where(rows.deployments.c.id == deployment_id)
+            .values(outputs=sealed, resource_changes=result.resource_changes)
+        )
+        if result.status is Status.SUCCEEDED and row.operation == "update" and sealed is not None:
+            await runs.set_stack_outputs(conn, row.stack_id, sealed)
+        extra = {"resourceChanges": result.resource_changes} if result.resource_changes else {}
+        finished = await queue.finish_in(conn, row, result.status, result.reason, now, **extra)
+    ctx.work.notify()
+    return finished
+
+
+async def read_logs(
+    ctx: Context,
+    principal: Principal,
+    org: str,
+    project: str,
+    stack: str,
+    deployment_id: str,
+    *,
+    continuation: str | None,
+    count: int | None,
+    job: int | None,
+    step: int | None,
+    offset: int | None,
+) -> dict[str, Any]:
+    """Pulumi's two log modes: streaming (nextToken until the end) and one step (offset/count)."""
+    principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
+    limit = 100 if count is None else count
+    if not 1 <= limit <= 499:
+        raise InvalidInput("count must be between 1 and 499")
+    async with ctx.db.read() as conn:
+        stack_row = await load(conn, org, project, stack)
+        row = await rows.get(conn, deployment_id)
+        if row is None or row.stack_id != stack_row.id:
+            raise NotFound(f"deployment {deployment_id} not found on stack {ref(org, project, stack)}")
+        names = {s.idx: s.name for s in await runs.steps(conn, deployment_id)}
+        finished = Status(row.status) in TERMINAL
+        if step is not None or job is not None:
+            if job not in (None, 0):
+                raise NotFound(f"deployment {deployment_id} has one job (0)")
+            if step is None or step < 0:
+                raise InvalidInput("give 'step' (0-based) together with 'job'")
+            start = offset or 0
+            if start < 0:
+                raise InvalidInput("offset must be 0 or more")
+            lines = await runs.logs_of_step(conn, deployment_id, step, start, limit)
+            body: dict[str, Any] = {
+                "__type": "DeploymentLogsStep",
+                "lines": [{"timestamp": _iso(r.created_at), "line": r.line} for r in lines],
+            }
+            if lines or not finished:
+                body["nextOffset"] = start + len(lines)
+            return body
+        try:
+            after = int(continuation) if continuation else 0
+        except ValueError:
+            raise InvalidInput("continuationToken is not one this server returned") from None
+        lines = await runs.logs_after(conn, deployment_id, after, limit)
+    body = {
+        "__type": "DeploymentLogs",
+        "lines": [
+            {"header": names.get(r.step, f"step {r.step}"), "timestamp": _iso(r.created_at), "line": r.line}
+            for r in lines
+        ],
+    }
+    last = lines[-1].id if lines else after
+    if not finished or len(lines) == limit:
+        body["nextToken"] = str(last)
+    return body
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def read_outputs(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, *, show_secrets: bool
+) -> dict[str, Any]:
+    if not principal.may_read_outputs(org):
+        raise NotFound(f"stack {ref(org, project, stack)} not found")
+    if show_secrets and not principal.may_see_secret_outputs(org):
+        raise InvalidInput("this token may not see secret outputs: ask without showSecrets, or use a member token")
+    async with ctx.db.read() as conn:
+        stack_row = await load(conn, org, project, stack)
+    stored = stack_row.outputs or {}
+    return {
+        "outputs": open_outputs(ctx, stored, show_secrets=show_secrets),
+        "secretOutputs": sorted((stored.get("sealed") or {}).keys()),
+    }

@@ -1,0 +1,119 @@
+"""A separate ``cascade runner`` process: runs deployments over HTTP, stops cleanly, and a killed one is noticed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for, wait_for_log
+from tests.support import DATABASES, LiveServer, fresh_database, start_server
+
+CASCADE = Path(sys.executable).parent / "cascade"
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def bare_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server without local runners and with a short lease, so a lost runner is noticed quickly."""
+    data_dir = tmp_path_factory.mktemp("bare")
+    with fresh_database(request.param, data_dir) as url:
+        server = start_server(url, data_dir, runners=0, lease_seconds=2)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def api(bare_server: LiveServer) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {bare_server.admin_token}"}, timeout=30) as client:
+        yield client
+
+
+def start_runner(api: httpx2.Client, server: LiveServer, work_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    token = api.post("/api/tokens", json={"runner": True, "name": "remote-test"}).json()["token"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {"CASCADE_RUNNER_TOKEN": token}
+    return subprocess.Popen(
+        [str(CASCADE), "runner", "--server", server.url, "--work-dir", str(work_dir), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def make_stack(api: httpx2.Client, org: str, repo: str) -> str:
+    assert api.post(f"/api/stacks/{org}/app", json={"stackName": "prod"}).status_code == 200
+    settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+    assert api.post(f"/api/stacks/{org}/app/prod/deployments/settings", json=settings).status_code == 200
+    return f"{org}/app/prod"
+
+
+def test_a_remote_runner_runs_deployments_and_exits_cleanly_on_sigterm(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo remote-run\necho '{\"where\": \"remote\"}' > \"$CASCADE_OUTPUTS\"")})
+    stack = make_stack(api, org, repo)
+    runner = start_runner(api, bare_server, tmp_path / "work", "--concurrency", "2")
+    try:
+        first, second = deploy(api, stack), deploy(api, stack)
+        assert wait_for(api, stack, first)["status"] == "succeeded"
+        assert wait_for(api, stack, second)["status"] == "succeeded"
+        assert api.get(f"/api/stacks/{stack}/outputs").json()["outputs"] == {"where": "remote"}
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+    assert "runner stopped after 2 deployment(s)" in output
+
+
+def test_sigterm_lets_the_running_deployment_finish_first(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    update = f"echo waiting\nwhile [ ! -f {gate} ]; do sleep 0.05; done\necho finished-after-sigterm"
+    stack = make_stack(api, org, git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}))
+    runner = start_runner(api, bare_server, tmp_path / "work", "--grace", "60")
+    try:
+        deployment_id = deploy(api, stack)
+        wait_for_log(api, stack, deployment_id, "waiting")
+        runner.send_signal(signal.SIGTERM)
+        gate.touch()
+        assert wait_for(api, stack, deployment_id)["status"] == "succeeded"
+    finally:
+        output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+
+
+def test_a_killed_runner_fails_its_deployment_as_runner_lost(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    update = f"sleep 300 &\necho $! > {pid_file}\necho started\nwait"
+    stack = make_stack(api, org, git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}))
+    runner = start_runner(api, bare_server, tmp_path / "work")
+    try:
+        deployment_id = deploy(api, stack)
+        wait_for_log(api, stack, deployment_id, "started")
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        body = wait_for(api, stack, deployment_id, seconds=60)
+        assert (body["status"], body["reason"]) == ("failed", "runner lost")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate(timeout=10)  # reap it and close its pipe
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_runner_tokens_can_do_nothing_but_the_runner_protocol(api: httpx2.Client, bare_server: LiveServer, org: str) -> None:
+    token = api.post("/api/tokens", json={"runner": True}).json()["token"]
+    with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {token}"}) as runner_api:
+        assert runner_api.get("/api/user/stacks", params={"organization": org}).status_code == 404
+        assert runner_api.post(f"/api/stacks/{org}/x", json={"stackName": "y"}).status_code == 404
+        assert runner_api.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 0}).status_code in (200, 204)
+    assert api.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 0}).status_code == 403
