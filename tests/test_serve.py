@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.e2e.helpers import wait_for
 from tests.support import free_port
 
 CASCADE = Path(sys.executable).parent / "cascade"
@@ -97,8 +99,17 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
         assert sorted(s["projectName"] for s in stacks) == ["app", "cluster", "database", "network"]
         settings = api.get("/api/stacks/demo/network/prod/deployments/settings").json()
         repo_url = settings["sourceContext"]["git"]["repoUrl"]
-        created = api.post("/api/stacks/demo/network/prod/deployments", json={"operation": "update"})
-        assert created.status_code == 202
+        for layer in ("network", "database", "cluster", "app"):  # deploy the diamond in order, from the CLI
+            queued = subprocess.run(
+                [str(CASCADE), "deploy", f"demo/{layer}/prod", "--server", served.url, "--token", token, "--json"],
+                capture_output=True, text=True, check=True,
+            )
+            deployment_id = json.loads(queued.stdout)["id"]
+            finished = wait_for(api, f"demo/{layer}/prod", deployment_id)
+            assert finished["status"] == "succeeded", (layer, finished.get("reason"))
+        app = api.get("/api/stacks/demo/app/prod/outputs").json()["outputs"]
+        assert app["database"].startswith("db.vpc-") and app["cluster"].startswith("https://k8s.vpc-")
+        assert api.get("/api/stacks/demo/database/prod/outputs").json()["outputs"]["password"] == "[secret]"
     repo = Path(repo_url.removeprefix("file://"))
     log = subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True, check=True)
     assert "demo projects" in log.stdout

@@ -26,14 +26,7 @@ from stackcascade.store.db import Database
 
 log = logging.getLogger("stackcascade.server")
 
-_DEMO_PROGRAM = """\
-# A command-runtime project: `update` writes this layer's outputs.
-operations:
-  update: echo '{{"layer": "{name}", "version": "1"}}' > "$CASCADE_OUTPUTS"
-  preview: echo "would update {name}"
-  refresh: echo "refreshed {name}"
-  destroy: echo "destroyed {name}"
-"""
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
 def build_context(config: Config) -> Context:
@@ -48,18 +41,17 @@ def build_context(config: Config) -> Context:
     )
 
 
-def write_demo_repo(path: Path) -> str:
-    """A local git repository with one command-runtime project per demo stack (real git)."""
+def write_demo_repo(path: Path, examples: Path = EXAMPLES) -> str:
+    """A real git repository made from ``examples/demo``: one command-runtime project per stack."""
     if not (path / ".git").exists():
-        path.mkdir(parents=True, exist_ok=True)
-        for name in demo.DEMO_STACKS:
-            (path / name).mkdir(exist_ok=True)
-            (path / name / "Cascade.yaml").write_text(_DEMO_PROGRAM.format(name=name))
+        if not examples.is_dir():
+            raise SystemExit(f"--demo needs the demo projects in {examples} (run from a source checkout)")
         git = shutil.which("git")
         if git is None:
             raise SystemExit("--demo needs git on PATH to create its example repository")
-        env_args = ["-c", "user.name=stackcascade demo", "-c", "user.email=demo@stackcascade.invalid"]
-        for args in (["init", "-q", "-b", "main"], ["add", "."], [*env_args, "commit", "-q", "-m", "demo projects"]):
+        shutil.copytree(examples, path, dirs_exist_ok=True)
+        identity = ["-c", "user.name=stackcascade demo", "-c", "user.email=demo@stackcascade.invalid"]
+        for args in (["init", "-q", "-b", "main"], ["add", "."], [*identity, "commit", "-q", "-m", "demo projects"]):
             subprocess.run([git, *args], cwd=path, check=True, capture_output=True)  # noqa: S603 - fixed arguments
     return path.resolve().as_uri()
 

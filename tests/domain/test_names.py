@@ -67,3 +67,9 @@ def test_check_stack_ref_names_the_part_that_is_wrong() -> None:
         check_stack_ref("bad org", "proj", "dev")
     assert caught.value.message.startswith("invalid organization name 'bad org'")
     assert caught.value.status_code == 400
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_segments_are_never_names_not_even_for_organizations(name: str) -> None:
+    with pytest.raises(InvalidInput, match="path segments"):
+        check_name("organization", name, may_start_with_dot=True)

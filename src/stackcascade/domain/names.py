@@ -14,6 +14,8 @@ def check_name(kind: str, value: object, *, may_start_with_dot: bool = False) ->
     """Return ``value`` if it is a valid name of ``kind``, else raise InvalidInput with the rule."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(f"invalid {kind} name {value!r}: use {RULE}")
+    if value in {".", ".."}:
+        raise InvalidInput(f"invalid {kind} name {value!r}: '.' and '..' are path segments, not names")
     if not may_start_with_dot and value.startswith("."):
         raise InvalidInput(f"invalid {kind} name {value!r}: a {kind} name may not start with '.'")
     return value
