@@ -1,4 +1,4 @@
-"""``cascade deploy`` (queue a deployment, optionally with one-off overrides) and ``cascade cancel``."""
+"""``cascade deploy`` (queue a deployment, optionally with one-off overrides, and follow it) and ``cascade cancel``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
+from stackcascade.cli import follow as following
 from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
 from stackcascade.cli.documents import deployment_request
-from stackcascade.cli.errors import reports_errors
-from stackcascade.cli.output import print_json
+from stackcascade.cli.errors import CliError, reports_errors
+from stackcascade.cli.output import console, print_json, print_table
 from stackcascade.cli.settings import (
     BranchOption,
     CommitOption,
@@ -37,12 +38,21 @@ def deploy(
     no_inherit: Annotated[
         bool, typer.Option("--no-inherit", help="Ignore the saved settings: use only what is given here.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Show the steps and the log until the deployment ends; exit 1 unless it succeeded."
+        ),
+    ] = False,
+    timeout: following.FollowTimeoutOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a deployment of the stack; the options override its saved settings for this run only."""
+    if follow and as_json:
+        raise CliError("--follow prints a live view, not JSON: use `cascade logs STACK ID --follow --json` for that")
     conn = connect(server, token, org)
     ref = conn.stack(stack)
     flags = flags_from_options(
@@ -57,12 +67,28 @@ def deploy(
     body = deployment_request(operation.value, inherit=not no_inherit, flags=flags)
     with conn.client() as api:
         queued = api.create_deployment(ref, body)
-    if as_json:
-        print_json(queued)
-        return
-    typer.echo(f"Queued {operation.value} of {ref}: version {queued.get('version')}")
-    typer.echo(f"  id:      {queued.get('id')}")
-    typer.echo(f"  console: {queued.get('consoleUrl')}")
+        if as_json:
+            print_json(queued)
+            return
+        typer.echo(f"Queued {operation.value} of {ref}: version {queued.get('version')}")
+        typer.echo(f"  id:      {queued.get('id')}")
+        typer.echo(f"  console: {queued.get('consoleUrl')}")
+        if not follow:
+            return
+        deployment_id = str(queued.get("id"))
+        out = console()
+        try:
+            if following.is_live_terminal(out):
+                finished = following.follow_live(api, ref, deployment_id, out=out, timeout=timeout)
+            else:
+                finished = following.follow_plain(
+                    api, ref, deployment_id, emit=following.echo_lines(False), timeout=timeout
+                )
+                rows = following.steps_of(finished)
+                print_table(("STEP", "STATUS", "DURATION"), rows, empty="No steps.")
+        except KeyboardInterrupt:
+            raise following.interrupted(ref, deployment_id) from None
+    raise following.finish(deployment_id, finished)
 
 
 @reports_errors

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from stackcascade import __version__
-from stackcascade.cli import deploy, deployments, login, runner_command, settings, stacks, tokens
+from stackcascade.cli import deploy, deployments, login, logs, outputs, runner_command, settings, stacks, tokens
 from stackcascade.config import DEFAULT_PORT, Config
 
 app = typer.Typer(
@@ -88,6 +88,8 @@ app.add_typer(settings.app, name="settings")
 app.command("deploy")(deploy.deploy)
 app.add_typer(deployments.app, name="deployments")
 app.command("cancel")(deploy.cancel)
+app.command("logs")(logs.logs)
+app.command("outputs")(outputs.outputs)
 app.add_typer(tokens.app, name="token")
 app.command("runner")(runner_command.runner)
 

@@ -43,17 +43,8 @@ def _check_tags(tags: object) -> dict[str, str]:
 
 
 async def ensure_org(ctx: Context, conn: AsyncConnection, org: str) -> None:
-    """Create the org row on first use, also when two transactions do so at once (PostgreSQL).
-
-    The loser of that race gets a unique violation; the savepoint keeps its transaction usable and the
-    winner's row is committed and visible to its next statement.
-    """
-    try:
-        async with conn.begin_nested():
-            await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
-    except IntegrityError:
-        if await orgs.get(conn, org) is None:
-            raise
+    """Create the org row on first use (idempotent, also under concurrent first uses)."""
+    await orgs.ensure(conn, org, concurrency=ctx.org_concurrency, now=ctx.now())
 
 
 def stack_event_payload(org: str, project: str, stack: str) -> dict[str, Any]:

@@ -94,21 +94,6 @@ class Database:
 
         upgrade_to_head(_driver_url(self.url, asynchronous=False))
 
-    async def insert_ignoring_duplicates(
-        self, conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]
-    ) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING, spelled for the current database."""
-        if not rows:
-            return
-        if self.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            await conn.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            await conn.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
-
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -117,3 +102,17 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+async def insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        await conn.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        await conn.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))

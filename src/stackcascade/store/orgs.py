@@ -7,13 +7,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stackcascade.store.db import insert_ignoring_duplicates
 from stackcascade.store.schema import orgs
 
 
 async def ensure(conn: AsyncConnection, name: str, *, concurrency: int, now: float) -> None:
-    exists = await conn.scalar(sa.select(orgs.c.name).where(orgs.c.name == name))
-    if exists is None:
-        await conn.execute(orgs.insert().values(name=name, concurrency=concurrency, paused=False, created_at=now))
+    """Create the org on first use; safe when several transactions do it at once."""
+    row = {"name": name, "concurrency": concurrency, "paused": False, "created_at": now}
+    await insert_ignoring_duplicates(conn, orgs, [row], ["name"])
 
 
 async def get(conn: AsyncConnection, name: str) -> sa.Row[Any] | None:
