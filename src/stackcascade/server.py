@@ -150,7 +150,7 @@ async def serve(config: Config) -> None:
 def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool) -> None:
     where = "PostgreSQL" if ctx.db.is_postgres else f"SQLite in {config.data_dir.resolve()}"
     lines = [
-        f"stackcascade listening on {ctx.public_url}  (console: {ctx.public_url}/ , API docs: {ctx.public_url}/api/docs)",
+        f"stackcascade listening on {ctx.public_url}  (API docs: {ctx.public_url}/api/docs; the web console is not built yet)",
         f"database: {where}",
         f"local runners: {config.runners}" + ("" if config.runners else " (deployments wait for a `cascade runner`)"),
     ]

@@ -58,7 +58,7 @@ def _forms_of(secret: str) -> set[str]:
         urlsafe = base64.urlsafe_b64encode(raw).decode("ascii")
         forms.update({text, encoded, encoded.rstrip("="), urlsafe, urlsafe.rstrip("=")})
         forms.update({quote(text, safe=""), quote_plus(text, safe=""), quote(text)})
-        # JSON-escaped, as inside a JSON string (with and without \uXXXX escapes for non-ASCII).
+        # JSON-escaped, as inside a JSON string (with and without \u escapes for non-ASCII).
         forms.update({json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
     return forms
 
