@@ -425,3 +425,11 @@ def test_concurrent_token_creation_for_a_new_org_all_succeed(live_server: LiveSe
         responses = list(pool.map(attempt, range(8)))
     assert [r.status_code for r in responses] == [201] * 8, [r.text for r in responses]
     assert len({r.json()["token"] for r in responses}) == 8
+
+
+def test_a_revoked_token_stops_working_at_once_despite_the_auth_cache(admin: httpx2.Client, live_server: LiveServer, org: str) -> None:
+    created = admin.post("/api/tokens", json={"org": org, "role": "viewer"}).json()
+    with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {created['token']}"}) as viewer:
+        assert viewer.get("/api/user/stacks", params={"organization": org}).status_code == 200  # now cached
+        assert admin.delete(f"/api/tokens/{created['id']}").status_code == 204
+        assert viewer.get("/api/user/stacks", params={"organization": org}).status_code == 401

@@ -16,13 +16,13 @@ _auth_header = APIKeyHeader(
 )
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     ctx: Context = request.app.state.context
     return ctx
 
 
 async def get_principal(request: Request, authorization: Annotated[str | None, Depends(_auth_header)]) -> Principal:
-    return await tokens.authenticate(get_context(request), authorization)
+    return await tokens.authenticate(request.app.state.context, authorization)
 
 
 Ctx = Annotated[Context, Depends(get_context)]

@@ -79,12 +79,24 @@ class Runner:
                 backoff = 0.5
                 if job is None:
                     continue
-                run = JobRun(client, job, work_dir=self._work_dir, base_env=self._base_env, api_url=self._api_url, grace_seconds=10.0)
+                run = JobRun(
+                    client,
+                    job,
+                    work_dir=self._work_dir,
+                    base_env=self._base_env,
+                    api_url=self._api_url,
+                    grace_seconds=10.0,
+                )
                 self._running.add(run)
                 try:
                     await run.execute()
                 except Exception as exc:  # the server will fail it when the lease expires
-                    log.warning("runner %s: deployment %s could not be reported: %s", client.runner_id, run.id, type(exc).__name__)
+                    log.warning(
+                        "runner %s: deployment %s could not be reported: %s",
+                        client.runner_id,
+                        run.id,
+                        type(exc).__name__,
+                    )
                 finally:
                     self._running.discard(run)
                     self.completed += 1

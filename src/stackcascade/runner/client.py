@@ -82,7 +82,9 @@ class RunnerClient:
         return bool(response.json().get("cancelRequested"))
 
     async def step(self, deployment_id: str, index: int, name: str, status: str) -> None:
-        await self._post(f"/api/runner/deployments/{deployment_id}/steps", {"index": index, "name": name, "status": status})
+        await self._post(
+            f"/api/runner/deployments/{deployment_id}/steps", {"index": index, "name": name, "status": status}
+        )
 
     async def logs(self, deployment_id: str, lines: list[dict[str, Any]]) -> None:
         await self._post(f"/api/runner/deployments/{deployment_id}/logs", {"lines": lines})

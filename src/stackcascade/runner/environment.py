@@ -11,7 +11,9 @@ from typing import Any
 _RUNNER_PRIVATE = ("CASCADE_RUNNER_TOKEN", "CASCADE_SECRET_KEY", "CASCADE_ADMIN_TOKEN", "CASCADE_DATABASE_URL")
 
 
-def build(base: Mapping[str, str], job: Mapping[str, Any], *, api_url: str, files: Mapping[str, Path]) -> dict[str, str]:
+def build(
+    base: Mapping[str, str], job: Mapping[str, Any], *, api_url: str, files: Mapping[str, Path]
+) -> dict[str, str]:
     """The runner's own environment, then the settings' variables, then our identity variables.
 
     Identity variables come last so a settings variable cannot impersonate another deployment.

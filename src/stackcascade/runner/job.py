@@ -137,7 +137,11 @@ class JobRun:
         await self.client.step(self.id, index, STEPS[index], "running")
 
     async def _steps(self, scratch: Path) -> OperationResult:
-        files = {"upstream": scratch / "upstream-outputs.json", "env": scratch / "cascade.env", "outputs": scratch / "outputs.json"}
+        files = {
+            "upstream": scratch / "upstream-outputs.json",
+            "env": scratch / "cascade.env",
+            "outputs": scratch / "outputs.json",
+        }
         environment.write_upstream_outputs(files["upstream"], self.job.get("upstreamOutputs") or {})
         files["env"].touch(mode=0o600)
         env = environment.build(self.base_env, self.job, api_url=self.api_url, files=files)
@@ -152,7 +156,9 @@ class JobRun:
             stack=str(self.job["stack"]),
         )
         await self._enter(0)
-        project_dir = await fetch_source(_source(self.job), workspace=self.work_dir / "workspaces" / _workspace_key(self.job), ctx=ctx)
+        project_dir = await fetch_source(
+            _source(self.job), workspace=self.work_dir / "workspaces" / _workspace_key(self.job), ctx=ctx
+        )
 
         await self._enter(1)
         commands = list(self.job.get("preRunCommands") or [])

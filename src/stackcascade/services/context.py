@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from stackcascade.services.secrets import SecretBox
 from stackcascade.store.db import Database
@@ -41,6 +42,34 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class AuthCache:
+    """Recently authenticated tokens, so most requests skip the token lookup.
+
+    An entry lives ``ttl`` seconds at most (never past the token's expiry). Revoking through this
+    process drops it at once; a revocation made by another replica takes effect within ``ttl``.
+    """
+
+    def __init__(self, ttl: float = 10.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self._size = size
+        self._entries: dict[str, tuple[Any, float]] = {}
+
+    def get(self, token_hash: str, now: float) -> Any | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def put(self, token_hash: str, principal: Any, valid_until: float) -> None:
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[token_hash] = (principal, valid_until)
+
+    def forget(self, token_id: str) -> None:
+        for key in [k for k, (p, _) in self._entries.items() if getattr(p, "token_id", None) == token_id]:
+            del self._entries[key]
+
+
 @dataclass(slots=True)
 class Context:
     db: Database
@@ -51,6 +80,7 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     max_log_bytes: int = 5 * 1024 * 1024
     work: WorkSignal = field(default_factory=WorkSignal)
+    auth_cache: AuthCache = field(default_factory=AuthCache)
 
     def now(self) -> float:
         return self.clock()

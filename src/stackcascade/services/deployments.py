@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from stackcascade.domain import settings as doc
@@ -71,9 +72,11 @@ async def create(
     request_doc = normalise(ctx, overrides, patch=False)
     now = ctx.now()
     async with ctx.db.write() as conn:
-        stack_row = await load(conn, org, project, stack)
-        saved = await stack_rows.get_settings(conn, stack_row.id) if inherit else None
-        effective = doc.merge_patch(dict(saved.document) if saved else {}, request_doc)
+        stack_row = await stack_rows.find_with_settings(conn, org, project, stack)
+        if stack_row is None:
+            raise NotFound(f"stack {ref(org, project, stack)} not found")
+        saved = dict(stack_row.settings_document or {}) if inherit else {}
+        effective = doc.merge_patch(saved, request_doc)
         if not doc.git_source(effective).get("repoUrl"):
             hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
             raise InvalidInput(
@@ -96,7 +99,19 @@ async def create(
             created_at=now,
             modified_at=now,
         )
-        row = await rows.get(conn, deployment_id)
+        row = SimpleNamespace(  # what was just inserted, without reading it back
+            id=deployment_id,
+            org=org,
+            project=project,
+            stack=stack,
+            version=version,
+            operation=operation.value,
+            status=Status.NOT_STARTED.value,
+            initiator=initiator,
+            requested_by=principal.name,
+            reason=None,
+            cascade_id=None,
+        )
         await events.append(
             conn,
             org=org,
@@ -110,12 +125,20 @@ async def create(
     return row
 
 
-async def _load_deployment(conn: Any, org: str, project: str, stack: str, deployment_id: str) -> Any:
-    stack_row = await load(conn, org, project, stack)
-    row = await rows.get(conn, deployment_id)
-    if row is None or row.stack_id != stack_row.id:
-        raise NotFound(f"deployment {deployment_id} not found on stack {ref(org, project, stack)}")
+async def _find(
+    conn: Any, org: str, project: str, stack: str, *, deployment_id: str | None = None, version: int | None = None
+) -> Any:
+    row = await rows.find_in_stack(conn, org, project, stack, deployment_id=deployment_id, version=version)
+    if row is None:
+        await load(conn, org, project, stack)  # says "stack not found" when that is the reason
+        if deployment_id is not None:
+            raise NotFound(f"deployment {deployment_id} not found on stack {ref(org, project, stack)}")
+        raise NotFound(f"stack {ref(org, project, stack)} has no deployment version {version}")
     return row
+
+
+async def _steps(conn: Any, row: Any) -> list[Any]:
+    return [] if row.status == Status.NOT_STARTED.value else await runs.steps(conn, row.id)
 
 
 async def get(
@@ -124,9 +147,8 @@ async def get(
     """The deployment, the stack's latest version and the deployment's steps."""
     principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
     async with ctx.db.read() as conn:
-        row = await _load_deployment(conn, org, project, stack, deployment_id)
-        latest = await load(conn, org, project, stack)
-        return row, int(latest.last_version), await runs.steps(conn, row.id)
+        row = await _find(conn, org, project, stack, deployment_id=deployment_id)
+        return row, int(row.latest_version), await _steps(conn, row)
 
 
 async def get_by_version(
@@ -134,11 +156,8 @@ async def get_by_version(
 ) -> tuple[Any, int, list[Any]]:
     principal.require(org, Role.VIEWER, f"stack {ref(org, project, stack)}")
     async with ctx.db.read() as conn:
-        stack_row = await load(conn, org, project, stack)
-        row = await rows.get_by_version(conn, stack_row.id, version)
-        if row is None:
-            raise NotFound(f"stack {ref(org, project, stack)} has no deployment version {version}")
-        return row, int(stack_row.last_version), await runs.steps(conn, row.id)
+        row = await _find(conn, org, project, stack, version=version)
+        return row, int(row.latest_version), await _steps(conn, row)
 
 
 def check_paging(page: int | None, page_size: int | None) -> tuple[int, int]:
@@ -183,7 +202,7 @@ async def cancel(ctx: Context, principal: Principal, org: str, project: str, sta
     principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
     now = ctx.now()
     async with ctx.db.write() as conn:
-        row = await _load_deployment(conn, org, project, stack, deployment_id)
+        row = await _find(conn, org, project, stack, deployment_id=deployment_id)
         status = Status(row.status)
         if status in TERMINAL:
             raise Conflict(f"deployment {deployment_id} already finished ({status.value}); nothing to cancel")

@@ -87,17 +87,27 @@ async def authenticate(ctx: Context, header: str | None) -> Principal:
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() not in {"token", "bearer"} or not value.strip():
         raise Unauthenticated("malformed Authorization header: send 'Authorization: token <your token>'")
+    digest = hash_token(value.strip())
+    now = ctx.now()
+    cached = ctx.auth_cache.get(digest, now)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     async with ctx.db.read() as conn:
-        row = (await conn.execute(sa.select(tokens).where(tokens.c.hash == hash_token(value.strip())))).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= ctx.now()):
+        row = (await conn.execute(sa.select(tokens).where(tokens.c.hash == digest))).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
         raise Unauthenticated("invalid or expired token")
-    return Principal(
+    principal = Principal(
         token_id=row.id,
         name=row.name,
         kind=TokenKind(row.kind),
         org=row.org,
         role=Role(row.role) if row.role else None,
     )
+    valid_until = now + ctx.auth_cache.ttl
+    if row.expires_at is not None:
+        valid_until = min(valid_until, row.expires_at)
+    ctx.auth_cache.put(digest, principal, valid_until)
+    return principal
 
 
 async def create(
@@ -166,6 +176,7 @@ async def issue_runner(ctx: Context, name: str) -> IssuedToken:
 async def revoke_by_id(ctx: Context, token_id: str) -> None:
     async with ctx.db.write() as conn:
         await conn.execute(tokens.delete().where(tokens.c.id == token_id))
+    ctx.auth_cache.forget(token_id)
 
 
 async def list_visible(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
@@ -188,3 +199,4 @@ async def revoke(ctx: Context, principal: Principal, token_id: str) -> None:
                 raise NotFound(f"token {token_id!r} not found")
             principal.require(row.org, Role.ADMIN, f"token {token_id!r}")
         await conn.execute(tokens.delete().where(tokens.c.id == token_id))
+    ctx.auth_cache.forget(token_id)

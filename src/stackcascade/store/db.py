@@ -70,7 +70,9 @@ class Database:
             _configure_sqlite(self._writer, "BEGIN IMMEDIATE")
             _configure_sqlite(self._reader, "BEGIN")
         else:
-            engine = create_async_engine(async_url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            # No pre-ping (a round trip per checkout): a connection broken by a server restart fails one
+            # statement, and SQLAlchemy then invalidates the pool.
+            engine = create_async_engine(async_url, pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=1800)
             self._writer = self._reader = engine
 
     @property
@@ -104,7 +106,9 @@ class Database:
             await self._reader.dispose()
 
 
-async def insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]) -> None:
+async def insert_ignoring_duplicates(
+    conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]
+) -> None:
     """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
     if not rows:
         return

@@ -30,7 +30,26 @@ def _with_stack() -> sa.Select[Any]:
         stacks.c.project.label("project"),
         stacks.c.name.label("stack"),
         stacks.c.paused.label("stack_paused"),
+        stacks.c.last_version.label("latest_version"),
     ).join(stacks, stacks.c.id == deployments.c.stack_id)
+
+
+async def find_in_stack(
+    conn: AsyncConnection,
+    org: str,
+    project: str,
+    stack: str,
+    *,
+    deployment_id: str | None = None,
+    version: int | None = None,
+) -> sa.Row[Any] | None:
+    """One deployment of one stack, by id or by version, in a single query."""
+    query = _with_stack().where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == stack)
+    if deployment_id is not None:
+        query = query.where(deployments.c.id == deployment_id)
+    if version is not None:
+        query = query.where(deployments.c.version == version)
+    return (await conn.execute(query)).first()
 
 
 async def get(conn: AsyncConnection, deployment_id: str) -> sa.Row[Any] | None:

@@ -17,6 +17,16 @@ async def find(conn: AsyncConnection, org: str, project: str, name: str) -> sa.R
     return (await conn.execute(query)).first()
 
 
+async def find_with_settings(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
+    """The stack and its saved settings document (None when it has none), in one query."""
+    query = (
+        sa.select(stacks, deployment_settings.c.document.label("settings_document"))
+        .outerjoin(deployment_settings, deployment_settings.c.stack_id == stacks.c.id)
+        .where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
+    )
+    return (await conn.execute(query)).first()
+
+
 async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(stacks.insert().values(**values))
 
