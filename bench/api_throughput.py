@@ -24,6 +24,9 @@ Besides req/s and latency, every phase reports the CPU time the server spent per
 that bounds a single-process server: max req/s per core ~ 1000 / ms-per-request) and the CPU used by
 this load generator, by the PostgreSQL backends of the benchmark database, and by everything else on
 the machine -- other work on a shared machine lowers throughput, and this column shows by how much.
+The load generator itself costs about 2 ms of CPU per request on a 2 GHz core; ``--processes N`` spreads
+each phase's clients over N processes when one process would be the bottleneck. ``--nice -10`` (root)
+and ``--wait-quiet SECONDS`` reduce the effect of other work on a shared machine.
 
     .venv/bin/python bench/api_throughput.py                      # full run, both databases
     .venv/bin/python bench/api_throughput.py --quick --databases sqlite
@@ -33,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
 import math
+import multiprocessing
 import os
 import platform
 import secrets
@@ -51,10 +56,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/"
 HOST = "127.0.0.1"
 ORG, PROJECT = "bench", "throughput"
@@ -464,11 +469,11 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 class Workload:
     """Stacks with saved settings, and the deployments created on them."""
 
-    def __init__(self, stacks: int) -> None:
+    def __init__(self, stacks: int, created: list[tuple[str, str]] | None = None, offset: int = 0) -> None:
         self.stacks = [f"s{i:03d}" for i in range(stacks)]
-        self.created: list[tuple[str, str]] = []  # (stack, deployment id)
-        self._create_i = 0
-        self._get_i = 0
+        self.created: list[tuple[str, str]] = list(created or [])  # (stack, deployment id)
+        self._create_i = offset
+        self._get_i = offset
 
     def path(self, stack: str) -> str:
         return f"/api/stacks/{ORG}/{PROJECT}/{stack}/deployments"
@@ -508,6 +513,92 @@ class Workload:
         return Request("GET", f"{self.path(stack)}/{deployment_id}", None, 200, check)
 
 
+def _child_phase(spec: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator process of a multi-process phase (``--processes``): its share of the clients."""
+    return asyncio.run(_child_phase_async(spec))
+
+
+async def _child_phase_async(spec: dict[str, Any]) -> dict[str, Any]:
+    work = Workload(spec["stacks"], spec["created"], spec["offset"])
+    known = len(work.created)
+    make = work.next_create if spec["operation"] == "create" else work.next_get
+    clients = [client_for(spec["base_url"], spec["token"]) for _ in range(spec["clients"])]
+    try:
+        warm, _ = await run_load(clients, make, spec["warmup"], max(spec["clients"] * 20, 50))
+        late = time.time() - spec["start_at"]
+        if late < 0:
+            await asyncio.sleep(-late)
+        cpu0, started = time.process_time(), time.time()
+        remaining = max(0.0, spec["start_at"] + spec["duration"] - started)
+        tally, _ = await run_load(clients, make, remaining, spec["requests"])
+        cpu, ended = time.process_time() - cpu0, time.time()
+    finally:
+        for client in clients:
+            await client.aclose()
+    return {
+        "latencies": tally.latencies,
+        "errors": tally.errors,
+        "warm_errors": warm.errors,
+        "created": work.created[known:],
+        "cpu": cpu,
+        "late": max(0.0, late),
+        "ended": ended,
+    }
+
+
+async def run_load_processes(
+    pool: concurrent.futures.ProcessPoolExecutor,
+    processes: int,
+    server: Server,
+    work: Workload,
+    operation: str,
+    concurrency: int,
+    args: argparse.Namespace,
+    first: bool,
+) -> tuple[Tally, Tally, float, CpuUse, list[float]]:
+    """The phase's clients spread over ``processes`` processes that start together at a wall-clock time.
+
+    Returns (measured tally, warm-up tally, measured seconds, CPU use in the window, lateness per process).
+    """
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    shares = [n for n in shares if n > 0]
+    start_at = time.time() + (8.0 if first else 2.0) + args.warmup
+    step = max(1, len(work.created) // len(shares))
+    specs = [
+        {
+            "base_url": server.base_url,
+            "token": server.token,
+            "operation": operation,
+            "stacks": len(work.stacks),
+            "created": work.created if operation == "get" else [],
+            "offset": i * (step if operation == "get" else len(work.stacks) // len(shares)),
+            "clients": n,
+            "warmup": args.warmup,
+            "start_at": start_at,
+            "duration": args.duration,
+            "requests": math.ceil(args.requests * n / concurrency),
+        }
+        for i, n in enumerate(shares)
+    ]
+    loop = asyncio.get_running_loop()
+    futures = [loop.run_in_executor(pool, _child_phase, spec) for spec in specs]
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    meter = CpuMeter(server.pid, server.database_url)
+    results = await asyncio.gather(*futures)
+    use = meter.read()
+    children_cpu = sum(r["cpu"] for r in results)
+    use.bench += children_cpu
+    use.other = max(0.0, use.other - children_cpu)
+    tally, warm = Tally(), Tally()
+    for result in results:
+        tally.latencies += result["latencies"]
+        tally.errors += result["errors"]
+        warm.errors += result["warm_errors"]
+        work.created += [tuple(pair) for pair in result["created"]]
+    seconds = max(r["ended"] for r in results) - start_at
+    return tally, warm, seconds, use, [r["late"] for r in results]
+
+
 async def measure_phase(
     server: Server,
     database: str,
@@ -516,20 +607,36 @@ async def measure_phase(
     concurrency: int,
     args: argparse.Namespace,
     report: Report,
+    work: Workload | None = None,
+    pool: concurrent.futures.ProcessPoolExecutor | None = None,
 ) -> PhaseResult:
-    clients = [client_for(server.base_url, server.token) for _ in range(concurrency)]
-    try:
-        warm, _ = await run_load(clients, next_request, args.warmup, max(concurrency * 20, 100))
-        for message in warm.errors[:5]:
-            report.error(f"{database} {operation} x{concurrency} warm-up: {message}")
+    processes = min(args.processes, concurrency)
+    if pool is not None and work is not None and processes > 1:
         if args.wait_quiet > 0:
             await wait_until_quiet(server.pid, args.wait_quiet, args.quiet_threshold)
-        meter = CpuMeter(server.pid, server.database_url)
-        tally, seconds = await run_load(clients, next_request, args.duration, args.requests)
-        use = meter.read()
-    finally:
-        for client in clients:
-            await client.aclose()
+        first = not getattr(pool, "_bench_used", False)
+        tally, warm, seconds, use, late = await run_load_processes(
+            pool, processes, server, work, operation, concurrency, args, first
+        )
+        pool._bench_used = True  # type: ignore[attr-defined]
+        if max(late) > 0.5:
+            report.error(f"{database} {operation} x{concurrency}: a load process started {max(late):.1f} s late")
+        for message in warm.errors[:5]:
+            report.error(f"{database} {operation} x{concurrency} warm-up: {message}")
+    else:
+        clients = [client_for(server.base_url, server.token) for _ in range(concurrency)]
+        try:
+            warm, _ = await run_load(clients, next_request, args.warmup, max(concurrency * 20, 100))
+            for message in warm.errors[:5]:
+                report.error(f"{database} {operation} x{concurrency} warm-up: {message}")
+            if args.wait_quiet > 0:
+                await wait_until_quiet(server.pid, args.wait_quiet, args.quiet_threshold)
+            meter = CpuMeter(server.pid, server.database_url)
+            tally, seconds = await run_load(clients, next_request, args.duration, args.requests)
+            use = meter.read()
+        finally:
+            for client in clients:
+                await client.aclose()
     for message in tally.errors[:10]:
         report.error(f"{database} {operation} x{concurrency}: {message}")
     if len(tally.errors) > 10:
@@ -580,12 +687,20 @@ async def bench_database(server: Server, database: str, args: argparse.Namespace
     await asyncio.sleep(args.idle)
     rss_warm = rss_mb(server.pid)
 
-    for concurrency in args.concurrency:
-        report.phases.append(
-            await measure_phase(server, database, "create", work.next_create, concurrency, args, report)
+    pool = None
+    if args.processes > 1:
+        pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=args.processes, mp_context=multiprocessing.get_context("spawn")
         )
-    for concurrency in args.concurrency:
-        report.phases.append(await measure_phase(server, database, "get", work.next_get, concurrency, args, report))
+    try:
+        for operation, make in (("create", work.next_create), ("get", work.next_get)):
+            for concurrency in args.concurrency:
+                report.phases.append(
+                    await measure_phase(server, database, operation, make, concurrency, args, report, work, pool)
+                )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # Consistency: the server counts exactly the deployments that were acknowledged.
     async with client_for(server.base_url, server.token) as client:
@@ -818,6 +933,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=None, help="seconds per measured phase (default 10)")
     parser.add_argument("--requests", type=int, default=None, help="max requests per measured phase (default 50000)")
     parser.add_argument("--concurrency", default="1,8,32", help="comma list of concurrent clients")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="load-generator processes to spread each phase's clients over (default 1: one asyncio process)",
+    )
     parser.add_argument("--stacks", type=int, default=50, help="stacks to spread the creates over")
     parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds before each phase (default 1)")
     parser.add_argument("--idle", type=float, default=None, help="idle seconds before reading RSS (default 5)")
@@ -868,6 +989,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--concurrency must be whole numbers between 1 and 256")
     if not 0 < args.duration <= 600 or not 0 < args.requests <= 1_000_000:
         parser.error("--duration must be in (0, 600] s and --requests in (0, 1000000]")
+    if not 1 <= args.processes <= 16:
+        parser.error("--processes must be 1-16")
     if not -1 <= args.runners <= 64:
         parser.error("--runners must be -1 (server default) to 64")
     if not 0 <= args.wait_quiet <= 600 or not -20 <= args.nice <= 19:

@@ -50,6 +50,18 @@ def start_runner(api: httpx2.Client, server: LiveServer, work_dir: Path, *extra:
     )
 
 
+def stop_runner(runner: subprocess.Popen[str], *, terminate: bool = True) -> str:
+    """SIGTERM (unless the test already sent it) and wait; a runner that does not stop in time is killed."""
+    if terminate and runner.poll() is None:
+        runner.send_signal(signal.SIGTERM)
+    try:
+        output, _ = runner.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        output, _ = runner.communicate()
+    return output
+
+
 def make_stack(api: httpx2.Client, org: str, repo: str) -> str:
     assert api.post(f"/api/stacks/{org}/app", json={"stackName": "prod"}).status_code == 200
     settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
@@ -67,8 +79,7 @@ def test_a_remote_runner_runs_deployments_and_exits_cleanly_on_sigterm(api: http
         assert wait_for(api, stack, second)["status"] == "succeeded"
         assert api.get(f"/api/stacks/{stack}/outputs").json()["outputs"] == {"where": "remote"}
     finally:
-        runner.send_signal(signal.SIGTERM)
-        output, _ = runner.communicate(timeout=60)
+        output = stop_runner(runner)
     assert runner.returncode == 0, output
     assert "runner stopped after 2 deployment(s)" in output
 
@@ -85,7 +96,7 @@ def test_sigterm_lets_the_running_deployment_finish_first(api: httpx2.Client, ba
         gate.touch()
         assert wait_for(api, stack, deployment_id)["status"] == "succeeded"
     finally:
-        output, _ = runner.communicate(timeout=60)
+        output = stop_runner(runner, terminate=False)
     assert runner.returncode == 0, output
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +28,7 @@ from tests.services.helpers import ADMIN, make_stack
 from tests.services.helpers import queue as enqueue
 
 pytestmark = pytest.mark.stress
+T = TypeVar("T")
 
 LIMITS = {"alpha": 3, "beta": 4}
 STACKS_PER_ORG = 10
@@ -33,14 +36,25 @@ DEPLOYMENTS_PER_STACK = 5
 CLAIMERS = 10
 
 
-@asynccontextmanager
-async def _actors(base: Context, count: int) -> AsyncIterator[list[Context]]:
-    contexts = [Context(db=Database(base.db.url, pool_size=2), secrets=base.secrets, lease_seconds=60) for _ in range(count)]
-    try:
-        yield contexts
-    finally:
-        for actor in contexts:
-            await actor.db.dispose()
+def _in_threads(base: Context, count: int, work: Callable[[Context, int], Awaitable[T]]) -> list[T]:
+    """Run ``work`` for ``count`` actors, each in its own thread, event loop and database engine.
+
+    Separate threads are what separate server processes or replicas look like to the database: on
+    SQLite they contend for the file's write lock, on PostgreSQL for rows.
+    """
+
+    def actor(index: int) -> T:
+        async def main() -> T:
+            context = Context(db=Database(base.db.url, pool_size=2), secrets=base.secrets, lease_seconds=60)
+            try:
+                return await asyncio.wait_for(work(context, index), timeout=240)
+            finally:
+                await context.db.dispose()
+
+        return asyncio.run(main())
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(actor, range(count)))
 
 
 @dataclass(frozen=True)
@@ -65,12 +79,13 @@ async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
     total = len(LIMITS) * STACKS_PER_ORG * DEPLOYMENTS_PER_STACK
     ticks = itertools.count()
     marks: list[Mark] = []
-    finished = 0
-    rng = random.Random(7)
+    finished = itertools.count(1)
+    done = threading.Event()
 
-    async def claimer(actor: Context, name: str) -> None:
-        nonlocal finished
-        while finished < total:
+    async def claimer(actor: Context, index: int) -> None:
+        rng = random.Random(index)
+        name = f"runner-{index}"
+        while not done.is_set():
             row = await queue.claim(actor, name)
             if row is None:
                 await asyncio.sleep(0.002)  # idle poll; correctness never depends on it
@@ -80,10 +95,10 @@ async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
             await asyncio.sleep(rng.uniform(0.1, 0.25))  # hold the slot so limits are contended
             marks.append(Mark(next(ticks), "finish", row.org, row.project, row.version))
             await queue.finish(actor, row.id, name, Status.SUCCEEDED)
-            finished += 1
+            if next(finished) == total:
+                done.set()
 
-    async with _actors(ctx, CLAIMERS) as actors:
-        await asyncio.wait_for(asyncio.gather(*(claimer(a, f"runner-{i}") for i, a in enumerate(actors))), timeout=240)
+    await asyncio.to_thread(_in_threads, ctx, CLAIMERS, claimer)
 
     claims = [m for m in marks if m.kind == "claim"]
     assert len(claims) == total
@@ -115,11 +130,10 @@ async def test_concurrent_creators_get_unique_sequential_versions(ctx: Context) 
     await make_stack(ctx, "alpha", "busy")
     per_actor = 15
 
-    async def creator(actor: Context) -> list[int]:
+    async def creator(actor: Context, _index: int) -> list[int]:
         return [(await enqueue(actor, "alpha", "busy")).version for _ in range(per_actor)]
 
-    async with _actors(ctx, CLAIMERS) as actors:
-        results = await asyncio.wait_for(asyncio.gather(*(creator(a) for a in actors)), timeout=120)
+    results = await asyncio.to_thread(_in_threads, ctx, CLAIMERS, creator)
     versions = sorted(v for chunk in results for v in chunk)
     assert versions == list(range(1, CLAIMERS * per_actor + 1))
     for chunk in results:

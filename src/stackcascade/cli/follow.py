@@ -115,7 +115,9 @@ class LogStream:
 
 
 def plain_line(line: Json) -> str:
-    return f"[{line.get('header') or '?'}] {line.get('line', '')}"
+    """``[step] text``; a line holding newlines (a multi-line command echoed) gets the prefix on each of them."""
+    prefix = f"[{line.get('header') or '?'}] "
+    return "\n".join(prefix + part for part in str(line.get("line", "")).splitlines() or [""])
 
 
 def json_line(line: Json) -> str:
@@ -124,7 +126,9 @@ def json_line(line: Json) -> str:
 
 def rich_line(line: Json) -> Text:
     """For a terminal: the step dimmed, the line's own ANSI colours kept, its brackets never read as markup."""
-    return Text.assemble((f"[{line.get('header') or '?'}] ", "dim"), Text.from_ansi(str(line.get("line", ""))))
+    prefix = f"[{line.get('header') or '?'}] "
+    parts = str(line.get("line", "")).splitlines() or [""]
+    return Text("\n").join(Text.assemble((prefix, "dim"), Text.from_ansi(part)) for part in parts)
 
 
 def echo_lines(as_json: bool) -> Callable[[Json], None]:

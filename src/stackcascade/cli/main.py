@@ -56,7 +56,10 @@ def serve(
 
     config = Config(data_dir=data_dir, database_url=database_url, host=host, port=port, runners=runners, demo=demo)
     with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
-        asyncio.run(run_server(config))
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_server(config))
 
 
 @app.command("admin-token")

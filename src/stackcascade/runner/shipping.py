@@ -26,37 +26,46 @@ class LogShipper:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.step = 0
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def line(self, text: str) -> None:
-        """Record one line of the current step (secrets masked before it leaves this process)."""
-        masked = self._masker.mask(text)
-        if len(masked) > MAX_LINE_CHARS:
-            masked = masked[:MAX_LINE_CHARS] + " [line cut]"
-        seq = self._seq.get(self.step, 0)
-        self._seq[self.step] = seq + 1
-        self._pending.append({"step": self.step, "seq": seq, "line": masked, "timestamp": time.time()})
+        """Record output of the current step (secrets masked before it leaves this process).
+
+        Text with newlines (an echoed multi-line command) becomes one log line per physical line.
+        """
+        for physical in text.split("\n"):
+            masked = self._masker.mask(physical)
+            if len(masked) > MAX_LINE_CHARS:
+                masked = masked[:MAX_LINE_CHARS] + " [line cut]"
+            seq = self._seq.get(self.step, 0)
+            self._seq[self.step] = seq + 1
+            self._pending.append({"step": self.step, "seq": seq, "line": masked, "timestamp": time.time()})
         if len(self._pending) >= BATCH_LINES:
             self._wake.set()
 
     async def flush(self) -> None:
+        """Send what is pending. A batch leaves ``_pending`` only once the server has stored it."""
         async with self._lock:
             while self._pending:
-                batch, self._pending = self._pending[:BATCH_LINES], self._pending[BATCH_LINES:]
+                batch = self._pending[:BATCH_LINES]
                 await self._client.logs(self._deployment_id, batch)
+                del self._pending[: len(batch)]
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
             self._wake.clear()
             await self.flush()
 
     async def close(self) -> None:
+        """Stop the background flusher without interrupting a batch in flight, then send the rest."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception):
                 await self._task
         await self.flush()

@@ -1,21 +1,29 @@
 """The database adapter: the one place where SQLite and PostgreSQL differ.
 
-``write()`` opens a transaction that holds the write lock from its first statement (``BEGIN
-IMMEDIATE`` on SQLite, through a single pooled writer connection so in-process writers queue in
-asyncio instead of spinning in SQLite's busy handler). ``read()`` opens a snapshot for reads.
+Services see one async API: ``write()`` opens a transaction that changes state (commit on success,
+rollback on any error) and ``read()`` a snapshot for reads.
+
+* PostgreSQL: SQLAlchemy's async engine on psycopg 3.
+* SQLite (the embedded default): statements run synchronously on the event loop. A local SQLite
+  statement takes microseconds, while a thread hop per statement (aiosqlite) cost about a millisecond
+  each. Writers of this process queue on an ``asyncio.Lock`` and then take the file's write lock with
+  ``BEGIN IMMEDIATE``, so another process's writer (a second server, ``cascade admin-token``) is waited
+  for by SQLite's busy timeout, never raced. One ``Database`` per process and event loop: two of them
+  writing from the same loop would wait on each other's file lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -29,11 +37,11 @@ def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'cascade.db').resolve()}"
 
 
-def _driver_url(url: str, *, asynchronous: bool) -> URL:
+def _driver_url(url: str) -> URL:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite+pysqlite")
+        return parsed.set(drivername="sqlite+pysqlite")
     if backend in {"postgresql", "postgres"}:
         return parsed.set(drivername="postgresql+psycopg")
     raise ValueError(
@@ -41,8 +49,16 @@ def _driver_url(url: str, *, asynchronous: bool) -> URL:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> Engine:
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_reset_on_return=None,  # every use ends in commit or rollback already
+        connect_args={"check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -50,30 +66,55 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
 
+    return engine
+
+
+class InlineConnection:
+    """The part of ``AsyncConnection`` the store uses, over a synchronous (SQLite) connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self._connection.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._connection.execute(statement, parameters)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return self._connection.scalar(statement, parameters)
+
+    @contextlib.asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        with self._connection.begin_nested():
+            yield
+
 
 class Database:
-    """Async engines for one database URL."""
+    """Engines for one database URL."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
-        async_url = _driver_url(url, asynchronous=True)
-        self.dialect = async_url.get_backend_name()
+        driver_url = _driver_url(url)
+        self.dialect = driver_url.get_backend_name()
         if self.dialect == "sqlite":
-            if async_url.database:
-                Path(async_url.database).parent.mkdir(parents=True, exist_ok=True)
-            self._writer = create_async_engine(async_url, pool_size=1, max_overflow=0, pool_timeout=60)
-            self._reader = create_async_engine(async_url, pool_size=pool_size, max_overflow=pool_size)
-            _configure_sqlite(self._writer, "BEGIN IMMEDIATE")
-            _configure_sqlite(self._reader, "BEGIN")
+            if driver_url.database:
+                Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._sqlite_writer = _sqlite_engine(driver_url, begin="BEGIN IMMEDIATE", pool_size=1)
+            self._sqlite_reader = _sqlite_engine(driver_url, begin="BEGIN", pool_size=pool_size)
+            self._write_lock: asyncio.Lock | None = None
         else:
             # No pre-ping (a round trip per checkout): a connection broken by a server restart fails one
             # statement, and SQLAlchemy then invalidates the pool.
-            engine = create_async_engine(async_url, pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=1800)
-            self._writer = self._reader = engine
+            # Overflow connections are closed when returned, so size the pool for the expected concurrency.
+            self._engine = create_async_engine(
+                driver_url, pool_size=pool_size * 3, max_overflow=pool_size, pool_recycle=1800
+            )
 
     @property
     def is_postgres(self) -> bool:
@@ -82,28 +123,47 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction that changes state; commits on success, rolls back on any error."""
-        async with self._writer.begin() as conn:
-            yield conn
+        if self.is_postgres:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            with self._sqlite_transaction(self._sqlite_writer) as conn:
+                yield conn  # type: ignore[misc]
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.begin() as conn:
-            yield conn
+        if self.is_postgres:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        with self._sqlite_transaction(self._sqlite_reader) as conn:
+            yield conn  # type: ignore[misc]
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _sqlite_transaction(engine: Engine) -> Iterator[InlineConnection]:
+        with engine.begin() as connection:
+            yield InlineConnection(connection)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (synchronous; called before serving)."""
         from stackcascade.store.migrate import upgrade_to_head
 
-        upgrade_to_head(_driver_url(self.url, asynchronous=False))
+        upgrade_to_head(_driver_url(self.url))
 
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
-        await self._writer.dispose()
-        if self._reader is not self._writer:
-            await self._reader.dispose()
+        if self.is_postgres:
+            await self._engine.dispose()
+        else:
+            self._sqlite_writer.dispose()
+            self._sqlite_reader.dispose()
 
 
 async def insert_ignoring_duplicates(
