@@ -23,6 +23,9 @@ _READ_CHUNK = 64 * 1024
 # After the main process is gone and its group killed, give the reader this long without new output
 # before giving up on a pipe still held open by something that escaped the group (e.g. a daemon).
 _DRAIN_IDLE_SECONDS = 2.0
+# The exit is polled (see _supervise): from 1 ms, doubling up to 50 ms, so a short command is noticed
+# at once and a long one costs little.
+_POLL_FIRST_SECONDS = 0.001
 _POLL_SECONDS = 0.05
 
 
@@ -88,6 +91,7 @@ async def _supervise(proc: asyncio.subprocess.Process, ctx: RunContext, pump: as
     """
     cancelled = asyncio.create_task(ctx.cancel.wait())
     stopped: str | None = None
+    poll = _POLL_FIRST_SECONDS
     try:
         while proc.returncode is None:
             if pump.done() and not pump.cancelled() and (error := pump.exception()) is not None:
@@ -101,7 +105,8 @@ async def _supervise(proc: asyncio.subprocess.Process, ctx: RunContext, pump: as
                 stopped = "timed out"
                 break
             waiting: set[asyncio.Future[Any]] = {cancelled} if pump.done() else {cancelled, pump}
-            await asyncio.wait(waiting, timeout=min(remaining, _POLL_SECONDS), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, timeout=min(remaining, poll), return_when=asyncio.FIRST_COMPLETED)
+            poll = min(poll * 2, _POLL_SECONDS)
     finally:
         cancelled.cancel()
     if stopped is not None:
@@ -117,10 +122,12 @@ async def _supervise(proc: asyncio.subprocess.Process, ctx: RunContext, pump: as
 async def _exited(proc: asyncio.subprocess.Process, *, within: float | None) -> bool:
     """Whether the main process has exited (and been reaped) within ``within`` seconds (None: no limit)."""
     deadline = None if within is None else time.monotonic() + within
+    poll = _POLL_FIRST_SECONDS
     while proc.returncode is None:
         if deadline is not None and time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(_POLL_SECONDS)
+        await asyncio.sleep(poll)
+        poll = min(poll * 2, _POLL_SECONDS)
     return True
 
 
