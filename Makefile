@@ -34,6 +34,7 @@ openapi: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/api_throughput.py
+	$(BIN)/python bench/runner_overhead.py
 
 lock: | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'

@@ -6,9 +6,7 @@ All transitions of a claimed deployment go through here, each in one transaction
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain.deployments import ACTIVE, Operation, Status, check_transition, event_kinds_for_finish
 from stackcascade.domain.errors import Conflict, NotFound
@@ -17,6 +15,9 @@ from stackcascade.services.deployments import event_payload
 from stackcascade.store import deployments as rows
 from stackcascade.store import events, runs
 from stackcascade.store.schema import tokens
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _ACTIVE = tuple(s.value for s in ACTIVE)
 

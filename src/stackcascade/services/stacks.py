@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_stack_ref
@@ -14,6 +13,9 @@ from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.services.context import Context
 from stackcascade.store import deployments, events, orgs
 from stackcascade.store import stacks as stack_rows
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 MAX_TAGS = 100
 

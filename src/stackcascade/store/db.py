@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -112,6 +114,8 @@ class Database:
             # No pre-ping (a round trip per checkout): a connection broken by a server restart fails one
             # statement, and SQLAlchemy then invalidates the pool.
             # Overflow connections are closed when returned, so size the pool for the expected concurrency.
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self._engine = create_async_engine(
                 driver_url, pool_size=pool_size * 3, max_overflow=pool_size, pool_recycle=1800
             )

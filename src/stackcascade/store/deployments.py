@@ -8,13 +8,15 @@ older queued or any active deployment exists for its stack. The partial unique i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackcascade.store.schema import ACTIVE_STATUSES, deployments, orgs, stacks
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 QUEUED = "not-started"
 _PENDING = (QUEUED, *ACTIVE_STATUSES)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackcascade.store.db import insert_ignoring_duplicates
 from stackcascade.store.schema import orgs
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def ensure(conn: AsyncConnection, name: str, *, concurrency: int, now: float) -> None:

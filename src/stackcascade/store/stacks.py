@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackcascade.store.schema import deployment_settings, stacks
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def find(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
