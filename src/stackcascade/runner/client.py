@@ -73,8 +73,8 @@ class RunnerClient:
         response = await self._post("/api/runner/claim", {"waitSeconds": wait_seconds})
         return None if response.status_code == 204 else dict(response.json())
 
-    async def start(self, deployment_id: str) -> None:
-        await self._post(f"/api/runner/deployments/{deployment_id}/start", {})
+    async def start(self, deployment_id: str, steps: list[dict[str, Any]] | None = None) -> None:
+        await self._post(f"/api/runner/deployments/{deployment_id}/start", {"steps": steps or []})
 
     async def heartbeat(self, deployment_id: str) -> bool:
         """Renew the lease; True when the deployment was cancelled."""
@@ -82,9 +82,11 @@ class RunnerClient:
         return bool(response.json().get("cancelRequested"))
 
     async def step(self, deployment_id: str, index: int, name: str, status: str) -> None:
-        await self._post(
-            f"/api/runner/deployments/{deployment_id}/steps", {"index": index, "name": name, "status": status}
-        )
+        await self.steps(deployment_id, [{"index": index, "name": name, "status": status}])
+
+    async def steps(self, deployment_id: str, steps: list[dict[str, Any]]) -> None:
+        """Several step transitions in one call (and one transaction)."""
+        await self._post(f"/api/runner/deployments/{deployment_id}/steps", {"steps": steps})
 
     async def logs(self, deployment_id: str, lines: list[dict[str, Any]]) -> None:
         await self._post(f"/api/runner/deployments/{deployment_id}/logs", {"lines": lines})

@@ -26,6 +26,10 @@ log = logging.getLogger("stackcascade.runner")
 STEPS = ("source", "pre-run", "operation", "outputs")
 
 
+def _step(index: int, status: str) -> dict[str, Any]:
+    return {"index": index, "name": STEPS[index], "status": status}
+
+
 def _source(job: Mapping[str, Any]) -> SourceSpec:
     raw = job["source"]
     auth = raw.get("auth") or {}
@@ -82,14 +86,18 @@ class JobRun:
         self.cancel.set()
 
     async def execute(self) -> None:
-        await self.client.start(self.id)
+        await self.client.start(self.id, [_step(0, "running")])
         self._shipper.start()
         heartbeat = asyncio.create_task(self._heartbeats(float(self.job.get("leaseSeconds") or 60)))
         scratch = Path(tempfile.mkdtemp(prefix=f"cascade-{self.id[:8]}-"))
         result: dict[str, Any]
         try:
             outcome = await self._steps(scratch)
-            result = {"status": "succeeded", **self._result_fields(outcome)}
+            result = {
+                "status": "succeeded",
+                "steps": [_step(len(STEPS) - 1, "succeeded")],
+                **self._result_fields(outcome),
+            }
         except StepFailed as failure:
             reason = failure.reason
             if reason == "cancelled" and self._stopped_by_runner:
@@ -131,10 +139,10 @@ class JobRun:
                 return
 
     async def _enter(self, index: int) -> None:
+        """The previous step succeeded and ``index`` runs: one call. Step 0 was started with the run."""
         if index > 0:
-            await self.client.step(self.id, index - 1, STEPS[index - 1], "succeeded")
+            await self.client.steps(self.id, [_step(index - 1, "succeeded"), _step(index, "running")])
         self._step = self._shipper.step = index
-        await self.client.step(self.id, index, STEPS[index], "running")
 
     async def _steps(self, scratch: Path) -> OperationResult:
         files = {
@@ -185,5 +193,4 @@ class JobRun:
         elif outcome.outputs is not None:
             names = ", ".join(sorted(outcome.outputs)) or "none"
             await ctx.on_line(f"outputs: {names}")
-        await self.client.step(self.id, 3, STEPS[3], "succeeded")
         return outcome

@@ -55,10 +55,12 @@ async def owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> An
     return row
 
 
-async def start(ctx: Context, deployment_id: str, runner_id: str) -> Any:
+async def start(ctx: Context, deployment_id: str, runner_id: str, steps: list[runs.StepUpdate] | None = None) -> Any:
+    """accepted -> running, with the first step updates in the same transaction (one round trip)."""
     now = ctx.now()
     async with ctx.db.write() as conn:
         row = await owned(conn, deployment_id, runner_id)
+        await runs.apply_steps(conn, deployment_id, steps or [], now)
         check_transition(Status(row.status), Status.RUNNING)
         await rows.update(
             conn, deployment_id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now

@@ -133,17 +133,26 @@ def owner_of(principal: Principal, runner_id: str) -> str:
     return f"{principal.name}/{runner_id}"
 
 
-async def report_step(
-    ctx: Context, principal: Principal, runner_id: str, deployment_id: str, idx: int, name: str, status: str
+def check_steps(updates: list[runs.StepUpdate]) -> list[runs.StepUpdate]:
+    for update in updates:
+        if not 0 <= update.index < MAX_STEPS:
+            raise InvalidInput(f"step index must be between 0 and {MAX_STEPS - 1}")
+        if update.status not in {"not-started", "running", "failed", "succeeded"}:
+            raise InvalidInput("step status must be not-started, running, failed or succeeded")
+        if not 1 <= len(update.name) <= 40:
+            raise InvalidInput("a step name has 1-40 characters")
+    return updates
+
+
+async def report_steps(
+    ctx: Context, principal: Principal, runner_id: str, deployment_id: str, updates: list[runs.StepUpdate]
 ) -> None:
+    """Several step transitions (the previous step done, the next one running) in one transaction."""
     owner = owner_of(principal, runner_id)
-    if not 0 <= idx < MAX_STEPS:
-        raise InvalidInput(f"step index must be between 0 and {MAX_STEPS - 1}")
-    if status not in {"not-started", "running", "failed", "succeeded"}:
-        raise InvalidInput("step status must be not-started, running, failed or succeeded")
+    check_steps(updates)
     async with ctx.db.write() as conn:
         await queue.owned(conn, deployment_id, owner)
-        await runs.upsert_step(conn, deployment_id, idx, name, status, ctx.now())
+        await runs.apply_steps(conn, deployment_id, updates, ctx.now())
 
 
 async def append_logs(
@@ -188,7 +197,14 @@ class Result:
     resource_changes: dict[str, int] | None = None
 
 
-async def finish(ctx: Context, principal: Principal, runner_id: str, deployment_id: str, result: Result) -> Any:
+async def finish(
+    ctx: Context,
+    principal: Principal,
+    runner_id: str,
+    deployment_id: str,
+    result: Result,
+    steps: list[runs.StepUpdate] | None = None,
+) -> Any:
     """End a run: status, outputs (on the stack only after a successful update), events, token revoked."""
     owner = owner_of(principal, runner_id)
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
@@ -196,6 +212,7 @@ async def finish(ctx: Context, principal: Principal, runner_id: str, deployment_
     now = ctx.now()
     async with ctx.db.write() as conn:
         row = await queue.owned(conn, deployment_id, owner)
+        await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now)
         sealed = seal_outputs(ctx, result.outputs, set(result.secret_outputs)) if result.outputs is not None else None
         await conn.execute(
             sa.update(rows.deployments)

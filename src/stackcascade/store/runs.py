@@ -23,6 +23,18 @@ class LogLine:
     timestamp: float
 
 
+@dataclass(frozen=True, slots=True)
+class StepUpdate:
+    index: int
+    name: str
+    status: str
+
+
+async def apply_steps(conn: AsyncConnection, deployment_id: str, updates: list[StepUpdate], now: float) -> None:
+    for update in updates:
+        await upsert_step(conn, deployment_id, update.index, update.name, update.status, now)
+
+
 async def upsert_step(conn: AsyncConnection, deployment_id: str, idx: int, name: str, status: str, now: float) -> None:
     current = (
         await conn.execute(

@@ -13,7 +13,7 @@ from stackcascade.api.schemas import ERRORS
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import InvalidInput
 from stackcascade.services import queue, runs
-from stackcascade.store.runs import LogLine
+from stackcascade.store.runs import LogLine, StepUpdate
 
 router = APIRouter(prefix="/api/runner", tags=["runner protocol"], responses=ERRORS)
 MAX_WAIT_SECONDS = 30.0
@@ -34,6 +34,25 @@ def _int(body: dict[str, Any], key: str) -> int:
     return value
 
 
+def _steps(body: dict[str, Any]) -> list[StepUpdate]:
+    """``{"steps": [{"index", "name", "status"}, ...]}``, or one step as ``{"index", "name", "status"}``."""
+    raw = body.get("steps")
+    if raw is None:
+        raw = [body] if "index" in body else []
+    if not isinstance(raw, list) or len(raw) > 20:
+        raise InvalidInput('\'steps\' must be a list of at most 20 {"index", "name", "status"} objects')
+    updates = []
+    for item in raw:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or not isinstance(item.get("status"), str)
+        ):
+            raise InvalidInput('each step is {"index": int, "name": str, "status": str}')
+        updates.append(StepUpdate(_int(item, "index"), item["name"], item["status"]))
+    return runs.check_steps(updates)
+
+
 @router.post("/claim", summary="Long-poll for the next deployment (200 with the job, 204 when the wait ran out)")
 async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
     body = await json_object(request)
@@ -46,8 +65,9 @@ async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
 
 @router.post("/deployments/{deployment_id}/start")
 async def start(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> JSONResponse:
-    owner = runs.owner_of(caller, _runner_id(await json_object(request)))
-    row = await queue.start(ctx, deployment_id, owner)
+    body = await json_object(request)
+    owner = runs.owner_of(caller, _runner_id(body))
+    row = await queue.start(ctx, deployment_id, owner, _steps(body))
     return JSONResponse({"id": row.id, "status": row.status})
 
 
@@ -61,15 +81,10 @@ async def heartbeat(ctx: Ctx, caller: Caller, deployment_id: str, request: Reque
     return JSONResponse({"leaseExpiresAt": beat.lease_expires_at, "cancelRequested": beat.cancel_requested})
 
 
-@router.post("/deployments/{deployment_id}/steps")
+@router.post("/deployments/{deployment_id}/steps", summary="Step transitions, applied together")
 async def step(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> Response:
     body = await json_object(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 40:
-        raise InvalidInput("'name' must be a step name of 1-40 characters")
-    await runs.report_step(
-        ctx, caller, _runner_id(body), deployment_id, _int(body, "index"), name, str(body.get("status"))
-    )
+    await runs.report_steps(ctx, caller, _runner_id(body), deployment_id, _steps(body))
     return Response(status_code=204)
 
 
@@ -114,5 +129,5 @@ async def finish(ctx: Ctx, caller: Caller, deployment_id: str, request: Request)
     if reason is not None and not isinstance(reason, str):
         raise InvalidInput("'reason' must be a string")
     result = runs.Result(status, reason, outputs, frozenset(secret_outputs), changes)
-    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result)
+    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body))
     return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})
