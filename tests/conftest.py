@@ -45,6 +45,18 @@ def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             server.stop()
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real server with two local runners, so deployments actually run (one per test module and database)."""
+    data_dir = tmp_path_factory.mktemp("pool")
+    with fresh_database(request.param, data_dir) as url:
+        server = start_server(url, data_dir, runners=2)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture
 def org() -> str:
     """A fresh organization name, so tests sharing a server never see each other's stacks."""

@@ -23,22 +23,11 @@ from stackcascade.cli.errors import CliError
 from stackcascade.cli.refs import StackRef
 from tests.cli.cli_support import Cascade, failed, ok
 from tests.e2e.helpers import all_logs, cascade_yaml, deploy, git_repo, wait_for, wait_for_log
-from tests.support import DATABASES, LiveServer, free_port, fresh_database, start_server
+from tests.support import LiveServer, free_port
 
 CASCADE = Path(sys.executable).parent / "cascade"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 FOLLOW_TIMEOUT = "90"  # --timeout: a deployment that never ends fails the test instead of hanging it
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2)
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli.cli_support import Cascade, failed, ok, rows
 from tests.e2e.helpers import SECRET, cascade_yaml, deploy, git_repo, wait_for
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import LiveServer
 
 CASCADE = Path(sys.executable).parent / "cascade"
 OUTPUTS = {
@@ -25,17 +25,6 @@ OUTPUTS = {
 }
 # The project writes $PLAIN (JSON) plus a secret output "password" holding $API_KEY (a secret setting).
 WRITE_OUTPUTS = """python3 -c 'import json, os; e = os.environ; d = json.loads(e["PLAIN"]); d["password"] = {"secret": e["API_KEY"]}; json.dump(d, open(e["CASCADE_OUTPUTS"], "w"))'"""
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2)
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from stackcascade.store.db import Database
 from tests.e2e.helpers import SECRET, all_logs, cascade_yaml, deploy, git_repo, wait_for, wait_for_log
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import LiveServer
 
 UPDATE = """
 echo "layer=$LAYER secret=$API_KEY from-prerun=$FROM_PRERUN"
@@ -21,17 +21,6 @@ echo "identity $CASCADE_ORG/$CASCADE_PROJECT/$CASCADE_STACK $CASCADE_OPERATION v
 test -n "$CASCADE_TOKEN" && test -f "$CASCADE_UPSTREAM_OUTPUTS" && echo "identity ok"
 printf '{"endpoint": "https://%s.example", "password": {"secret": "%s"}}' "$LAYER" "$API_KEY" > "$CASCADE_OUTPUTS"
 """
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2)
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture
