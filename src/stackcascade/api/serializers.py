@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from stackcascade.domain import settings as doc
+from stackcascade.domain.timestamps import rfc3339
 from stackcascade.services.context import Context
 
 
 def iso(ts: float | None) -> str | None:
-    """RFC 3339 in UTC with milliseconds: parseable by every Pulumi client."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ts is None else rfc3339(ts)
 
 
 def user(name: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ they leave the database decrypted, and only towards a runner token over the API.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import TERMINAL, Status
 from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role, TokenKind
+from stackcascade.domain.timestamps import rfc3339
 from stackcascade.services import queue
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import load, ref
@@ -172,14 +174,10 @@ def seal_outputs(ctx: Context, outputs: dict[str, Any], secret_keys: set[str]) -
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value)
 
 
 def open_outputs(ctx: Context, stored: dict[str, Any] | None, *, show_secrets: bool) -> dict[str, Any]:
-    import json
-
     if not stored:
         return {}
     out = dict(stored.get("plain") or {})
@@ -264,7 +262,7 @@ async def read_logs(
             lines = await runs.logs_of_step(conn, deployment_id, step, start, limit)
             body: dict[str, Any] = {
                 "__type": "DeploymentLogsStep",
-                "lines": [{"timestamp": _iso(r.created_at), "line": r.line} for r in lines],
+                "lines": [{"timestamp": rfc3339(r.created_at), "line": r.line} for r in lines],
             }
             if lines or not finished:
                 body["nextOffset"] = start + len(lines)
@@ -277,7 +275,7 @@ async def read_logs(
     body = {
         "__type": "DeploymentLogs",
         "lines": [
-            {"header": names.get(r.step, f"step {r.step}"), "timestamp": _iso(r.created_at), "line": r.line}
+            {"header": names.get(r.step, f"step {r.step}"), "timestamp": rfc3339(r.created_at), "line": r.line}
             for r in lines
         ],
     }
@@ -285,12 +283,6 @@ async def read_logs(
     if not finished or len(lines) == limit:
         body["nextToken"] = str(last)
     return body
-
-
-def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def read_outputs(
