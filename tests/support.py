@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
 import psycopg
 import pytest
 import uvicorn
@@ -77,7 +78,9 @@ class LiveServer:
         self._thread.join(timeout=15)
 
 
-def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object) -> LiveServer:
+def start_server(
+    database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object
+) -> LiveServer:
     from stackcascade.api.app import create_app
     from stackcascade.config import Config
     from stackcascade.server import LocalPool, prepare, sweep_leases
@@ -94,7 +97,9 @@ def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 102
         async def main() -> None:
             ctx, _, _ = await prepare(config)
             app = create_app(ctx, max_body_bytes=max_body_bytes)
-            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+            server = uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+            )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             holder["server"] = server
             pool = LocalPool(ctx, app, config)
@@ -120,3 +125,17 @@ def start_server(database_url: str, data_dir: Path, *, max_body_bytes: int = 102
     if not ready.wait(60) or failure:
         raise RuntimeError(f"test server did not start: {failure!r}")
     return LiveServer(f"http://127.0.0.1:{port}", admin, database_url, data_dir, holder["server"], thread)
+
+
+def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
+    """Every API error is exactly ``{"code": N, "message": "..."}`` as JSON; returns the message."""
+    assert response.status_code == code, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    payload = response.json()
+    assert isinstance(payload, dict)
+    assert payload.keys() == {"code", "message"}
+    assert payload["code"] == code
+    assert isinstance(payload["message"], str) and payload["message"]
+    if message is not None:
+        assert payload["message"] == message
+    return str(payload["message"])

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from stackcascade.store.db import Database
 from stackcascade.store.schema import tokens as tokens_table
-from tests.support import LiveServer
+from tests.support import LiveServer, assert_error
 
 HEADER_HINT = "send 'Authorization: token <your token>'"
 SOURCE = {"sourceContext": {"git": {"repoUrl": "https://example.com/infra.git", "branch": "main"}}}
@@ -57,15 +57,6 @@ def queue_deployment(client: httpx2.Client, org: str, project: str = "proj", sta
     assert response.status_code == 202, response.text
     return dict(response.json())
 
-
-def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> dict[str, Any]:
-    assert response.status_code == code, response.text
-    payload = dict(response.json())
-    assert payload.keys() == {"code", "message"}
-    assert payload["code"] == code
-    if message is not None:
-        assert payload["message"] == message
-    return payload
 
 
 # --- authentication ------------------------------------------------------------------------------
@@ -387,8 +378,7 @@ def test_an_org_admin_lists_and_revokes_only_its_orgs_tokens(admin: httpx2.Clien
     ],
 )
 def test_token_requests_are_validated(admin: httpx2.Client, body: dict[str, Any], message: str) -> None:
-    payload = assert_error(admin.post("/api/tokens", json=body), 400)
-    assert payload["message"].startswith(message)
+    assert assert_error(admin.post("/api/tokens", json=body), 400).startswith(message)
 
 
 # --- runner tokens -------------------------------------------------------------------------------

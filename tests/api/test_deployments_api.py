@@ -16,7 +16,7 @@ from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox
 from stackcascade.store.db import Database
 from stackcascade.store.schema import events
-from tests.support import LiveServer
+from tests.support import LiveServer, assert_error
 
 REPO = "https://example.com/infra.git"
 SOURCE = {"sourceContext": {"git": {"repoUrl": REPO, "branch": "main"}}}
@@ -48,15 +48,6 @@ def deploy(client: httpx2.Client, url: str, operation: str = "update", **body: A
     assert response.status_code == 202, response.text
     return dict(response.json())
 
-
-def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
-    assert response.status_code == code, response.text
-    payload = response.json()
-    assert payload.keys() == {"code", "message"}
-    assert payload["code"] == code
-    if message is not None:
-        assert payload["message"] == message
-    return str(payload["message"])
 
 
 async def claim_this(db: Database, deployment_id: str) -> Context:

@@ -11,24 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import LiveServer
+from tests.support import LiveServer, assert_error
 
 LIMIT = 1024 * 1024
 TOO_LARGE = f"request body is larger than {LIMIT} bytes (CASCADE_MAX_BODY_BYTES)"
 SOURCE = {"sourceContext": {"git": {"repoUrl": "https://example.com/infra.git", "branch": "main"}}}
 
-
-def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
-    assert response.status_code == code, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    payload = response.json()
-    assert isinstance(payload, dict)
-    assert payload.keys() == {"code", "message"}
-    assert payload["code"] == code
-    assert isinstance(payload["message"], str) and payload["message"]
-    if message is not None:
-        assert payload["message"] == message
-    return str(payload["message"])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from stackcascade.domain.settings import MASK, unwrap_ciphertext, wrap_ciphertext
 from stackcascade.services.secrets import SecretBox, load_or_create_key
-from tests.support import LiveServer
+from tests.support import LiveServer, assert_error
 
 REPO = "https://example.com/infra.git"
 
@@ -49,15 +49,6 @@ def body_of(settings: dict[str, Any]) -> dict[str, Any]:
     """The document without the response-only fields."""
     return {k: v for k, v in settings.items() if k not in {"version", "source"}}
 
-
-def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
-    assert response.status_code == code, response.text
-    payload = response.json()
-    assert payload.keys() == {"code", "message"}
-    assert payload["code"] == code
-    if message is not None:
-        assert payload["message"] == message
-    return str(payload["message"])
 
 
 def env(settings: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox
 from stackcascade.store.db import Database
 from stackcascade.store.schema import events
-from tests.support import LiveServer
+from tests.support import LiveServer, assert_error
 
 RULE = "1-100 characters of letters, digits, '_', '.' or '-'"
 SOURCE = {"sourceContext": {"git": {"repoUrl": "https://example.com/infra.git", "branch": "main"}}}
@@ -33,15 +33,6 @@ def make_stack(client: httpx2.Client, org: str, project: str = "proj", stack: st
     assert response.status_code == 200, response.text
     return dict(response.json())
 
-
-def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
-    assert response.status_code == code, response.text
-    payload = response.json()
-    assert payload.keys() == {"code", "message"}
-    assert payload["code"] == code
-    if message is not None:
-        assert payload["message"] == message
-    return str(payload["message"])
 
 
 @pytest.fixture

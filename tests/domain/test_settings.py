@@ -404,13 +404,6 @@ def test_environment_of_a_document_without_variables_is_empty(stored: dict[str, 
     assert doc.environment(stored) == []
 
 
-def test_sealed_values_finds_every_ciphertext() -> None:
-    stored = {
-        "sourceContext": {"git": {"gitAuth": {"basicAuth": {"userName": {"ciphertext": "c1"}, "password": {"ciphertext": "c2"}}}}},
-        "operationContext": {"environmentVariables": {"S": {"ciphertext": "c3"}, "P": "plain"}},
-    }
-    assert sorted(doc.sealed_values(stored)) == ["c1", "c2", "c3"]
-
 
 def test_git_source_and_option_tolerate_missing_sections() -> None:
     assert doc.git_source({}) == {}

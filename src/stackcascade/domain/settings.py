@@ -9,7 +9,7 @@ Settings travel as plain JSON documents. This module knows their shape (the cont
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 
 from stackcascade.domain.errors import InvalidInput
@@ -271,15 +271,6 @@ def environment(stored: Json) -> list[tuple[str, str | None]]:
     if not isinstance(env, dict):
         return []
     return [(name, value if isinstance(value, str) else None) for name, value in env.items()]
-
-
-def sealed_values(stored: Json) -> Iterator[str]:
-    """Every ciphertext in a stored document (the runner decrypts them; logs mask them)."""
-    for value in stored.values():
-        if isinstance(value, dict) and set(value) == {"ciphertext"}:
-            yield str(value["ciphertext"])
-        elif isinstance(value, dict):
-            yield from sealed_values(value)
 
 
 def git_source(stored: Json) -> Json:

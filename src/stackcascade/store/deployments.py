@@ -101,17 +101,6 @@ async def update(conn: AsyncConnection, deployment_id: str, expected: tuple[str,
     return bool(result.rowcount)
 
 
-async def skip_queued_of_stack(conn: AsyncConnection, stack_id: str, *, reason: str, now: float) -> list[str]:
-    """Skip every queued deployment of a stack (used when the stack is deleted)."""
-    rows = await conn.execute(
-        deployments.update()
-        .where(deployments.c.stack_id == stack_id, deployments.c.status == QUEUED)
-        .values(status="skipped", reason=reason, modified_at=now, finished_at=now)
-        .returning(deployments.c.id)
-    )
-    return [str(r.id) for r in rows]
-
-
 @dataclass(frozen=True, slots=True)
 class Superseded:
     id: str
