@@ -33,6 +33,12 @@ class Config:
     org_concurrency: int = field(default_factory=lambda: _env_int("CASCADE_ORG_CONCURRENCY", 25))
     lease_seconds: int = field(default_factory=lambda: _env_int("CASCADE_LEASE_SECONDS", 60))
     runner_grace_seconds: float = 30.0
+    # Comma-separated CIDRs where webhooks may go although they are loopback or private.
+    webhook_allow_networks: str | None = field(
+        default_factory=lambda: os.environ.get("CASCADE_WEBHOOK_ALLOW_NETWORKS") or None
+    )
+    # Delivery retries, e.g. "attempts=8,first=60,factor=3,max=7200,jitter=0.2" (domain.backoff).
+    webhook_retry: str | None = field(default_factory=lambda: os.environ.get("CASCADE_WEBHOOK_RETRY") or None)
     demo: bool = False
 
     def resolved_database_url(self) -> str:

@@ -79,9 +79,7 @@ def test_allowed_transitions_pass(current: Status, target: Status) -> None:
     check_transition(current, target)
 
 
-@pytest.mark.parametrize(
-    ("current", "target"), sorted(set(itertools.product(Status, Status)) - ALLOWED)
-)
+@pytest.mark.parametrize(("current", "target"), sorted(set(itertools.product(Status, Status)) - ALLOWED))
 def test_every_other_transition_is_a_conflict(current: Status, target: Status) -> None:
     with pytest.raises(Conflict) as caught:
         check_transition(current, target)

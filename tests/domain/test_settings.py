@@ -115,7 +115,10 @@ def test_a_nested_null_is_kept_in_a_patch_so_it_can_delete(box: FakeBox) -> None
 
 
 def test_nested_nulls_are_dropped_when_replacing(box: FakeBox) -> None:
-    raw = {"sourceContext": {"git": {"branch": None, "repoUrl": "u"}}, "operationContext": {"environmentVariables": {"A": None}}}
+    raw = {
+        "sourceContext": {"git": {"branch": None, "repoUrl": "u"}},
+        "operationContext": {"environmentVariables": {"A": None}},
+    }
     assert norm(box, raw, patch=False) == {
         "sourceContext": {"git": {"repoUrl": "u"}},
         "operationContext": {"environmentVariables": {}},
@@ -130,17 +133,25 @@ def test_nested_nulls_are_dropped_when_replacing(box: FakeBox) -> None:
     [
         ({"tag": 1}, "tag must be a string"),
         ({"sourceContext": {"git": {"branch": ["main"]}}}, "sourceContext.git.branch must be a string"),
-        ({"operationContext": {"options": {"skipIntermediateDeployments": "true"}}},
-         "operationContext.options.skipIntermediateDeployments must be true or false"),
-        ({"operationContext": {"options": {"skipInstallDependencies": 1}}},
-         "operationContext.options.skipInstallDependencies must be true or false"),
+        (
+            {"operationContext": {"options": {"skipIntermediateDeployments": "true"}}},
+            "operationContext.options.skipIntermediateDeployments must be true or false",
+        ),
+        (
+            {"operationContext": {"options": {"skipInstallDependencies": 1}}},
+            "operationContext.options.skipInstallDependencies must be true or false",
+        ),
         ({"operationContext": {"preRunCommands": "make"}}, "operationContext.preRunCommands must be a list of strings"),
-        ({"operationContext": {"preRunCommands": ["make", 1]}},
-         "operationContext.preRunCommands must be a list of strings"),
+        (
+            {"operationContext": {"preRunCommands": ["make", 1]}},
+            "operationContext.preRunCommands must be a list of strings",
+        ),
         ({"operationContext": {"oidc": "aws"}}, "operationContext.oidc must be a JSON object"),
         ({"executorContext": {"executorImage": "img"}}, "executorContext.executorImage must be a JSON object"),
-        ({"operationContext": {"environmentVariables": ["A=1"]}},
-         "operationContext.environmentVariables must be an object of NAME: value"),
+        (
+            {"operationContext": {"environmentVariables": ["A=1"]}},
+            "operationContext.environmentVariables must be an object of NAME: value",
+        ),
     ],
 )
 def test_wrong_types_are_refused_naming_the_field_path(box: FakeBox, raw: dict[str, Any], message: str) -> None:
@@ -150,7 +161,10 @@ def test_wrong_types_are_refused_naming_the_field_path(box: FakeBox, raw: dict[s
 @pytest.mark.parametrize("value", [0, -1, MAX_TIMEOUT_SECONDS + 1, 1.5, "60", True, False])
 def test_the_timeout_is_a_whole_number_of_seconds_in_range(box: FakeBox, value: object) -> None:
     message = invalid(box, {"operationContext": {"options": {"timeout": value}}})
-    assert message == f"operationContext.options.timeout must be a whole number of seconds between 1 and {MAX_TIMEOUT_SECONDS}"
+    assert (
+        message
+        == f"operationContext.options.timeout must be a whole number of seconds between 1 and {MAX_TIMEOUT_SECONDS}"
+    )
 
 
 @pytest.mark.parametrize("value", [1, 3600, MAX_TIMEOUT_SECONDS])
@@ -200,19 +214,25 @@ def test_environment_values_plain_secret_and_plaintext_object(box: FakeBox) -> N
 @pytest.mark.parametrize("value", [1, 1.5, True, ["a"]])
 def test_environment_values_must_be_strings_or_secret_objects(box: FakeBox, value: object) -> None:
     message = invalid(box, {"operationContext": {"environmentVariables": {"N": value}}})
-    assert message == 'operationContext.environmentVariables.N must be a string or {"secret": "value"}; quote numbers and booleans'
+    assert (
+        message
+        == 'operationContext.environmentVariables.N must be a string or {"secret": "value"}; quote numbers and booleans'
+    )
 
 
 @pytest.mark.parametrize("name", ["", "1ABC", "HAS-DASH", "has space", "dollar$", "É"])
 def test_environment_variable_names_are_checked(box: FakeBox, name: str) -> None:
     message = invalid(box, {"operationContext": {"environmentVariables": {name: "v"}}})
-    assert message == f"operationContext.environmentVariables: {name!r} is not a valid environment variable name (letters, digits, '_')"
+    assert (
+        message
+        == f"operationContext.environmentVariables: {name!r} is not a valid environment variable name (letters, digits, '_')"
+    )
 
 
 @pytest.mark.parametrize("value", [{}, {"secret": None}, {"secret": 5}, {"secret": MASK}, {"other": "x"}])
 def test_a_secret_object_without_a_usable_value_is_refused(box: FakeBox, value: dict[str, Any]) -> None:
     message = invalid(box, {"operationContext": {"environmentVariables": {"S": value}}})
-    assert message.startswith("operationContext.environmentVariables.S must be {\"secret\": \"value\"}")
+    assert message.startswith('operationContext.environmentVariables.S must be {"secret": "value"}')
 
 
 def test_git_auth_secrets_are_sealed_from_every_accepted_form(box: FakeBox) -> None:
@@ -379,7 +399,12 @@ def test_the_public_view_sent_back_normalises_to_the_same_stored_document(box: F
             "tag": "t",
             "agentPoolID": "pool",
             "sourceContext": {
-                "git": {"repoUrl": "u", "branch": "main", "repoDir": "infra", "gitAuth": {"accessToken": {"secret": "tok"}}}
+                "git": {
+                    "repoUrl": "u",
+                    "branch": "main",
+                    "repoDir": "infra",
+                    "gitAuth": {"accessToken": {"secret": "tok"}},
+                }
             },
             "operationContext": {
                 "preRunCommands": ["make"],
@@ -402,7 +427,6 @@ def test_environment_lists_names_in_order_with_secrets_as_none() -> None:
 @pytest.mark.parametrize("stored", [{}, {"operationContext": "x"}, {"operationContext": {"environmentVariables": []}}])
 def test_environment_of_a_document_without_variables_is_empty(stored: dict[str, Any]) -> None:
     assert doc.environment(stored) == []
-
 
 
 def test_git_source_and_option_tolerate_missing_sections() -> None:

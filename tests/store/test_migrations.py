@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
 from stackcascade.store.db import Database
-from stackcascade.store.migrate import upgrade_to_head
+from stackcascade.store.migrate import HEAD, upgrade_to_head
 from stackcascade.store.schema import metadata
 
 
@@ -35,7 +35,7 @@ def test_migrating_twice_changes_nothing(database_url: str) -> None:
     engine = sa.create_engine(_sync_url(database_url))
     try:
         with engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == HEAD
     finally:
         engine.dispose()
 
@@ -65,3 +65,28 @@ def test_every_migration_applied_one_by_one_builds_the_declared_tables(database_
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_upgrading_to_webhooks_keeps_old_events_out_of_the_dispatcher(database_url: str) -> None:
+    """Events recorded before 0003 had no webhooks to go to; the dispatcher must not replay them."""
+    from alembic import command
+
+    from stackcascade.store.migrate import alembic_config
+
+    engine = sa.create_engine(_sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO events (org, kind, payload, created_at) VALUES ('o', 'stack_created', '{}', 1.0)"
+                )
+            )
+            command.upgrade(config, "head")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT kind, dispatched FROM events")).all()
+    finally:
+        engine.dispose()
+    assert [(kind, bool(dispatched)) for kind, dispatched in rows] == [("stack_created", True)]

@@ -276,12 +276,80 @@ class StackOutputs(_Doc):
     secretOutputs: list[str]
 
 
+WebhookFormatName = Literal["raw", "slack", "ms_teams", "pulumi_deployments"]
+
+
+class Webhook(_Doc):
+    organizationName: str | None = Field(None, description="must match the path when given")
+    projectName: str | None = Field(None, description="stack webhooks: must match the path when given")
+    stackName: str | None = Field(None, description="stack webhooks: must match the path when given")
+    name: str | None = Field(None, description="unique in its stack or org; generated when absent")
+    displayName: str | None = Field(None, description="defaults to the name")
+    payloadUrl: str | None = Field(
+        None, description="http(s) URL; for format pulumi_deployments the downstream stack as 'project/stack'"
+    )
+    secret: str | None = Field(None, description="HMAC-SHA256 key for Pulumi-Webhook-Signature; '' removes it")
+    active: bool | None = Field(None, description="default true; inactive webhooks get nothing")
+    format: WebhookFormatName | None = Field(None, description="default raw")
+    filters: list[str] | None = Field(None, description="event names; empty filters and groups = all events")
+    groups: list[Literal["stacks", "deployments"]] | None = None
+
+
+class WebhookResponse(_Doc):
+    organizationName: str
+    projectName: str | None = None
+    stackName: str | None = None
+    name: str
+    displayName: str
+    payloadUrl: str
+    active: bool
+    format: WebhookFormatName
+    filters: list[str]
+    groups: list[str]
+    hasSecret: bool = Field(description="the secret itself is never returned")
+    secretCiphertext: str = Field(description="always empty: the ciphertext stays on the server")
+
+
+class WebhookDelivery(_Doc):
+    id: str = Field(description="this attempt's id (redeliver accepts it, or deliveryId)")
+    kind: str = Field(description="the Pulumi-Webhook-Kind header")
+    payload: str = Field(description="the exact body sent")
+    timestamp: int = Field(description="Unix epoch seconds")
+    duration: int = Field(description="milliseconds")
+    requestUrl: str
+    requestHeaders: str = Field(description="one 'Name: value' per line")
+    responseCode: int = Field(description="0 when no response arrived; see error")
+    responseHeaders: str
+    responseBody: str
+    deliveryId: str = Field(description="extension: the delivery this attempt belongs to")
+    event: str = Field(description="extension: the event name, or 'ping'")
+    attempt: int = Field(description="extension: 1 for the first attempt")
+    status: Literal["succeeded", "failed"] = Field(description="extension: this attempt's outcome (2xx or not)")
+    deliveryStatus: Literal["pending", "succeeded", "failed"] = Field(
+        description="extension: the delivery's state (pending while retries remain)"
+    )
+    error: str | None = Field(None, description="extension: why no response arrived")
+    nextAttemptAt: str | None = Field(None, description="extension: when a pending delivery is tried next")
+
+
+class StackReference(_Doc):
+    organization: str
+    routingProject: str
+    name: str
+    version: int
+
+
+class ListStackReferencesResponse(_Doc):
+    referencedStacks: list[StackReference]
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CreateStackRequest,
     DeploymentSettingsRequest,
     CreateDeploymentRequest,
     OrgSettingsRequest,
     TokenCreateRequest,
+    Webhook,
 )
 
 

@@ -125,3 +125,52 @@ def deployment_snapshot(ctx: Context, row: Any) -> dict[str, Any]:
 
 def deployment_list(ctx: Context, rows: list[Any], total: int, page_size: int) -> dict[str, Any]:
     return {"deployments": [deployment_snapshot(ctx, r) for r in rows], "itemsPerPage": page_size, "total": total}
+
+
+def webhook(row: Any) -> dict[str, Any]:
+    """The contract's WebhookResponse: the secret is never returned, only whether there is one."""
+    shape: dict[str, Any] = {"organizationName": row.org}
+    if row.stack_id is not None:
+        shape |= {"projectName": row.project, "stackName": row.stack}
+    return shape | {
+        "name": row.name,
+        "displayName": row.display_name,
+        "payloadUrl": row.payload_url,
+        "active": row.active,
+        "format": row.format,
+        "filters": list(row.filters),
+        "groups": list(row.groups),
+        "hasSecret": row.secret is not None,
+        "secretCiphertext": "",
+    }
+
+
+def _header_lines(headers: dict[str, str]) -> str:
+    return "\n".join(f"{name}: {value}" for name, value in headers.items())
+
+
+def webhook_delivery(row: Any) -> dict[str, Any]:
+    """One attempt in the contract's WebhookDelivery shape, plus documented extensions."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "payload": row.body,
+        "timestamp": int(row.sent_at),
+        "duration": row.duration_ms,
+        "requestUrl": row.request_url,
+        "requestHeaders": _header_lines(row.request_headers),
+        "responseCode": row.response_code,
+        "responseHeaders": _header_lines(row.response_headers),
+        "responseBody": row.response_body,
+        "deliveryId": row.delivery_id,
+        "event": row.event,
+        "attempt": row.attempt,
+        "status": "succeeded" if 200 <= row.response_code < 300 else "failed",
+        "deliveryStatus": row.status,
+        "error": row.error,
+        "nextAttemptAt": iso(row.next_attempt_at) if row.status == "pending" else None,
+    }
+
+
+def stack_reference(row: Any) -> dict[str, Any]:
+    return {"organization": row.org, "routingProject": row.project, "name": row.name, "version": row.last_version}

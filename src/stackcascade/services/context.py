@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackcascade.domain.backoff import RetryPolicy
 from stackcascade.services.secrets import SecretBox
+from stackcascade.services.webhook_client import WebhookClient
 from stackcascade.store.db import Database
 
 
@@ -81,6 +84,15 @@ class Context:
     max_log_bytes: int = 5 * 1024 * 1024
     work: WorkSignal = field(default_factory=WorkSignal)
     auth_cache: AuthCache = field(default_factory=AuthCache)
+    # Webhooks: the HTTP side (None: ping and HTTP webhooks are refused), the retry policy, a source of
+    # randomness for jitter, and the signal that wakes the dispatcher when events were committed.
+    webhook_client: WebhookClient | None = None
+    webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    random: Callable[[], float] = field(default=random.random)
+    outbox: WorkSignal = field(default_factory=WorkSignal)
+
+    def __post_init__(self) -> None:
+        self.db.on_events_committed = self.outbox.notify
 
     def now(self) -> float:
         return self.clock()

@@ -70,58 +70,89 @@ async def create(
     operation, inherit, overrides = _parse_request(body)
     # One-off overrides never delete inherited values: the Pulumi SDK sends null for every unset field.
     request_doc = normalise(ctx, overrides, patch=False)
-    now = ctx.now()
     async with ctx.db.write() as conn:
         stack_row = await stack_rows.find_with_settings(conn, org, project, stack)
         if stack_row is None:
             raise NotFound(f"stack {ref(org, project, stack)} not found")
-        saved = dict(stack_row.settings_document or {}) if inherit else {}
-        effective = doc.merge_patch(saved, request_doc)
-        if not doc.git_source(effective).get("repoUrl"):
-            hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
-            raise InvalidInput(
-                f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
-            )
-        version = await stack_rows.next_version(conn, stack_row.id)
-        deployment_id = str(uuid.uuid4())
-        await rows.insert(
+        row = await queue_in(
+            ctx,
             conn,
-            id=deployment_id,
-            stack_id=stack_row.id,
-            org=org,
-            version=version,
-            operation=operation.value,
-            status=Status.NOT_STARTED.value,
+            stack_row,
+            operation,
+            request_doc,
+            inherit=inherit,
             initiator=initiator,
             requested_by=principal.name,
-            settings=effective,
-            skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
-            created_at=now,
-            modified_at=now,
-        )
-        row = SimpleNamespace(  # what was just inserted, without reading it back
-            id=deployment_id,
-            org=org,
-            project=project,
-            stack=stack,
-            version=version,
-            operation=operation.value,
-            status=Status.NOT_STARTED.value,
-            initiator=initiator,
-            requested_by=principal.name,
-            reason=None,
-            cascade_id=None,
-        )
-        await events.append(
-            conn,
-            org=org,
-            kind="deployment_queued",
-            payload=event_payload(row, org, project, stack),
-            now=now,
-            stack_id=stack_row.id,
-            deployment_id=deployment_id,
         )
     ctx.work.notify()
+    return row
+
+
+async def queue_in(
+    ctx: Context,
+    conn: Any,
+    stack_row: Any,
+    operation: Operation,
+    request_doc: dict[str, Any],
+    *,
+    inherit: bool,
+    initiator: str,
+    requested_by: str,
+    triggered_by: str | None = None,
+) -> Any:
+    """Queue a deployment of ``stack_row`` (with ``settings_document``) inside the caller's transaction.
+
+    The caller notifies ``ctx.work`` after its commit.
+    """
+    org, project, stack = stack_row.org, stack_row.project, stack_row.name
+    now = ctx.now()
+    saved = dict(stack_row.settings_document or {}) if inherit else {}
+    effective = doc.merge_patch(saved, request_doc)
+    if not doc.git_source(effective).get("repoUrl"):
+        hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
+        raise InvalidInput(
+            f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
+        )
+    version = await stack_rows.next_version(conn, stack_row.id)
+    deployment_id = str(uuid.uuid4())
+    await rows.insert(
+        conn,
+        id=deployment_id,
+        stack_id=stack_row.id,
+        org=org,
+        version=version,
+        operation=operation.value,
+        status=Status.NOT_STARTED.value,
+        initiator=initiator,
+        requested_by=requested_by,
+        settings=effective,
+        skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
+        triggered_by=triggered_by,
+        created_at=now,
+        modified_at=now,
+    )
+    row = SimpleNamespace(  # what was just inserted, without reading it back
+        id=deployment_id,
+        org=org,
+        project=project,
+        stack=stack,
+        version=version,
+        operation=operation.value,
+        status=Status.NOT_STARTED.value,
+        initiator=initiator,
+        requested_by=requested_by,
+        reason=None,
+        cascade_id=None,
+    )
+    await events.append(
+        conn,
+        org=org,
+        kind="deployment_queued",
+        payload=event_payload(row, org, project, stack),
+        now=now,
+        stack_id=stack_row.id,
+        deployment_id=deployment_id,
+    )
     return row
 
 

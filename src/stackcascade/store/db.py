@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from stackcascade.store.events import appended_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -104,6 +106,7 @@ class Database:
         self.url = url
         driver_url = _driver_url(url)
         self.dialect = driver_url.get_backend_name()
+        self.on_events_committed: Callable[[], None] | None = None
         if self.dialect == "sqlite":
             if driver_url.database:
                 Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -126,16 +129,25 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction that changes state; commits on success, rolls back on any error."""
-        if self.is_postgres:
-            async with self._engine.begin() as conn:
-                yield conn
-            return
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock:
-            with self._sqlite_transaction(self._sqlite_writer) as conn:
-                yield conn  # type: ignore[misc]
+        """One transaction that changes state; commits on success, rolls back on any error.
+
+        When the transaction appended events, ``on_events_committed`` is called after the commit.
+        """
+        marker = appended_in_transaction.set(False)
+        try:
+            if self.is_postgres:
+                async with self._engine.begin() as conn:
+                    yield conn
+            else:
+                if self._write_lock is None:
+                    self._write_lock = asyncio.Lock()
+                async with self._write_lock:
+                    with self._sqlite_transaction(self._sqlite_writer) as inline:
+                        yield inline  # type: ignore[misc]
+            if appended_in_transaction.get() and self.on_events_committed is not None:
+                self.on_events_committed()
+        finally:
+            appended_in_transaction.reset(marker)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from stackcascade.store.schema import events
+
+# Set when the current write transaction appended an event, so ``Database.write`` can wake the
+# webhook dispatcher once the transaction has committed (never before: no event for a rollback).
+appended_in_transaction: ContextVar[bool] = ContextVar("appended_in_transaction", default=False)
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,3 +30,4 @@ async def append(
             org=org, kind=kind, payload=payload, created_at=now, stack_id=stack_id, deployment_id=deployment_id
         )
     )
+    appended_in_transaction.set(True)

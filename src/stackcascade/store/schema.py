@@ -18,6 +18,8 @@ metadata = sa.MetaData(
 JSONDoc = sa.JSON().with_variant(JSONB(), "postgresql")
 ACTIVE_STATUSES = ("accepted", "running")
 _ACTIVE_SQL = sa.text("status IN ('accepted', 'running')")
+_UNDISPATCHED_SQL = sa.text("NOT dispatched")
+_PENDING_SQL = sa.text("status = 'pending'")
 
 orgs = sa.Table(
     "orgs",
@@ -82,6 +84,8 @@ deployments = sa.Table(
     sa.Column("resource_changes", JSONDoc, nullable=True),
     sa.Column("log_bytes", sa.Integer, nullable=False, server_default="0"),
     sa.Column("log_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The upstream deployment whose event fired the deployment webhook that created this one.
+    sa.Column("triggered_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("stack_id", "version", name="uq_deployments_stack_version"),
     sa.Index("ix_deployments_status_seq", "status", "seq"),
     sa.Index("ix_deployments_org_seq", "org", "seq"),
@@ -107,7 +111,10 @@ events = sa.Table(
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("payload", JSONDoc, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("dispatched", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_events_org_id", "org", "id"),
+    # The webhook dispatcher's work list: events not yet fanned out to webhooks.
+    sa.Index("ix_events_undispatched", "id", sqlite_where=_UNDISPATCHED_SQL, postgresql_where=_UNDISPATCHED_SQL),
 )
 
 tokens = sa.Table(
@@ -146,4 +153,80 @@ deployment_logs = sa.Table(
     sa.Column("line", sa.Text, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("deployment_id", "step", "seq", name="uq_deployment_logs_deployment_step_seq"),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("org", sa.String(100), sa.ForeignKey("orgs.name"), nullable=False),
+    # NULL for an organization webhook; the stack for a stack webhook.
+    sa.Column("stack_id", sa.String(36), sa.ForeignKey("stacks.id", ondelete="CASCADE"), nullable=True),
+    # "" for organization webhooks, else the stack id: names are unique per scope (NULLs never collide).
+    sa.Column("scope", sa.String(36), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("payload_url", sa.Text, nullable=False),
+    sa.Column("format", sa.String(30), nullable=False),
+    sa.Column("filters", JSONDoc, nullable=False),
+    sa.Column("groups", JSONDoc, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),  # Fernet ciphertext
+    # pulumi_deployments webhooks: the downstream stack (the deployment edge stack_id -> target_stack_id).
+    sa.Column("target_stack_id", sa.String(36), sa.ForeignKey("stacks.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("modified_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("org", "scope", "name", name="uq_webhooks_org_scope_name"),
+    sa.Index("ix_webhooks_stack_id", "stack_id"),
+    sa.Index("ix_webhooks_target_stack_id", "target_stack_id"),
+)
+
+# One row per (event, webhook) to deliver over HTTP, and per ping or redelivery; retried until it
+# succeeds or the retry policy gives up.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("webhook_id", sa.String(36), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_id", sa.Integer, nullable=True),
+    sa.Column("event", sa.String(40), nullable=False),  # the event name, or "ping"
+    sa.Column("kind", sa.String(40), nullable=False),  # the Pulumi-Webhook-Kind header
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes sent (UTF-8), kept for redelivery
+    sa.Column("status", sa.String(20), nullable=False),  # pending | succeeded | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "next_attempt_at", sqlite_where=_PENDING_SQL, postgresql_where=_PENDING_SQL),
+    sa.Index("ix_webhook_deliveries_webhook_id", "webhook_id"),
+)
+
+# Every HTTP attempt, in the shape of the contract's WebhookDelivery.
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("delivery_id", sa.String(36), sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("webhook_id", sa.String(36), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("sent_at", sa.Double, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("request_url", sa.Text, nullable=False),
+    sa.Column("request_headers", JSONDoc, nullable=False),
+    sa.Column("response_code", sa.Integer, nullable=False),  # 0 when no response arrived
+    sa.Column("response_headers", JSONDoc, nullable=False),
+    sa.Column("response_body", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_webhook_attempts_webhook_seq", "webhook_id", "seq"),
+)
+
+# A deployment edge fires at most once per upstream deployment (or external event).
+webhook_firings = sa.Table(
+    "webhook_firings",
+    metadata,
+    sa.Column("webhook_id", sa.String(36), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source", sa.String(60), primary_key=True),  # the upstream deployment id, or "event:<id>"
+    sa.Column("deployment_id", sa.String(36), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
 )

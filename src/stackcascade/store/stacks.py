@@ -19,14 +19,20 @@ async def find(conn: AsyncConnection, org: str, project: str, name: str) -> sa.R
     return (await conn.execute(query)).first()
 
 
+def _with_settings() -> sa.Select[Any]:
+    return sa.select(stacks, deployment_settings.c.document.label("settings_document")).outerjoin(
+        deployment_settings, deployment_settings.c.stack_id == stacks.c.id
+    )
+
+
 async def find_with_settings(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
     """The stack and its saved settings document (None when it has none), in one query."""
-    query = (
-        sa.select(stacks, deployment_settings.c.document.label("settings_document"))
-        .outerjoin(deployment_settings, deployment_settings.c.stack_id == stacks.c.id)
-        .where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
-    )
+    query = _with_settings().where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
     return (await conn.execute(query)).first()
+
+
+async def get_with_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
+    return (await conn.execute(_with_settings().where(stacks.c.id == stack_id))).first()
 
 
 async def insert(conn: AsyncConnection, **values: Any) -> None:

@@ -1,1 +1,1 @@
-"""webhooks layer."""
+"""Outbound webhooks: the HTTP client with its target rules, and the dispatcher loop."""

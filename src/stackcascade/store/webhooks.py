@@ -1,0 +1,243 @@
+"""Webhook rows, the deployment graph they define, and the delivery work list.
+
+Delivery work follows the queue pattern of deployments: due rows are claimed with
+``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite writers are serialised anyway) and leased by moving
+``next_attempt_at`` past the lease, so a crashed dispatcher's work comes due again by itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from stackcascade.store.schema import (
+    events,
+    orgs,
+    stacks,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_firings,
+    webhooks,
+)
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+ORG_SCOPE = ""  # the ``scope`` of organization webhooks
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+_target = stacks.alias("target")
+
+
+def _with_target() -> sa.Select[Any]:
+    """Webhooks with the names of their stack and deployment target (both NULL when absent)."""
+    source = stacks.alias("source")
+    return (
+        sa.select(
+            webhooks,
+            source.c.project.label("project"),
+            source.c.name.label("stack"),
+            _target.c.project.label("target_project"),
+            _target.c.name.label("target_stack"),
+        )
+        .outerjoin(source, source.c.id == webhooks.c.stack_id)
+        .outerjoin(_target, _target.c.id == webhooks.c.target_stack_id)
+    )
+
+
+async def insert(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(webhooks.insert().values(**values))
+
+
+async def find(conn: AsyncConnection, org: str, scope: str, name: str) -> sa.Row[Any] | None:
+    query = _with_target().where(webhooks.c.org == org, webhooks.c.scope == scope, webhooks.c.name == name)
+    return (await conn.execute(query)).first()
+
+
+async def name_taken(conn: AsyncConnection, org: str, scope: str, name: str) -> bool:
+    query = sa.select(webhooks.c.id).where(webhooks.c.org == org, webhooks.c.scope == scope, webhooks.c.name == name)
+    return (await conn.scalar(query)) is not None
+
+
+async def list_scope(conn: AsyncConnection, org: str, scope: str) -> list[sa.Row[Any]]:
+    query = (
+        _with_target()
+        .where(webhooks.c.org == org, webhooks.c.scope == scope)
+        .order_by(webhooks.c.created_at, webhooks.c.name)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def update(conn: AsyncConnection, webhook_id: str, **values: Any) -> None:
+    await conn.execute(webhooks.update().where(webhooks.c.id == webhook_id).values(**values))
+
+
+async def delete(conn: AsyncConnection, webhook_id: str) -> None:
+    await conn.execute(webhooks.delete().where(webhooks.c.id == webhook_id))
+
+
+async def lock_graph(conn: AsyncConnection, org: str) -> None:
+    """Serialise changes to an org's deployment graph, so two writers cannot close a cycle together.
+
+    PostgreSQL: a row lock on the org. SQLite: writers already hold the database's write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(orgs.c.name).where(orgs.c.name == org).with_for_update())
+
+
+def stack_ref_of(table: Any) -> Any:
+    return table.c.project + "/" + table.c.name
+
+
+async def edges(conn: AsyncConnection, org: str) -> list[tuple[str, str, str]]:
+    """The org's deployment graph: (webhook id, "project/stack" upstream, downstream), active edges only."""
+    source = stacks.alias("source")
+    query = (
+        sa.select(webhooks.c.id, stack_ref_of(source), stack_ref_of(_target))
+        .join(source, source.c.id == webhooks.c.stack_id)
+        .join(_target, _target.c.id == webhooks.c.target_stack_id)
+        .where(webhooks.c.org == org, webhooks.c.active.is_(True))
+    )
+    return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
+
+
+async def for_events(conn: AsyncConnection, pairs: set[tuple[str, str | None]]) -> list[sa.Row[Any]]:
+    """Active webhooks that may want events of these (org, stack id) pairs: the orgs' and the stacks'."""
+    org_names = {org for org, _ in pairs}
+    stack_ids = {stack_id for _, stack_id in pairs if stack_id}
+    condition = sa.and_(webhooks.c.org.in_(org_names), webhooks.c.scope == ORG_SCOPE)
+    if stack_ids:
+        condition = sa.or_(condition, webhooks.c.stack_id.in_(stack_ids))
+    query = _with_target().where(webhooks.c.active.is_(True), condition)
+    return list((await conn.execute(query)).all())
+
+
+# --- the outbox, as the dispatcher reads it ---------------------------------------------------------
+
+
+async def undispatched_events(conn: AsyncConnection, limit: int) -> list[sa.Row[Any]]:
+    query = (
+        sa.select(events)
+        .where(events.c.dispatched.is_(False))
+        .order_by(events.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def mark_dispatched(conn: AsyncConnection, event_ids: list[int]) -> None:
+    await conn.execute(events.update().where(events.c.id.in_(event_ids)).values(dispatched=True))
+
+
+async def claim_firing(conn: AsyncConnection, webhook_id: str, source: str, now: float) -> bool:
+    """Record that ``source`` fired this edge; False when it already had (at most once per edge)."""
+    values = {"webhook_id": webhook_id, "source": source, "created_at": now}
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(webhook_firings).values(values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(webhook_firings).values(values).on_conflict_do_nothing()
+    result = await conn.execute(statement.returning(webhook_firings.c.webhook_id))
+    return result.first() is not None
+
+
+async def set_firing_deployment(conn: AsyncConnection, webhook_id: str, source: str, deployment_id: str) -> None:
+    await conn.execute(
+        webhook_firings.update()
+        .where(webhook_firings.c.webhook_id == webhook_id, webhook_firings.c.source == source)
+        .values(deployment_id=deployment_id)
+    )
+
+
+# --- deliveries and attempts --------------------------------------------------------------------------
+
+
+async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(webhook_deliveries.insert(), rows)
+
+
+async def claim_due(conn: AsyncConnection, *, now: float, limit: int, lease_seconds: float) -> list[sa.Row[Any]]:
+    """Lease up to ``limit`` due deliveries: their next attempt moves past the lease while they are sent."""
+    due = (
+        sa.select(webhook_deliveries.c.id)
+        .where(webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= now)
+        .order_by(webhook_deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [row[0] for row in (await conn.execute(due)).all()]
+    if not ids:
+        return []
+    await conn.execute(
+        webhook_deliveries.update().where(webhook_deliveries.c.id.in_(ids)).values(next_attempt_at=now + lease_seconds)
+    )
+    query = (
+        sa.select(
+            webhook_deliveries,
+            webhooks.c.payload_url,
+            webhooks.c.secret,
+            webhooks.c.active,
+            webhooks.c.format,
+        )
+        .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+        .where(webhook_deliveries.c.id.in_(ids))
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def update_delivery(conn: AsyncConnection, delivery_id: str, **values: Any) -> None:
+    await conn.execute(webhook_deliveries.update().where(webhook_deliveries.c.id == delivery_id).values(**values))
+
+
+async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(webhook_attempts.insert(), rows)
+
+
+def _attempts_with_delivery() -> sa.Select[Any]:
+    return sa.select(
+        webhook_attempts,
+        webhook_deliveries.c.event,
+        webhook_deliveries.c.kind,
+        webhook_deliveries.c.body,
+        webhook_deliveries.c.status,
+        webhook_deliveries.c.attempts,
+        webhook_deliveries.c.next_attempt_at,
+    ).join(webhook_deliveries, webhook_deliveries.c.id == webhook_attempts.c.delivery_id)
+
+
+async def attempts_page(
+    conn: AsyncConnection, webhook_id: str, *, limit: int, before_seq: int | None
+) -> list[sa.Row[Any]]:
+    """Attempts of a webhook, newest first; ``before_seq`` continues a previous page."""
+    query = _attempts_with_delivery().where(webhook_attempts.c.webhook_id == webhook_id)
+    if before_seq is not None:
+        query = query.where(webhook_attempts.c.seq < before_seq)
+    return list((await conn.execute(query.order_by(webhook_attempts.c.seq.desc()).limit(limit))).all())
+
+
+async def attempt(conn: AsyncConnection, attempt_id: str) -> sa.Row[Any] | None:
+    return (await conn.execute(_attempts_with_delivery().where(webhook_attempts.c.id == attempt_id))).first()
+
+
+async def delivery_of(conn: AsyncConnection, webhook_id: str, identifier: str) -> sa.Row[Any] | None:
+    """A delivery of this webhook, named by its own id or by the id of one of its attempts."""
+    by_attempt = sa.select(webhook_attempts.c.delivery_id).where(webhook_attempts.c.id == identifier)
+    query = sa.select(webhook_deliveries).where(
+        webhook_deliveries.c.webhook_id == webhook_id,
+        sa.or_(webhook_deliveries.c.id == identifier, webhook_deliveries.c.id.in_(by_attempt)),
+    )
+    return (await conn.execute(query)).first()
+
+
+async def pending_count(conn: AsyncConnection) -> int:
+    query = sa.select(sa.func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == PENDING)
+    return int(await conn.scalar(query) or 0)
