@@ -77,6 +77,10 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=15)
 
+    def client(self) -> httpx2.Client:
+        """An HTTP client authenticated as the server's admin."""
+        return httpx2.Client(base_url=self.url, headers={"Authorization": f"token {self.admin_token}"}, timeout=30)
+
 
 def start_server(
     database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object
@@ -84,6 +88,7 @@ def start_server(
     from stackcascade.api.app import create_app
     from stackcascade.config import Config
     from stackcascade.server import LocalPool, prepare, sweep_leases
+    from stackcascade.webhooks.dispatcher import Dispatcher
 
     port = free_port()
     admin = "csc_test_admin_" + uuid.uuid4().hex
@@ -105,12 +110,16 @@ def start_server(
             pool = LocalPool(ctx, app, config)
             await pool.start()
             sweeper = asyncio.create_task(sweep_leases(ctx, 0.5))
+            stop_dispatch = asyncio.Event()
+            dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
             task = asyncio.create_task(server.serve())
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             ready.set()
             await task
             await pool.stop()
+            stop_dispatch.set()
+            await dispatcher
             sweeper.cancel()
             await ctx.db.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,8 +35,20 @@ def _int(body: dict[str, Any], key: str) -> int:
     return value
 
 
+def _at(item: dict[str, Any]) -> float | None:
+    value = item.get("at")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput("a step's 'at' is the time of the transition in epoch seconds")
+    return float(value)
+
+
 def _steps(body: dict[str, Any]) -> list[StepUpdate]:
-    """``{"steps": [{"index", "name", "status"}, ...]}``, or one step as ``{"index", "name", "status"}``."""
+    """``{"steps": [{"index", "name", "status", "at"?}, ...]}``, or one step as ``{"index", "name", "status"}``.
+
+    ``at`` (optional, epoch seconds): when the runner saw the transition; without it, when it arrives.
+    """
     raw = body.get("steps")
     if raw is None:
         raw = [body] if "index" in body else []
@@ -49,7 +62,7 @@ def _steps(body: dict[str, Any]) -> list[StepUpdate]:
             or not isinstance(item.get("status"), str)
         ):
             raise InvalidInput('each step is {"index": int, "name": str, "status": str}')
-        updates.append(StepUpdate(_int(item, "index"), item["name"], item["status"]))
+        updates.append(StepUpdate(_int(item, "index"), item["name"], item["status"], _at(item)))
     return runs.check_steps(updates)
 
 
@@ -92,8 +105,14 @@ async def step(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -
     "/deployments/{deployment_id}/logs", summary="Append log lines; a retried batch (same step/seq) is ignored"
 )
 async def logs(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -> Response:
+    # ``lines``, and optionally ``steps`` (transitions as for /steps), stored in one transaction.
     body = await json_object(request)
-    raw = body.get("lines")
+    lines = _lines(body.get("lines"))
+    await runs.append_logs(ctx, caller, _runner_id(body), deployment_id, lines, _steps(body))
+    return Response(status_code=204)
+
+
+def _lines(raw: Any) -> list[LogLine]:
     if not isinstance(raw, list) or len(raw) > MAX_LINES_PER_APPEND:
         raise InvalidInput(f"'lines' must be a list of at most {MAX_LINES_PER_APPEND} lines")
     lines = []
@@ -105,8 +124,7 @@ async def logs(ctx: Ctx, caller: Caller, deployment_id: str, request: Request) -
         ):
             raise InvalidInput('each line is {"step": int, "seq": int, "line": str, "timestamp": epoch seconds}')
         lines.append(LogLine(_int(item, "step"), _int(item, "seq"), item["line"], float(item["timestamp"])))
-    await runs.append_logs(ctx, caller, _runner_id(body), deployment_id, lines)
-    return Response(status_code=204)
+    return lines
 
 
 @router.post("/deployments/{deployment_id}/finish")
@@ -128,6 +146,7 @@ async def finish(ctx: Ctx, caller: Caller, deployment_id: str, request: Request)
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise InvalidInput("'reason' must be a string")
+    lines = _lines(body["lines"]) if body.get("lines") is not None else []
     result = runs.Result(status, reason, outputs, frozenset(secret_outputs), changes)
-    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body))
+    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines)
     return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})

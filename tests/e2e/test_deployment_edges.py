@@ -1,0 +1,45 @@
+"""Deployment webhooks end to end: an upstream update that succeeds deploys its downstream stacks for real."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx2
+
+from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for
+from tests.support import LiveServer
+
+
+def test_an_edge_deploys_the_downstream_stack_after_the_upstream_succeeds(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update='echo "deployed $CASCADE_STACK"')})
+    with pool_server.client() as api:
+        for project in ("network", "database", "cluster"):
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+            settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+            assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        for downstream in ("database", "cluster"):
+            edge = {"format": "pulumi_deployments", "payloadUrl": f"{downstream}/prod", "filters": ["update_succeeded"]}
+            assert api.post(f"/api/stacks/{org}/network/prod/hooks", json=edge).status_code == 201
+        upstream = deploy(api, f"{org}/network/prod")
+        assert wait_for(api, f"{org}/network/prod", upstream)["status"] == "succeeded"
+        for downstream in ("database", "cluster"):
+            stack = f"{org}/{downstream}/prod"
+            listed = _wait_for_deployments(api, stack, 1)
+            finished = wait_for(api, stack, listed[0]["id"])
+            assert finished["status"] == "succeeded"
+            assert finished["initiator"] == "webhook" and finished["version"] == 1
+        # The downstream deployments emit update_succeeded too, but they have no edges: nothing else runs.
+        assert len(api.get(f"/api/stacks/{org}/network/prod/deployments").json()["deployments"]) == 1
+
+
+def _wait_for_deployments(api: httpx2.Client, stack: str, count: int, seconds: float = 60) -> list[dict[str, object]]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        listed = api.get(f"/api/stacks/{stack}/deployments").json()["deployments"]
+        if len(listed) >= count:
+            return list(listed)
+        time.sleep(0.05)
+    raise AssertionError(f"{stack} did not get {count} deployment(s) within {seconds} s")
