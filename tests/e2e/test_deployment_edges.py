@@ -7,14 +7,20 @@ from pathlib import Path
 
 import httpx2
 
-from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for
+from tests.e2e.helpers import all_logs, cascade_yaml, deploy, git_repo, wait_for
 from tests.support import LiveServer
 
 
 def test_an_edge_deploys_the_downstream_stack_after_the_upstream_succeeds(
     pool_server: LiveServer, org: str, tmp_path: Path
 ) -> None:
-    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update='echo "deployed $CASCADE_STACK"')})
+    update = """
+if [ "$CASCADE_PROJECT" = network ]; then
+  echo '{"vpc": "vpc-123", "token": {"secret": "upstream-secret-4711"}}' > "$CASCADE_OUTPUTS"
+fi
+echo "upstream: $(cat "$CASCADE_UPSTREAM_OUTPUTS")"
+"""
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
     with pool_server.client() as api:
         for project in ("network", "database", "cluster"):
             assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
@@ -31,6 +37,11 @@ def test_an_edge_deploys_the_downstream_stack_after_the_upstream_succeeds(
             finished = wait_for(api, stack, listed[0]["id"])
             assert finished["status"] == "succeeded"
             assert finished["initiator"] == "webhook" and finished["version"] == 1
+            # CASCADE_UPSTREAM_OUTPUTS holds network's outputs, and the secret one is masked in the log.
+            lines = [x["line"] for x in all_logs(api, stack, listed[0]["id"])]
+            printed = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("upstream: {")) :])
+            assert '"network/prod"' in printed and '"vpc-123"' in printed and "[secret]" in printed
+            assert not any("upstream-secret-4711" in line for line in lines)
         # The downstream deployments emit update_succeeded too, but they have no edges: nothing else runs.
         assert len(api.get(f"/api/stacks/{org}/network/prod/deployments").json()["deployments"]) == 1
 

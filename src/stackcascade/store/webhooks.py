@@ -241,3 +241,16 @@ async def delivery_of(conn: AsyncConnection, webhook_id: str, identifier: str) -
 async def pending_count(conn: AsyncConnection) -> int:
     query = sa.select(sa.func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == PENDING)
     return int(await conn.scalar(query) or 0)
+
+
+async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[Any]]:
+    """The current (sealed) outputs of every direct upstream of a stack in the deployment graph."""
+    source = stacks.alias("source")
+    query = (
+        sa.select(source.c.project, source.c.name, source.c.outputs)
+        .join(webhooks, webhooks.c.stack_id == source.c.id)
+        .where(webhooks.c.target_stack_id == stack_id, webhooks.c.active.is_(True))
+        .distinct()
+        .order_by(source.c.project, source.c.name)
+    )
+    return list((await conn.execute(query)).all())
