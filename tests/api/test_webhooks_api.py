@@ -253,3 +253,17 @@ def test_a_restart_in_the_middle_of_a_backlog_loses_nothing(
     assert delivered == set(ids)
     assert sum(1 for d in history if d["responseCode"] == 200) == count
     assert all(d["deliveryStatus"] == "succeeded" for d in history)
+
+
+def test_each_format_sends_its_own_body_for_the_same_event(admin: httpx2.Client, stack: str) -> None:
+    with receiving() as raw, receiving() as slack, receiving() as teams:
+        for name, receiver, format_ in (("r", raw, "raw"), ("s", slack, "slack"), ("t", teams, "ms_teams")):
+            body = {"name": name, "payloadUrl": receiver.url, "format": format_, "filters": ["deployment_queued"]}
+            created(admin.post(f"/api/stacks/{stack}/hooks", json=body))
+        deployment = admin.post(f"/api/stacks/{stack}/deployments", json={"operation": "update"}).json()
+        [as_raw], [as_slack], [as_teams] = raw.wait_for(1), slack.wait_for(1), teams.wait_for(1)
+    raw_body, slack_body, teams_body = (json.loads(r.body) for r in (as_raw, as_slack, as_teams))
+    assert raw_body["deploymentId"] == deployment["id"] and raw_body["projectName"] == "net"
+    assert isinstance(slack_body["text"], str) and slack_body["blocks"][0]["type"] == "section"
+    assert teams_body["@type"] == "MessageCard" and teams_body["potentialAction"][0]["@type"] == "OpenUri"
+    assert {r.headers["Pulumi-Webhook-Kind"] for r in (as_raw, as_slack, as_teams)} == {"deployment"}
