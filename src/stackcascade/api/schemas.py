@@ -293,6 +293,12 @@ class Webhook(_Doc):
     format: WebhookFormatName | None = Field(None, description="default raw")
     filters: list[str] | None = Field(None, description="event names; empty filters and groups = all events")
     groups: list[Literal["stacks", "deployments"]] | None = None
+    triggerOn: Literal["always", "outputs-changed"] | None = Field(
+        None, description="extension, deployment webhooks: fire only when the upstream's outputs changed"
+    )
+    requireApproval: bool | None = Field(
+        None, description="extension, deployment webhooks: the downstream waits for an approval in a cascade"
+    )
 
 
 class WebhookResponse(_Doc):
@@ -308,6 +314,8 @@ class WebhookResponse(_Doc):
     groups: list[str]
     hasSecret: bool = Field(description="the secret itself is never returned")
     secretCiphertext: str = Field(description="always empty: the ciphertext stays on the server")
+    triggerOn: str | None = Field(None, description="extension: deployment webhooks only")
+    requireApproval: bool | None = Field(None, description="extension: deployment webhooks only")
 
 
 class WebhookDelivery(_Doc):

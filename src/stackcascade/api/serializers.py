@@ -132,17 +132,25 @@ def webhook(row: Any) -> dict[str, Any]:
     shape: dict[str, Any] = {"organizationName": row.org}
     if row.stack_id is not None:
         shape |= {"projectName": row.project, "stackName": row.stack}
-    return shape | {
-        "name": row.name,
-        "displayName": row.display_name,
-        "payloadUrl": row.payload_url,
-        "active": row.active,
-        "format": row.format,
-        "filters": list(row.filters),
-        "groups": list(row.groups),
-        "hasSecret": row.secret is not None,
-        "secretCiphertext": "",
-    }
+    return (
+        shape
+        | {
+            "name": row.name,
+            "displayName": row.display_name,
+            "payloadUrl": row.payload_url,
+            "active": row.active,
+            "format": row.format,
+            "filters": list(row.filters),
+            "groups": list(row.groups),
+            "hasSecret": row.secret is not None,
+            "secretCiphertext": "",
+        }
+        | (
+            {"triggerOn": row.trigger_on, "requireApproval": row.require_approval}
+            if row.format == "pulumi_deployments"
+            else {}
+        )
+    )
 
 
 def _header_lines(headers: dict[str, str]) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 MAX_DISPLAY_NAME = 200
+TRIGGER_ON = ("always", "outputs-changed")
 _FIELDS = {
     "organizationname": "organizationName",
     "projectname": "projectName",
@@ -39,6 +40,8 @@ _FIELDS = {
     "format": "format",
     "filters": "filters",
     "groups": "groups",
+    "triggeron": "triggerOn",  # extension, deployment webhooks only
+    "requireapproval": "requireApproval",  # extension, deployment webhooks only
 }
 
 
@@ -118,13 +121,26 @@ class _Draft:
     groups: list[str]
     active: bool
     secret: str | None  # ciphertext
+    trigger_on: str = "always"
+    require_approval: bool = False
 
     @property
     def is_edge(self) -> bool:
         return self.format is WebhookFormat.PULUMI_DEPLOYMENTS
 
 
+def _edge_options(fields: dict[str, Any], *, current: Any) -> dict[str, Any]:
+    """``triggerOn`` (always | outputs-changed) and ``requireApproval`` of a deployment edge."""
+    trigger_on = fields.get("triggerOn", current.trigger_on if current is not None else "always")
+    if trigger_on not in TRIGGER_ON:
+        raise InvalidInput(f"triggerOn must be one of {', '.join(TRIGGER_ON)}, got {trigger_on!r}")
+    approval = _bool(fields, "requireApproval", default=current.require_approval if current is not None else False)
+    return {"trigger_on": trigger_on, "require_approval": approval}
+
+
 async def _validate(ctx: Context, scope: Scope, draft: _Draft) -> None:
+    if not draft.is_edge and (draft.trigger_on != "always" or draft.require_approval):
+        raise InvalidInput("triggerOn and requireApproval are for pulumi_deployments webhooks (deployment edges)")
     if draft.is_edge:
         if not scope.is_stack:
             raise InvalidInput("format pulumi_deployments is for stack webhooks only: create it on the upstream stack")
@@ -186,6 +202,7 @@ async def create(ctx: Context, principal: Principal, scope: Scope, body: dict[st
         groups=check_groups(fields.get("groups")),
         active=_bool(fields, "active", default=True),
         secret=_sealed_secret(ctx, fields, current=None),
+        **_edge_options(fields, current=None),
     )
     await _validate(ctx, scope, draft)
     now = ctx.now()
@@ -213,6 +230,8 @@ async def create(ctx: Context, principal: Principal, scope: Scope, body: dict[st
             groups=draft.groups,
             active=draft.active,
             secret=draft.secret,
+            trigger_on=draft.trigger_on,
+            require_approval=draft.require_approval,
             target_stack_id=target_id,
             created_at=now,
             modified_at=now,
@@ -288,6 +307,7 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
         groups=check_groups(fields["groups"]) if "groups" in fields else list(current.groups),
         active=_bool(fields, "active", default=current.active),
         secret=_sealed_secret(ctx, fields, current=current.secret),
+        **_edge_options(fields, current=current),
     )
     await _validate(ctx, scope, draft)
     async with ctx.db.write() as conn:
@@ -308,6 +328,8 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
             groups=draft.groups,
             active=draft.active,
             secret=draft.secret,
+            trigger_on=draft.trigger_on,
+            require_approval=draft.require_approval,
             target_stack_id=target_id,
             modified_at=ctx.now(),
         )

@@ -20,6 +20,7 @@ ACTIVE_STATUSES = ("accepted", "running")
 _ACTIVE_SQL = sa.text("status IN ('accepted', 'running')")
 _UNDISPATCHED_SQL = sa.text("NOT dispatched")
 _PENDING_SQL = sa.text("status = 'pending'")
+_RUNNING_SQL = sa.text("status = 'running'")
 
 orgs = sa.Table(
     "orgs",
@@ -27,6 +28,7 @@ orgs = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("cascade_mode", sa.String(20), nullable=False, server_default="coalesced"),
     sa.Column("created_at", sa.Double, nullable=False),
 )
 
@@ -43,6 +45,7 @@ stacks = sa.Table(
     sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
     # Settings versions never repeat, not even after the settings were deleted and saved again.
     sa.Column("settings_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("require_approval", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("org", "project", "name", name="uq_stacks_org_project_name"),
 )
@@ -174,6 +177,10 @@ webhooks = sa.Table(
     sa.Column("secret", sa.Text, nullable=True),  # Fernet ciphertext
     # pulumi_deployments webhooks: the downstream stack (the deployment edge stack_id -> target_stack_id).
     sa.Column("target_stack_id", sa.String(36), sa.ForeignKey("stacks.id", ondelete="CASCADE"), nullable=True),
+    # Deployment edges only: fire on every match, or only when the upstream's outputs changed; gate.
+    sa.Column("trigger_on", sa.String(20), nullable=False, server_default="always"),
+    sa.Column("require_approval", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("managed", sa.Boolean, nullable=False, server_default=sa.false()),  # by an Auto Deploy declaration
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("modified_at", sa.Double, nullable=False),
     sa.UniqueConstraint("org", "scope", "name", name="uq_webhooks_org_scope_name"),
@@ -229,4 +236,37 @@ webhook_firings = sa.Table(
     sa.Column("source", sa.String(60), primary_key=True),  # the upstream deployment id, or "event:<id>"
     sa.Column("deployment_id", sa.String(36), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
+)
+
+# What one upstream change set off: the plan (members, waves, edges among them) is fixed at the start.
+cascades = sa.Table(
+    "cascades",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("org", sa.String(100), nullable=False),
+    sa.Column("root", sa.String(201), nullable=False),  # "project/stack"
+    sa.Column("root_deployment_id", sa.String(36), nullable=True),
+    sa.Column("operation", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # running | succeeded | failed
+    sa.Column("plan", JSONDoc, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Index("ix_cascades_org_created_at", "org", "created_at"),
+    sa.Index("ix_cascades_running", "status", sqlite_where=_RUNNING_SQL, postgresql_where=_RUNNING_SQL),
+)
+
+cascade_members = sa.Table(
+    "cascade_members",
+    metadata,
+    sa.Column("cascade_id", sa.String(36), sa.ForeignKey("cascades.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("stack", sa.String(201), primary_key=True),  # "project/stack"
+    sa.Column("stack_id", sa.String(36), nullable=True),  # NULL once the stack was deleted
+    sa.Column("wave", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),  # domain.cascade.MemberStatus
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("deployment_id", sa.String(36), nullable=True),
+    sa.Column("outputs_changed", sa.Boolean, nullable=True),
+    sa.Column("approved_by", sa.String(200), nullable=True),
+    sa.Column("modified_at", sa.Double, nullable=False),
+    sa.Index("ix_cascade_members_deployment_id", "deployment_id"),
 )
