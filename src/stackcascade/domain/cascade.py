@@ -1,0 +1,458 @@
+"""Cascades: what one upstream change sets off, and when each affected stack runs (design section 4).
+
+Pure: the service stores the plan and each member's outcome and asks here what to do next, so the
+rule (once per cascade, after every member upstream, skip with a reason) lives in one place and can
+be checked exhaustively without a database. Stacks are ``"project/stack"`` strings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property, lru_cache
+from typing import Final, Literal
+
+from stackcascade.domain.deployments import Operation, Status, event_kinds_for_finish
+from stackcascade.domain.errors import Conflict
+from stackcascade.domain.graph import find_cycle, format_cycle
+from stackcascade.domain.webhook_events import DEPLOYMENT_EVENTS, OPERATION_EVENTS, matches
+
+FAILURE_EVENTS: Final = frozenset(e for e in DEPLOYMENT_EVENTS + OPERATION_EVENTS if e.endswith("_failed"))
+"""The events only a failed deployment emits: an edge that listens to none of them does not expect failure."""
+
+
+class TriggerOn(StrEnum):
+    """``outputs-changed`` prunes a downstream stack whose inputs (the upstream's outputs) did not change."""
+
+    ALWAYS = "always"
+    OUTPUTS_CHANGED = "outputs-changed"
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """After ``upstream`` emits an event that ``filters``/``groups`` match, deploy ``downstream``.
+
+    Empty ``filters`` and ``groups`` match every event, as for any webhook.
+    """
+
+    upstream: str
+    downstream: str
+    filters: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    trigger_on: TriggerOn = TriggerOn.ALWAYS
+    require_approval: bool = False
+
+    def listens_to(self, event: str) -> bool:
+        return matches(self.filters, self.groups, event, stack_scoped=True)
+
+
+class MemberStatus(StrEnum):
+    """Where a member stands; ``queued`` covers its deployment from creation until it finishes."""
+
+    WAITING = "waiting"
+    AWAITING_APPROVAL = "awaiting-approval"
+    QUEUED = "queued"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL: Final = frozenset({MemberStatus.SUCCEEDED, MemberStatus.FAILED, MemberStatus.SKIPPED})
+
+_MEMBER_STATUS: Final = {
+    Status.NOT_STARTED: MemberStatus.QUEUED,
+    Status.ACCEPTED: MemberStatus.QUEUED,
+    Status.RUNNING: MemberStatus.QUEUED,
+    Status.SUCCEEDED: MemberStatus.SUCCEEDED,
+    Status.FAILED: MemberStatus.FAILED,
+    Status.SKIPPED: MemberStatus.SKIPPED,
+}
+
+
+def events_of(operation: Operation, status: Status, *, started: bool = True) -> frozenset[str]:
+    """Every event a deployment in ``status`` has emitted so far: what its outgoing edges can react to.
+
+    A deployment superseded while queued (``skipped``) emitted only ``deployment_queued``; a failed one
+    emitted ``deployment_started`` unless it failed before running (``started=False``: lease lost).
+    """
+    events = {"deployment_queued"}
+    if status is Status.RUNNING or status is Status.SUCCEEDED or (status is Status.FAILED and started):
+        events.add("deployment_started")
+    events.update(event_kinds_for_finish(operation, status))
+    return frozenset(events)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a member did, as far as its downstream edges care.
+
+    ``events`` are the events its deployment emitted (none for a member the cascade skipped);
+    ``outputs_changed`` is whether its outputs differ from those before it ran.
+    """
+
+    status: MemberStatus
+    events: frozenset[str] = frozenset()
+    outputs_changed: bool = True
+    reason: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        operation: Operation,
+        status: Status,
+        *,
+        outputs_changed: bool | None = None,
+        started: bool = True,
+        reason: str | None = None,
+    ) -> Outcome:
+        """The outcome of a deployment; outputs can only have changed if an update succeeded, unless told."""
+        if outputs_changed is None:
+            outputs_changed = status is Status.SUCCEEDED and operation is Operation.UPDATE
+        return cls(_MEMBER_STATUS[status], events_of(operation, status, started=started), outputs_changed, reason)
+
+
+def fires(edge: Edge, upstream: Outcome) -> bool:
+    """Whether ``upstream``'s events fire ``edge``: several matching events still fire it once."""
+    if edge.trigger_on is TriggerOn.OUTPUTS_CHANGED and not upstream.outputs_changed:
+        return False
+    return any(edge.listens_to(event) for event in upstream.events)
+
+
+@lru_cache(maxsize=4096)
+def _could_fire(filters: tuple[str, ...], groups: tuple[str, ...], trigger_on: TriggerOn, operation: Operation) -> bool:
+    probe = Edge("", "", filters, groups, trigger_on)
+    return any(fires(probe, Outcome.of(operation, status)) for status in (Status.SUCCEEDED, Status.FAILED))
+
+
+def could_fire(edge: Edge, operation: Operation) -> bool:
+    """Whether some finished ``operation`` deployment fires ``edge``.
+
+    A ``preview`` fires no ``update_succeeded`` edge, and only a successful update can fire an
+    ``outputs-changed`` edge (nothing else stores outputs).
+    """
+    return _could_fire(edge.filters, edge.groups, edge.trigger_on, operation)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The members of a cascade, computed once when it starts and stored with it.
+
+    ``waves[0]`` is ``(root,)``; a member's wave is the length of the longest path to it from the
+    root. ``edges`` are all the edges between two members: every one of them orders its ends, even
+    one that cannot fire.
+    """
+
+    root: str
+    operation: Operation
+    members: tuple[str, ...]
+    waves: tuple[tuple[str, ...], ...]
+    edges: tuple[Edge, ...]
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Members in (wave, name) order: the order decisions come in."""
+        return tuple(stack for wave in self.waves for stack in sorted(wave))
+
+    @cached_property
+    def wave_of(self) -> dict[str, int]:
+        return {stack: index for index, wave in enumerate(self.waves) for stack in wave}
+
+    @cached_property
+    def incoming(self) -> dict[str, dict[str, tuple[Edge, ...]]]:
+        """For each member: its member upstreams, each with its edges to it (a pair may have several)."""
+        grouped: dict[str, dict[str, list[Edge]]] = {stack: {} for stack in self.members}
+        for edge in self.edges:
+            grouped[edge.downstream].setdefault(edge.upstream, []).append(edge)
+        return {stack: {up: tuple(edges) for up, edges in sorted(ups.items())} for stack, ups in grouped.items()}
+
+
+def _edge_key(edge: Edge) -> tuple[str, str, tuple[str, ...], tuple[str, ...], str, bool]:
+    """Sort key of an edge: comparing plain tuples is several times faster than the dataclass's ``<``."""
+    return (edge.upstream, edge.downstream, edge.filters, edge.groups, edge.trigger_on, edge.require_approval)
+
+
+def _longest_path_waves(members: Collection[str], pairs: Collection[tuple[str, str]]) -> list[list[str]]:
+    """Kahn's layering: a stack's wave is one more than its latest upstream's; each wave sorted."""
+    successors: dict[str, list[str]] = {stack: [] for stack in members}
+    pending = dict.fromkeys(members, 0)
+    for upstream, downstream in pairs:
+        successors[upstream].append(downstream)
+        pending[downstream] += 1
+    waves: list[list[str]] = []
+    wave = sorted(stack for stack, count in pending.items() if count == 0)
+    while wave:
+        waves.append(wave)
+        ready: list[str] = []
+        for stack in wave:
+            for downstream in successors[stack]:
+                pending[downstream] -= 1
+                if pending[downstream] == 0:
+                    ready.append(downstream)
+        wave = sorted(ready)
+    if sum(map(len, waves)) < len(pending):
+        cycle = format_cycle(find_cycle(pairs) or [])
+        raise Conflict(f"the deployment graph has a cycle: {cycle}; remove one of its edges")
+    return waves
+
+
+def plan(root: str, operation: Operation, edges: Iterable[Edge]) -> Plan | None:
+    """The cascade that ``operation`` on ``root`` sets off, or None when no edge out of ``root`` could fire.
+
+    Members are the stacks reachable from ``root`` over edges that could fire: for ``operation`` out
+    of the root, for ``update`` (what members run) further on. Raises Conflict if the members' edges
+    form a cycle; the service refuses such edges, but a loop must never run.
+    """
+    outgoing: dict[str, list[Edge]] = {}
+    for edge in set(edges):
+        outgoing.setdefault(edge.upstream, []).append(edge)
+    first = [edge.downstream for edge in outgoing.get(root, ()) if could_fire(edge, operation)]
+    if not first:
+        return None
+    members = {root}
+    queue = deque(first)
+    while queue:
+        stack = queue.popleft()
+        if stack in members:
+            continue
+        members.add(stack)
+        queue.extend(edge.downstream for edge in outgoing.get(stack, ()) if could_fire(edge, Operation.UPDATE))
+    inside = sorted(
+        (edge for stack in members for edge in outgoing.get(stack, ()) if edge.downstream in members), key=_edge_key
+    )
+    waves = _longest_path_waves(members, {(edge.upstream, edge.downstream) for edge in inside})
+    return Plan(
+        root=root,
+        operation=operation,
+        members=tuple(stack for wave in waves for stack in wave),
+        waves=tuple(tuple(wave) for wave in waves),
+        edges=tuple(inside),
+    )
+
+
+Action = Literal["run", "await_approval", "skip"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the service does with ``stack`` now; ``reason`` is shown to people (why skipped, why waiting)."""
+
+    stack: str
+    action: Action
+    reason: str | None = None
+
+
+def _listing(names: Iterable[str], conjunction: str = "and") -> str:
+    ordered = sorted(names)
+    if len(ordered) == 1:
+        return ordered[0]
+    return f"{', '.join(ordered[:-1])} {conjunction} {ordered[-1]}"
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    """How a member's upstreams ended, sorted by what that means for it."""
+
+    fired: tuple[Edge, ...]
+    blocking: frozenset[str]  # failed upstreams none of whose edges to it expects failure
+    failed: frozenset[str]  # failed upstreams whose edges did not fire (includes ``blocking``)
+    skipped: frozenset[str]
+    unchanged: frozenset[str]  # edges matched, but trigger on outputs-changed and the outputs did not
+    silent: frozenset[str]  # emitted no event the edges listen to
+
+    @property
+    def runs(self) -> bool:
+        return bool(self.fired) and not self.blocking
+
+    def reason(self) -> str:
+        """The most useful reason to skip: a failure beats a skip beats unchanged outputs."""
+        if self.failed:
+            noun = "upstream" if len(self.failed) == 1 else "upstreams"
+            return f"{noun} {_listing(self.failed)} failed"
+        if self.skipped:
+            noun = "upstream" if len(self.skipped) == 1 else "upstreams"
+            return f"{noun} {_listing(self.skipped)} skipped"
+        if self.unchanged:
+            return f"outputs of {_listing(self.unchanged)} unchanged"
+        if self.silent:
+            return f"no edge from {_listing(self.silent, 'or')} fired"
+        return "no incoming edge fired"
+
+
+def _outcome(outcomes: Mapping[str, Outcome], stack: str) -> Outcome:
+    return outcomes.get(stack) or Outcome(MemberStatus.WAITING)
+
+
+def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgement:
+    fired: list[Edge] = []
+    blocking: set[str] = set()
+    failed: set[str] = set()
+    skipped: set[str] = set()
+    unchanged: set[str] = set()
+    silent: set[str] = set()
+    for upstream, edges in plan.incoming[stack].items():
+        outcome = _outcome(outcomes, upstream)
+        if outcome.status is MemberStatus.SKIPPED:
+            skipped.add(upstream)  # a skip propagates as "did not fire", whatever the events say
+            continue
+        if outcome.status is MemberStatus.FAILED:
+            failure = outcome.events & FAILURE_EVENTS
+            if not any(edge.listens_to(event) for edge in edges for event in failure):
+                blocking.add(upstream)
+                failed.add(upstream)
+                continue
+        these = [edge for edge in edges if fires(edge, outcome)]
+        if these:
+            fired.extend(these)
+        elif outcome.status is MemberStatus.FAILED:
+            failed.add(upstream)
+        elif any(edge.listens_to(event) for edge in edges for event in outcome.events):
+            unchanged.add(upstream)
+        else:
+            silent.add(upstream)
+    return _Judgement(
+        tuple(fired),
+        frozenset(blocking),
+        frozenset(failed),
+        frozenset(skipped),
+        frozenset(unchanged),
+        frozenset(silent),
+    )
+
+
+def _gate(stack: str, fired: Iterable[Edge], gated: Collection[str]) -> str | None:
+    """Why ``stack`` needs an approval before it runs, or None."""
+    if stack in gated:
+        return f"{stack} requires approval"
+    gates = {edge.upstream for edge in fired if edge.require_approval}
+    if gates:
+        return f"the edge from {_listing(gates)} requires approval"
+    return None
+
+
+def decide(
+    plan: Plan,
+    outcomes: Mapping[str, Outcome],
+    *,
+    gated: Collection[str] = (),
+    approved: Collection[str] = (),
+) -> list[Decision]:
+    """What to do now with each member that is ready, in (wave, name) order.
+
+    A waiting member is ready once every member upstream of it is terminal; it runs if at least one
+    incoming edge fired and no upstream failed on edges that do not expect failure, otherwise it is
+    skipped with the reason. A member that must run waits for approval first if it is in ``gated``
+    or a fired edge requires approval, unless it is in ``approved``; an awaiting member in
+    ``approved`` runs. The root is never decided here: its deployment started the cascade. Members
+    missing from ``outcomes`` are waiting. Pure: deciding again before applying gives the same list.
+    """
+    decisions: list[Decision] = []
+    for stack in plan.order:
+        if stack == plan.root:
+            continue
+        status = _outcome(outcomes, stack).status
+        if status is MemberStatus.AWAITING_APPROVAL:
+            if stack in approved:
+                decisions.append(Decision(stack, "run"))
+            continue
+        if status is not MemberStatus.WAITING:
+            continue
+        if any(_outcome(outcomes, up).status not in TERMINAL for up in plan.incoming[stack]):
+            continue
+        judgement = _judge(plan, outcomes, stack)
+        if not judgement.runs:
+            decisions.append(Decision(stack, "skip", judgement.reason()))
+            continue
+        gate = _gate(stack, judgement.fired, gated)
+        if gate is None or stack in approved:
+            decisions.append(Decision(stack, "run"))
+        else:
+            decisions.append(Decision(stack, "await_approval", gate))
+    return decisions
+
+
+def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> list[str]:
+    """The members to put back to waiting when failed ``stack`` is retried, in (wave, name) order.
+
+    ``stack`` itself runs again (the caller creates its deployment). A descendant goes back to
+    waiting when it was skipped by the cascade, has a member upstream that failed or was reset, and
+    no other upstream still blocks it, so re-running ``stack`` can change its fate. Members that
+    ran, were rejected or superseded, or are still pending are left alone.
+    """
+    if stack not in plan.wave_of:
+        raise Conflict(f"{stack} is not a member of this cascade")
+    status = _outcome(outcomes, stack).status
+    if status is not MemberStatus.FAILED:
+        raise Conflict(f"{stack} is {status.value}: only a failed member can be retried")
+    resetting = {stack}
+    resets: list[str] = []
+    start = plan.wave_of[stack]
+    for member in plan.order:
+        if plan.wave_of[member] <= start or _outcome(outcomes, member).status is not MemberStatus.SKIPPED:
+            continue
+        if resetting.isdisjoint(plan.incoming[member]):
+            continue
+        judgement = _judge(plan, outcomes, member)
+        if judgement.runs or judgement.blocking - resetting:
+            continue  # skipped for a reason of its own (rejected, superseded) or still blocked by another
+        resetting.add(member)
+        resets.append(member)
+    return resets
+
+
+class CascadeStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def finished(plan: Plan, outcomes: Mapping[str, Outcome]) -> bool:
+    """Whether every member is terminal: nothing more will happen unless a member is retried."""
+    return all(_outcome(outcomes, stack).status in TERMINAL for stack in plan.members)
+
+
+def cascade_status(plan: Plan, outcomes: Mapping[str, Outcome]) -> CascadeStatus:
+    """``running`` until every member is terminal, then ``failed`` if any member failed, else ``succeeded``.
+
+    Skipped members (pruned, rejected, stopped by a failure) do not fail a cascade by themselves;
+    the failure that stopped them does.
+    """
+    if not finished(plan, outcomes):
+        return CascadeStatus.RUNNING
+    if any(_outcome(outcomes, stack).status is MemberStatus.FAILED for stack in plan.members):
+        return CascadeStatus.FAILED
+    return CascadeStatus.SUCCEEDED
+
+
+def per_edge_runs(
+    root: str,
+    operation: Operation,
+    edges: Iterable[Edge],
+    outcome_of: Callable[[str, int], Outcome],
+    *,
+    max_runs: int = 1_000_000,
+) -> Counter[str]:
+    """How many times each stack runs in per-edge mode, Pulumi's: every fired edge deploys its target.
+
+    ``outcome_of(stack, n)`` is the outcome of the ``n``-th (from 0) run of ``stack``; each run fires
+    its own outgoing edges again, so the sink of a diamond runs once per path. That count grows with
+    the number of paths, so past ``max_runs`` deployments this raises Conflict instead of looping.
+    """
+    edges = list(edges)
+    runs: Counter[str] = Counter({root: 1})
+    cascade = plan(root, operation, edges)
+    if cascade is None:
+        return runs
+    outgoing: dict[str, list[Edge]] = {}
+    for edge in edges:  # not de-duplicated: two identical webhooks are two deployments
+        outgoing.setdefault(edge.upstream, []).append(edge)
+    for stack in cascade.order:
+        for n in range(runs[stack]):
+            outcome = outcome_of(stack, n)
+            for edge in outgoing.get(stack, ()):
+                if fires(edge, outcome):
+                    runs[edge.downstream] += 1
+        if runs.total() > max_runs:
+            raise Conflict(f"per-edge mode would start more than {max_runs} deployments from {root}")
+    return runs
