@@ -36,7 +36,9 @@ class Served:
 def _wait_until_up(served: Served, deadline: float) -> None:
     while time.monotonic() < deadline:
         if served.process.poll() is not None:
-            raise AssertionError(f"cascade serve exited early: {served.process.stdout.read() if served.process.stdout else ''}")
+            raise AssertionError(
+                f"cascade serve exited early: {served.process.stdout.read() if served.process.stdout else ''}"
+            )
         try:
             if httpx2.get(served.url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -85,28 +87,44 @@ def test_first_start_prints_a_working_admin_token_once_and_restarts_keep_it(data
 
 def test_configured_admin_token_is_accepted(database_url: str, tmp_path: Path) -> None:
     configured = "csc_configured_" + "x" * 20
-    with serve(tmp_path, database_url, env={"CASCADE_ADMIN_TOKEN": configured}) as served, served.client(configured) as api:
+    with (
+        serve(tmp_path, database_url, env={"CASCADE_ADMIN_TOKEN": configured}) as served,
+        served.client(configured) as api,
+    ):
         assert api.get("/api/tokens").status_code == 200
         with served.client("csc_wrong") as wrong:
             assert wrong.get("/api/tokens").status_code == 401
     assert TOKEN_LINE.findall(served.banner) == []
 
 
-def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(database_url: str, tmp_path: Path) -> None:
+def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
+    database_url: str, tmp_path: Path
+) -> None:
     token = "csc_demo_" + "y" * 20
-    with serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as served, served.client(token) as api:
+    with (
+        serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as served,
+        served.client(token) as api,
+    ):
         stacks = api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]
         assert sorted(s["projectName"] for s in stacks) == ["app", "cluster", "database", "network"]
         settings = api.get("/api/stacks/demo/network/prod/deployments/settings").json()
         repo_url = settings["sourceContext"]["git"]["repoUrl"]
-        for layer in ("network", "database", "cluster", "app"):  # deploy the diamond in order, from the CLI
-            queued = subprocess.run(
-                [str(CASCADE), "deploy", f"demo/{layer}/prod", "--server", served.url, "--token", token, "--json"],
-                capture_output=True, text=True, check=True,
-            )
-            deployment_id = json.loads(queued.stdout)["id"]
-            finished = wait_for(api, f"demo/{layer}/prod", deployment_id)
-            assert finished["status"] == "succeeded", (layer, finished.get("reason"))
+        # One deployment of network, from the CLI, cascades through the diamond: each layer once.
+        queued = subprocess.run(
+            [str(CASCADE), "deploy", "demo/network/prod", "--server", served.url, "--token", token, "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        root = wait_for(api, "demo/network/prod", json.loads(queued.stdout)["id"])
+        assert root["status"] == "succeeded", root.get("reason")
+        cascade_id = api.get(f"/api/stacks/demo/network/prod/deployments/{root['id']}").json()["cascadeId"]
+        cascade = wait_for_cascade(api, "demo", cascade_id)
+        assert cascade["status"] == "succeeded", cascade
+        assert cascade["waves"] == [["network/prod"], ["cluster/prod", "database/prod"], ["app/prod"]]
+        assert {m["stack"]: (m["status"], m["version"]) for m in cascade["members"]} == {
+            f"{layer}/prod": ("succeeded", 1) for layer in ("network", "database", "cluster", "app")
+        }
         app = api.get("/api/stacks/demo/app/prod/outputs").json()["outputs"]
         assert app["database"].startswith("db.vpc-") and app["cluster"].startswith("https://k8s.vpc-")
         assert api.get("/api/stacks/demo/database/prod/outputs").json()["outputs"]["password"] == "[secret]"
@@ -115,9 +133,22 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     assert "demo projects" in log.stdout
     assert (repo / "network" / "Cascade.yaml").read_text().startswith("#")
     # A second demo start leaves the seeded stacks alone.
-    with serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as again, again.client(token) as api:
+    with (
+        serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as again,
+        again.client(token) as api,
+    ):
         assert len(api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]) == 4
     assert "already there" in again.banner
+
+
+def wait_for_cascade(api: httpx2.Client, org: str, cascade_id: str, seconds: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cascade = api.get(f"/api/orgs/{org}/cascades/{cascade_id}").json()
+        if cascade["status"] != "running":
+            return dict(cascade)
+        time.sleep(0.1)
+    raise AssertionError(f"cascade {cascade_id} still running after {seconds} s")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -10,19 +10,21 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx2
 import uvicorn
-from fastapi import FastAPI
 
 from stackcascade.api.app import create_app
 from stackcascade.config import Config
-from stackcascade.runner.agent import Runner
-from stackcascade.runner.client import RunnerClient
-from stackcascade.services import demo, queue, tokens
+from stackcascade.services import cascades, demo, queue, tokens
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox, load_or_create_key
 from stackcascade.store.db import Database
+
+if TYPE_CHECKING:  # the runner and httpx2 are imported only when `--runners` starts a local pool
+    from fastapi import FastAPI
+
+    from stackcascade.runner.agent import Runner
 
 log = logging.getLogger("stackcascade.server")
 
@@ -30,6 +32,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
 def build_context(config: Config) -> Context:
+    from stackcascade.domain.backoff import RetryPolicy, from_text
+    from stackcascade.domain.errors import InvalidInput
+    from stackcascade.domain.targets import parse_allowed_networks
+    from stackcascade.webhooks.sender import HttpSender
+
+    try:
+        allowed = parse_allowed_networks(config.webhook_allow_networks)
+        retry = from_text(config.webhook_retry) if config.webhook_retry else RetryPolicy()
+    except InvalidInput as exc:
+        raise SystemExit(f"webhook configuration: {exc.message}") from None
     db = Database(config.resolved_database_url())
     box = SecretBox(load_or_create_key(config.secret_key, config.data_dir))
     return Context(
@@ -38,6 +50,8 @@ def build_context(config: Config) -> Context:
         public_url=config.resolved_public_url(),
         org_concurrency=config.org_concurrency,
         lease_seconds=float(config.lease_seconds),
+        webhook_client=HttpSender(allowed),
+        webhook_retry=retry,
     )
 
 
@@ -61,6 +75,7 @@ async def sweep_leases(ctx: Context, every: float) -> None:
         await asyncio.sleep(every)
         try:
             lost = await queue.expire_leases(ctx)
+            await cascades.reconcile(ctx)  # members superseded while queued, anything a crash left behind
         except Exception as exc:  # the sweeper must survive a database hiccup
             log.warning("lease sweep failed: %s", type(exc).__name__)
             continue
@@ -97,6 +112,11 @@ class LocalPool:
             return
         issued = await tokens.issue_runner(self._ctx, f"local-pool {socket.gethostname()}:{self._config.port}")
         self._token_id = issued.id
+        import httpx2
+
+        from stackcascade.runner.agent import Runner
+        from stackcascade.runner.client import RunnerClient
+
         transport = httpx2.ASGITransport(app=self._app)
 
         def make_client(runner_id: str) -> RunnerClient:
@@ -129,6 +149,10 @@ async def serve(config: Config) -> None:
         uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="off")
     )
     sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
+    from stackcascade.webhooks.dispatcher import Dispatcher
+
+    stop_dispatch = asyncio.Event()
+    dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
     pool = LocalPool(ctx, app, config)
     await pool.start()
     _announce(config, ctx, new_token, seeded)
@@ -140,6 +164,10 @@ async def serve(config: Config) -> None:
         await server.serve()
     finally:
         await pool.stop()
+        stop_dispatch.set()
+        await dispatcher
+        if hasattr(ctx.webhook_client, "close"):
+            await ctx.webhook_client.close()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper

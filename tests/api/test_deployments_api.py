@@ -506,7 +506,7 @@ def test_deployment_counts_follow_the_statuses(admin: httpx2.Client, org: str, s
     deploy(admin, f"/api/stacks/{org}/net/dev/deployments", **SOURCE)
     assert admin.get(f"{stack}/metadata").json()["deploymentCounts"] == counts(notStarted=2, skipped=1)
     org_meta = admin.get(f"/api/orgs/{org}/deployments/metadata").json()
-    assert org_meta == {"paused": False, "concurrency": 25, "deploymentCounts": counts(notStarted=3, skipped=1)}
+    assert org_meta == {"paused": False, "concurrency": 25, "cascadeMode": "coalesced", "deploymentCounts": counts(notStarted=3, skipped=1)}
 
 
 def test_org_metadata_of_an_org_never_seen_is_the_default(admin: httpx2.Client, org: str) -> None:

@@ -22,6 +22,8 @@ echo "upstream: $(cat "$CASCADE_UPSTREAM_OUTPUTS")"
 """
     repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
     with pool_server.client() as api:
+        # Per-edge mode: each fired edge deploys its target at once (Pulumi's behaviour; cascades coalesce).
+        assert api.patch(f"/api/orgs/{org}/settings", json={"cascadeMode": "per-edge"}).status_code == 200
         for project in ("network", "database", "cluster"):
             assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
             settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from stackcascade import __version__
 from stackcascade.api import errors
 from stackcascade.api.body import BodyLimit, UrlGuard
-from stackcascade.api.routes import deployments, orgs, runner, runs, settings, stacks, tokens, webhooks
+from stackcascade.api.routes import cascades, deployments, orgs, runner, runs, settings, stacks, tokens, webhooks
 from stackcascade.api.schemas import REQUEST_MODELS
 from stackcascade.services.context import Context
 
@@ -42,6 +42,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1024 * 1024) -> FastAPI:
         tokens.router,
         runner.router,
         webhooks.router,
+        cascades.router,
     ):
         app.include_router(router)
 

@@ -218,6 +218,7 @@ class StackDeploymentsMetadata(_Doc):
 class OrgDeploymentsMetadata(_Doc):
     paused: bool
     concurrency: int
+    cascadeMode: Literal["coalesced", "per-edge"]
     deploymentCounts: DeploymentCounts
 
 
@@ -229,6 +230,11 @@ class CancelResponse(_Doc):
 
 class OrgSettingsRequest(_Doc):
     concurrency: int | None = Field(None, description="how many deployments of the org may run at once")
+    cascadeMode: Literal["coalesced", "per-edge"] | None = Field(
+        None,
+        description="coalesced (default): one change deploys each dependent stack once, after all its upstreams; "
+        "per-edge: every fired deployment webhook deploys its target at once, as Pulumi does",
+    )
 
 
 class TokenCreateRequest(_Doc):
@@ -349,6 +355,39 @@ class StackReference(_Doc):
 
 class ListStackReferencesResponse(_Doc):
     referencedStacks: list[StackReference]
+
+
+class CascadeSummary(_Doc):
+    id: str
+    organization: str
+    root: str = Field(description="the stack whose change started it, as project/stack")
+    rootDeploymentId: str | None
+    operation: OperationName
+    status: Literal["running", "succeeded", "failed"]
+    created: str
+    finished: str | None
+
+
+class CascadeList(_Doc):
+    cascades: list[CascadeSummary]
+
+
+class CascadeMember(_Doc):
+    stack: str
+    wave: int
+    status: Literal["waiting", "awaiting-approval", "queued", "succeeded", "failed", "skipped"]
+    reason: str | None = Field(description="why it was skipped or is waiting, e.g. 'upstream database/prod failed'")
+    deploymentId: str | None
+    version: int | None
+    approvedBy: str | None
+    started: str | None
+    finished: str | None
+
+
+class Cascade(CascadeSummary):
+    waves: list[list[str]]
+    edges: list[dict[str, Any]]
+    members: list[CascadeMember]
 
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (

@@ -182,3 +182,39 @@ def webhook_delivery(row: Any) -> dict[str, Any]:
 
 def stack_reference(row: Any) -> dict[str, Any]:
     return {"organization": row.org, "routingProject": row.project, "name": row.name, "version": row.last_version}
+
+
+def cascade_summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "organization": row.org,
+        "root": row.root,
+        "rootDeploymentId": row.root_deployment_id,
+        "operation": row.operation,
+        "status": row.status,
+        "created": iso(row.created_at),
+        "finished": iso(row.finished_at),
+    }
+
+
+def cascade(row: Any, members: list[Any]) -> dict[str, Any]:
+    """A cascade with its members in waves: what ran, what waits, what was skipped and why."""
+    waves = row.plan["waves"]
+    return cascade_summary(row) | {
+        "waves": waves,
+        "edges": row.plan["edges"],
+        "members": [
+            {
+                "stack": m.stack,
+                "wave": m.wave,
+                "status": m.status,
+                "reason": m.reason,
+                "deploymentId": m.deployment_id,
+                "version": m.version,
+                "approvedBy": m.approved_by,
+                "started": iso(m.started_at),
+                "finished": iso(m.finished_at),
+            }
+            for m in members
+        ],
+    }

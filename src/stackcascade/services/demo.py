@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from stackcascade.services.context import Context
 from stackcascade.store import events, orgs
 from stackcascade.store import stacks as stack_rows
+from stackcascade.store import webhooks as webhook_rows
 from stackcascade.store.schema import stacks as stacks_table
 
 DEMO_ORG = "demo"
@@ -17,14 +18,16 @@ DEMO_EDGES = (("network", "database"), ("network", "cluster"), ("database", "app
 
 
 async def seed(ctx: Context, repo_url: str) -> bool:
-    """Create the demo stacks with settings pointing at ``repo_url``; False when they already exist."""
+    """Create the demo stacks with settings pointing at ``repo_url`` and the diamond's deployment edges;
+    False when they already exist."""
     now = ctx.now()
     async with ctx.db.write() as conn:
         await orgs.ensure(conn, DEMO_ORG, concurrency=ctx.org_concurrency, now=now)
         if await conn.scalar(sa.select(stacks_table.c.id).where(stacks_table.c.org == DEMO_ORG).limit(1)):
             return False
+        ids: dict[str, str] = {}
         for project in DEMO_STACKS:
-            stack_id = str(uuid.uuid4())
+            stack_id = ids[project] = str(uuid.uuid4())
             await stack_rows.insert(
                 conn,
                 id=stack_id,
@@ -42,4 +45,22 @@ async def seed(ctx: Context, repo_url: str) -> bool:
             await stack_rows.save_settings(conn, stack_id, settings, now)
             payload = {"organization": DEMO_ORG, "projectName": project, "stackName": "prod"}
             await events.append(conn, org=DEMO_ORG, kind="stack_created", payload=payload, now=now, stack_id=stack_id)
+        for upstream, downstream in DEMO_EDGES:  # the deployment graph: a change to network cascades
+            await webhook_rows.insert(
+                conn,
+                id=str(uuid.uuid4()),
+                org=DEMO_ORG,
+                stack_id=ids[upstream],
+                scope=ids[upstream],
+                name=f"deploy-{downstream}",
+                display_name=f"deploy-{downstream}",
+                payload_url=f"{downstream}/prod",
+                format="pulumi_deployments",
+                filters=["update_succeeded"],
+                groups=[],
+                active=True,
+                target_stack_id=ids[downstream],
+                created_at=now,
+                modified_at=now,
+            )
     return True

@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
-from types import SimpleNamespace
 from typing import Any
 
-from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import ACTIVE, TERMINAL, Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
+from stackcascade.services import cascades
 from stackcascade.services.context import Context
 from stackcascade.services.deployment_settings import normalise
+from stackcascade.services.queueing import queue_in
 from stackcascade.services.stacks import ensure_org, load, ref
 from stackcascade.store import deployments as rows
-from stackcascade.store import events, orgs, runs
+from stackcascade.store import orgs, runs
 from stackcascade.store import stacks as stack_rows
 
 MAX_PAGE_SIZE = 100
 _CONTROL_KEYS = {"operation", "inheritsettings"}
-
-
-def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) -> dict[str, Any]:
-    payload = {
-        "deploymentId": row.id,
-        "version": row.version,
-        "operation": row.operation,
-        "status": row.status,
-        "initiator": row.initiator,
-        "requestedBy": row.requested_by,
-        "stack": {"organization": org, "projectName": project, "stackName": stack},
-    }
-    if row.reason:
-        payload["reason"] = row.reason
-    if row.cascade_id:
-        payload["cascadeId"] = row.cascade_id
-    payload.update(extra)
-    return payload
+_CASCADE_INITIATORS = {"cascade", "webhook"}  # deployments a cascade or an edge created never start one
 
 
 def _parse_request(body: dict[str, Any]) -> tuple[Operation, bool, dict[str, Any]]:
@@ -74,85 +56,23 @@ async def create(
         stack_row = await stack_rows.find_with_settings(conn, org, project, stack)
         if stack_row is None:
             raise NotFound(f"stack {ref(org, project, stack)} not found")
+        root = f"{project}/{stack}"
+        started = await cascades.plan_for(conn, org, root, operation) if initiator not in _CASCADE_INITIATORS else None
+        now = ctx.now()
         row = await queue_in(
-            ctx,
             conn,
             stack_row,
             operation,
             request_doc,
+            now=now,
             inherit=inherit,
             initiator=initiator,
             requested_by=principal.name,
+            cascade_id=started.id if started else None,
         )
+        if started is not None:
+            await cascades.record_in(conn, started, org, row.id, now)
     ctx.work.notify()
-    return row
-
-
-async def queue_in(
-    ctx: Context,
-    conn: Any,
-    stack_row: Any,
-    operation: Operation,
-    request_doc: dict[str, Any],
-    *,
-    inherit: bool,
-    initiator: str,
-    requested_by: str,
-    triggered_by: str | None = None,
-) -> Any:
-    """Queue a deployment of ``stack_row`` (with ``settings_document``) inside the caller's transaction.
-
-    The caller notifies ``ctx.work`` after its commit.
-    """
-    org, project, stack = stack_row.org, stack_row.project, stack_row.name
-    now = ctx.now()
-    saved = dict(stack_row.settings_document or {}) if inherit else {}
-    effective = doc.merge_patch(saved, request_doc)
-    if not doc.git_source(effective).get("repoUrl"):
-        hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
-        raise InvalidInput(
-            f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
-        )
-    version = await stack_rows.next_version(conn, stack_row.id)
-    deployment_id = str(uuid.uuid4())
-    await rows.insert(
-        conn,
-        id=deployment_id,
-        stack_id=stack_row.id,
-        org=org,
-        version=version,
-        operation=operation.value,
-        status=Status.NOT_STARTED.value,
-        initiator=initiator,
-        requested_by=requested_by,
-        settings=effective,
-        skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
-        triggered_by=triggered_by,
-        created_at=now,
-        modified_at=now,
-    )
-    row = SimpleNamespace(  # what was just inserted, without reading it back
-        id=deployment_id,
-        org=org,
-        project=project,
-        stack=stack,
-        version=version,
-        operation=operation.value,
-        status=Status.NOT_STARTED.value,
-        initiator=initiator,
-        requested_by=requested_by,
-        reason=None,
-        cascade_id=None,
-    )
-    await events.append(
-        conn,
-        org=org,
-        kind="deployment_queued",
-        payload=event_payload(row, org, project, stack),
-        now=now,
-        stack_id=stack_row.id,
-        deployment_id=deployment_id,
-    )
     return row
 
 
@@ -322,5 +242,6 @@ async def org_metadata(ctx: Context, principal: Principal, org: str) -> dict[str
     return {
         "paused": bool(org_row.paused) if org_row else False,
         "concurrency": int(org_row.concurrency) if org_row else ctx.org_concurrency,
+        "cascadeMode": org_row.cascade_mode if org_row else "coalesced",
         "deploymentCounts": _counts(by_status),
     }

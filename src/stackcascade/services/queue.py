@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from stackcascade.domain.deployments import ACTIVE, Operation, Status, check_transition, event_kinds_for_finish
 from stackcascade.domain.errors import Conflict, NotFound
+from stackcascade.services import cascades
 from stackcascade.services.context import Context
-from stackcascade.services.deployments import event_payload
+from stackcascade.services.queueing import event_payload
 from stackcascade.store import deployments as rows
 from stackcascade.store import events, runs
 from stackcascade.store.schema import tokens
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 _ACTIVE = tuple(s.value for s in ACTIVE)
+_DELETE_TOKENS = tokens.delete().where(tokens.c.deployment_id == sa.bindparam("b_deployment_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,19 @@ async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbe
 
 
 async def finish_in(
-    conn: AsyncConnection, row: Any, status: Status, reason: str | None, now: float, **extra: Any
+    conn: AsyncConnection,
+    row: Any,
+    status: Status,
+    reason: str | None,
+    now: float,
+    *,
+    values: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Any:
-    """Finish ``row`` inside the caller's transaction: status, events, superseded queue entries."""
+    """Finish ``row`` inside the caller's transaction: status, events, superseded queue entries.
+
+    ``values``: more columns to set in the same statement; ``extra``: more fields for the events.
+    """
     check_transition(Status(row.status), status)
     await rows.update(
         conn,
@@ -93,14 +107,17 @@ async def finish_in(
         finished_at=now,
         modified_at=now,
         lease_expires_at=None,
+        **(values or {}),
     )
     if status is Status.FAILED:
         await runs.fail_running_steps(conn, row.id, now)
-    await conn.execute(tokens.delete().where(tokens.c.deployment_id == row.id))  # the deployment token dies with it
+    await conn.execute(_DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
     finished = await rows.get(conn, row.id)
     for kind in event_kinds_for_finish(Operation(row.operation), status):
         await _emit(conn, finished, kind, now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)
+    if row.cascade_id:  # a member finished: its cascade moves on in the same transaction
+        await cascades.advance_in(conn, row.cascade_id, now)
     return finished
 
 

@@ -12,8 +12,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import TERMINAL, Status
 from stackcascade.domain.errors import InvalidInput, NotFound
@@ -23,13 +21,20 @@ from stackcascade.services import queue
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import load, ref
 from stackcascade.services.tokens import hash_token, new_token_value
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments as rows
 from stackcascade.store import runs
+from stackcascade.store import webhooks as webhook_rows
 from stackcascade.store.schema import tokens
 
 DEFAULT_TIMEOUT_SECONDS = 2 * 3600
+# What the server understands, told to the runner with each job. 2: step transitions may carry the
+# runner's time ("at") and ride along with a log append, and finish may carry the last log lines, so a
+# runner reports a short deployment in two calls (start, finish) instead of one per step and flush.
+PROTOCOL = 2
 MAX_STEPS = 20
 MASK = "[secret]"
+_INSERT_TOKEN = tokens.insert()  # built once: the columns come with the parameters
 
 
 def _open(ctx: Context, value: Any) -> str | None:
@@ -38,9 +43,21 @@ def _open(ctx: Context, value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _job(ctx: Context, row: Any, deployment_token: str) -> dict[str, Any]:
+def _upstream(ctx: Context, upstream: list[Any], secrets: list[str]) -> dict[str, Any]:
+    """``CASCADE_UPSTREAM_OUTPUTS``: each direct upstream's outputs, secrets opened (and later masked)."""
+    found: dict[str, Any] = {}
+    for project, name, stored in upstream:
+        found[f"{project}/{name}"] = open_outputs(ctx, stored, show_secrets=True)
+        for sealed in (stored or {}).get("sealed", {}).values():
+            value = json.loads(ctx.secrets.open(sealed))
+            secrets.append(value if isinstance(value, str) else _json(value))
+    return found
+
+
+def _job(ctx: Context, row: Any, deployment_token: str, upstream: list[Any]) -> dict[str, Any]:
     settings = row.settings
     secrets: list[str] = []
+    upstream_outputs = _upstream(ctx, upstream, secrets)
 
     def opened(value: Any) -> str | None:
         plain = _open(ctx, value)
@@ -87,8 +104,9 @@ def _job(ctx: Context, row: Any, deployment_token: str) -> dict[str, Any]:
         },
         "deploymentToken": deployment_token,
         "apiUrl": ctx.public_url,
-        "upstreamOutputs": {},
+        "upstreamOutputs": upstream_outputs,
         "leaseSeconds": ctx.lease_seconds,
+        "protocol": PROTOCOL,
     }
 
 
@@ -109,25 +127,30 @@ async def claim(ctx: Context, principal: Principal, runner_id: str, wait_seconds
 
 async def _claim_once(ctx: Context, owner: str) -> dict[str, Any] | None:
     """Lease a deployment and issue its short-lived token in one transaction: both or neither."""
+    # Every claimer of this process wakes on each notify, and most find the queue empty by then:
+    # looking first costs one read instead of a write transaction (and the writer lock) each.
+    async with ctx.db.read() as conn:
+        if not await rows.any_queued(conn):
+            return None
     value = new_token_value()
     async with ctx.db.write() as conn:
         row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=ctx.now())
         if row is None:
             return None
         timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
-        await conn.execute(
-            tokens.insert().values(
-                id=str(uuid.uuid4()),
-                hash=hash_token(value),
-                name=f"deployment {row.id}",
-                kind=TokenKind.DEPLOYMENT.value,
-                org=row.org,
-                deployment_id=row.id,
-                created_at=ctx.now(),
-                expires_at=ctx.now() + timeout + 600,
-            )
-        )
-    return _job(ctx, row, value)
+        token = {
+            "id": str(uuid.uuid4()),
+            "hash": hash_token(value),
+            "name": f"deployment {row.id}",
+            "kind": TokenKind.DEPLOYMENT.value,
+            "org": row.org,
+            "deployment_id": row.id,
+            "created_at": ctx.now(),
+            "expires_at": ctx.now() + timeout + 600,
+        }
+        await conn.execute(_INSERT_TOKEN, token)
+        upstream = await webhook_rows.upstream_outputs(conn, row.stack_id)
+    return _job(ctx, row, value, upstream)
 
 
 def owner_of(principal: Principal, runner_id: str) -> str:
@@ -150,20 +173,29 @@ async def report_steps(
     ctx: Context, principal: Principal, runner_id: str, deployment_id: str, updates: list[runs.StepUpdate]
 ) -> None:
     """Several step transitions (the previous step done, the next one running) in one transaction."""
-    owner = owner_of(principal, runner_id)
-    check_steps(updates)
-    async with ctx.db.write() as conn:
-        await queue.owned(conn, deployment_id, owner)
-        await runs.apply_steps(conn, deployment_id, updates, ctx.now())
+    await append_logs(ctx, principal, runner_id, deployment_id, [], check_steps(updates))
 
 
 async def append_logs(
-    ctx: Context, principal: Principal, runner_id: str, deployment_id: str, lines: list[runs.LogLine]
+    ctx: Context,
+    principal: Principal,
+    runner_id: str,
+    deployment_id: str,
+    lines: list[runs.LogLine],
+    steps: list[runs.StepUpdate] | None = None,
 ) -> None:
+    """Log lines and step transitions, in one transaction."""
     owner = owner_of(principal, runner_id)
+    now = ctx.now()
     async with ctx.db.write() as conn:
-        await queue.owned(conn, deployment_id, owner)
-        await runs.append_logs(conn, deployment_id, lines, max_bytes=ctx.max_log_bytes, now=ctx.now())
+        row = await queue.owned(conn, deployment_id, owner)
+        await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now, earliest=_step_floor(row, now))
+        await runs.append_logs(conn, deployment_id, lines, max_bytes=ctx.max_log_bytes, now=now, state=row)
+
+
+def _step_floor(row: Any, now: float) -> float:
+    """Step times a runner reports are kept after the deployment started (its clock may be behind ours)."""
+    return float(row.started_at) if row.started_at is not None else now
 
 
 def seal_outputs(ctx: Context, outputs: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
@@ -177,7 +209,7 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def open_outputs(ctx: Context, stored: dict[str, Any] | None, *, show_secrets: bool) -> dict[str, Any]:
+def open_outputs(ctx: Context, stored: dict[str, Any] | None, show_secrets: bool) -> dict[str, Any]:
     if not stored:
         return {}
     out = dict(stored.get("plain") or {})
@@ -202,25 +234,36 @@ async def finish(
     deployment_id: str,
     result: Result,
     steps: list[runs.StepUpdate] | None = None,
+    lines: list[runs.LogLine] | None = None,
 ) -> Any:
-    """End a run: status, outputs (on the stack only after a successful update), events, token revoked."""
+    """End a run: the last steps and log lines, status, outputs (on the stack only after a successful
+    update), events, token revoked; all in one transaction."""
     owner = owner_of(principal, runner_id)
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
         raise InvalidInput("a run finishes as succeeded or failed")
     now = ctx.now()
     async with ctx.db.write() as conn:
         row = await queue.owned(conn, deployment_id, owner)
-        await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now)
+        await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now, earliest=_step_floor(row, now))
+        await runs.append_logs(conn, deployment_id, lines or [], max_bytes=ctx.max_log_bytes, now=now, state=row)
         sealed = seal_outputs(ctx, result.outputs, set(result.secret_outputs)) if result.outputs is not None else None
-        await conn.execute(
-            sa.update(rows.deployments)
-            .where(rows.deployments.c.id == deployment_id)
-            .values(outputs=sealed, resource_changes=result.resource_changes)
-        )
-        if result.status is Status.SUCCEEDED and row.operation == "update" and sealed is not None:
+        updated = result.status is Status.SUCCEEDED and row.operation == "update"
+        if updated and row.cascade_id:  # for the cascade's triggerOn: outputs-changed edges
+            before = await cascade_rows.stack_outputs(conn, row.stack_id)
+            changed = sealed is not None and open_outputs(ctx, before, True) != open_outputs(ctx, sealed, True)
+            await cascade_rows.set_outputs_changed(conn, deployment_id, changed)
+        if updated and sealed is not None:
             await runs.set_stack_outputs(conn, row.stack_id, sealed)
         extra = {"resourceChanges": result.resource_changes} if result.resource_changes else {}
-        finished = await queue.finish_in(conn, row, result.status, result.reason, now, **extra)
+        finished = await queue.finish_in(
+            conn,
+            row,
+            result.status,
+            result.reason,
+            now,
+            values={"outputs": sealed, "resource_changes": result.resource_changes},
+            **extra,
+        )
     ctx.work.notify()
     return finished
 

@@ -19,10 +19,11 @@ from stackcascade.domain.deployments import Operation
 from stackcascade.domain.errors import CascadeError, InvalidInput, NotFound
 from stackcascade.domain.roles import Principal
 from stackcascade.domain.webhook_events import WebhookFormat, matches, webhook_kind
-from stackcascade.services import deployments
 from stackcascade.services.context import Context
+from stackcascade.services.queueing import queue_in
 from stackcascade.services.webhook_client import AttemptResult, OutgoingRequest
 from stackcascade.services.webhooks import Scope, get
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import stacks as stack_rows
 from stackcascade.store import webhooks as rows
 
@@ -54,7 +55,16 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _headers(ctx: Context, *, delivery_id: str, kind: str, body: bytes, sealed_secret: str | None) -> dict[str, str]:
+def _headers(
+    ctx: Context,
+    *,
+    delivery_id: str,
+    kind: str,
+    body: bytes,
+    sealed_secret: str | None,
+    opened: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The request headers; ``opened`` memoises decrypted secrets over one batch (never kept longer)."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": _USER_AGENT,
@@ -62,7 +72,12 @@ def _headers(ctx: Context, *, delivery_id: str, kind: str, body: bytes, sealed_s
         "Pulumi-Webhook-Kind": kind,
     }
     if sealed_secret:
-        headers["Pulumi-Webhook-Signature"] = signature(ctx.secrets.open(sealed_secret), body)
+        secret = opened.get(sealed_secret) if opened is not None else None
+        if secret is None:
+            secret = ctx.secrets.open(sealed_secret)
+            if opened is not None:
+                opened[sealed_secret] = secret
+        headers["Pulumi-Webhook-Signature"] = signature(secret, body)
     return headers
 
 
@@ -92,7 +107,9 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
         hooks = await rows.for_events(conn, {(event.org, event.stack_id) for event in batch})
         now = ctx.now()
         new_deliveries: list[dict[str, Any]] = []
+        modes: dict[str, str] = {}
         for event in batch:
+            bodies: dict[str, str] = {}  # format -> body: every webhook of one format gets the same bytes
             for hook in hooks:
                 stack_scoped = hook.stack_id is not None
                 if hook.org != event.org or (stack_scoped and hook.stack_id != event.stack_id):
@@ -102,9 +119,16 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
                 if not matches(hook.filters, hook.groups, event.kind, stack_scoped=stack_scoped):
                     continue
                 if hook.format == WebhookFormat.PULUMI_DEPLOYMENTS.value:
-                    queued_deployments |= await _fire_edge(ctx, conn, hook, event, now)
+                    # Coalesced orgs (the default) deploy downstream stacks through cascades only.
+                    if hook.org not in modes:
+                        modes[hook.org] = await cascade_rows.cascade_mode(conn, hook.org)
+                    if modes[hook.org] == "per-edge":
+                        queued_deployments |= await _fire_edge(ctx, conn, hook, event, now)
                     continue
-                body = encode(payloads.render(WebhookFormat(hook.format), _event_view(event), ctx.public_url))
+                body = bodies.get(hook.format)
+                if body is None:
+                    body = encode(payloads.render(WebhookFormat(hook.format), _event_view(event), ctx.public_url))
+                    bodies[hook.format] = body
                 new_deliveries.append(
                     {
                         "id": str(uuid.uuid4()),
@@ -139,12 +163,12 @@ async def _fire_edge(ctx: Context, conn: AsyncConnection, hook: Any, event: Any,
     queued = None
     try:
         async with conn.begin_nested():
-            queued = await deployments.queue_in(
-                ctx,
+            queued = await queue_in(
                 conn,
                 target,
                 Operation.UPDATE,
                 {},
+                now=now,
                 inherit=True,
                 initiator="webhook",
                 requested_by=f"webhook {hook.name} on {upstream}",
@@ -200,9 +224,10 @@ async def claim_due(ctx: Context, limit: int, lease_seconds: float = 60.0) -> li
     async with ctx.db.write() as conn:
         claimed = await rows.claim_due(conn, now=ctx.now(), limit=limit, lease_seconds=lease_seconds)
     due = []
+    opened: dict[str, str] = {}
     for row in claimed:
         body = row.body.encode()
-        headers = _headers(ctx, delivery_id=row.id, kind=row.kind, body=body, sealed_secret=row.secret)
+        headers = _headers(ctx, delivery_id=row.id, kind=row.kind, body=body, sealed_secret=row.secret, opened=opened)
         request = OutgoingRequest(url=row.payload_url, headers=headers, body=body)
         refused = None if row.active else "the webhook is inactive"
         due.append(DueDelivery(row.id, row.webhook_id, row.attempts + 1, request, refused))
@@ -235,24 +260,28 @@ async def record(ctx: Context, outcomes: list[tuple[DueDelivery, AttemptResult |
     """
     now = ctx.now()
     policy = ctx.webhook_retry
-    async with ctx.db.write() as conn:
-        attempts = []
-        for due, result in outcomes:
-            if result is None:
-                await rows.update_delivery(
-                    conn, due.delivery_id, status=rows.FAILED, next_attempt_at=None, finished_at=now
-                )
-                continue
+    attempts = []
+    moves = []
+    for due, result in outcomes:
+        move: dict[str, Any] = {"delivery_id": due.delivery_id, "attempts": due.attempt}
+        if result is None:
+            # not sent: the attempt count stays what it was when claimed
+            move.update(status=rows.FAILED, attempts=due.attempt - 1, next_attempt_at=None, finished_at=now)
+        else:
             attempts.append(
                 _attempt_row(due.delivery_id, due.webhook_id, due.attempt, due.request.url, due.request.headers, result)
             )
             if result.succeeded:
-                values: dict[str, Any] = {"status": rows.SUCCEEDED, "next_attempt_at": None, "finished_at": now}
+                move.update(status=rows.SUCCEEDED, next_attempt_at=None, finished_at=now)
             elif policy.gives_up(due.attempt):
-                values = {"status": rows.FAILED, "next_attempt_at": None, "finished_at": now}
+                move.update(status=rows.FAILED, next_attempt_at=None, finished_at=now)
             else:
-                values = {"next_attempt_at": now + policy.delay(due.attempt, ctx.random)}
-            await rows.update_delivery(conn, due.delivery_id, attempts=due.attempt, **values)
+                move.update(
+                    status=rows.PENDING, next_attempt_at=now + policy.delay(due.attempt, ctx.random), finished_at=None
+                )
+        moves.append(move)
+    async with ctx.db.write() as conn:
+        await rows.update_deliveries(conn, moves)
         await rows.insert_attempts(conn, attempts)
 
 

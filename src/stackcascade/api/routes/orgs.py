@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
 from stackcascade.api.schemas import ERRORS, OrgDeploymentsMetadata, OrgSettingsRequest, body
-from stackcascade.services import deployments
+from stackcascade.services import cascades, deployments
 
 router = APIRouter(tags=["organizations"], responses=ERRORS)
 
@@ -18,10 +18,12 @@ router = APIRouter(tags=["organizations"], responses=ERRORS)
     response_model=None,
     responses={200: {"model": OrgDeploymentsMetadata}},
     openapi_extra=body(OrgSettingsRequest),
-    summary="Change org settings (concurrency)",
+    summary="Change org settings (concurrency, cascadeMode)",
 )
 async def update_org_settings(ctx: Ctx, caller: Caller, org: str, request: Request) -> JSONResponse:
     raw = await json_object(request)
     if raw.get("concurrency") is not None:
         await deployments.set_org_concurrency(ctx, caller, org, raw["concurrency"])
+    if raw.get("cascadeMode") is not None:
+        await cascades.set_mode(ctx, caller, org, raw["cascadeMode"])
     return JSONResponse(await deployments.org_metadata(ctx, caller, org))

@@ -1,0 +1,366 @@
+"""Cascades: start one with the root deployment, advance it as members finish, approve, reject, retry.
+
+Every transition runs inside the transaction of the change that causes it (the root's creation, a
+member's finish, an approval), under a lock on the cascade row, so two members finishing at once
+advance it one after the other. The decisions themselves are ``domain.cascade``'s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from stackcascade.domain import cascade as planner
+from stackcascade.domain.cascade import Edge, MemberStatus, Outcome, Plan, TriggerOn
+from stackcascade.domain.deployments import Operation, Status
+from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
+from stackcascade.domain.names import check_name
+from stackcascade.domain.roles import Principal, Role
+from stackcascade.services.context import Context
+from stackcascade.services.queueing import queue_in
+from stackcascade.services.stacks import ensure_org
+from stackcascade.store import cascades as rows
+from stackcascade.store import stacks as stack_rows
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+MODES = ("coalesced", "per-edge")
+_TERMINAL_STATUSES = {Status.SUCCEEDED.value, Status.FAILED.value, Status.SKIPPED.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A planned cascade, before its rows are written with the root deployment."""
+
+    id: str
+    plan: Plan
+    stack_ids: dict[str, str]
+
+
+def _plan_document(plan: Plan) -> dict[str, Any]:
+    return {
+        "root": plan.root,
+        "operation": plan.operation.value,
+        "members": list(plan.members),
+        "waves": [list(wave) for wave in plan.waves],
+        "edges": [
+            {
+                "upstream": edge.upstream,
+                "downstream": edge.downstream,
+                "filters": list(edge.filters),
+                "groups": list(edge.groups),
+                "triggerOn": edge.trigger_on.value,
+                "requireApproval": edge.require_approval,
+            }
+            for edge in plan.edges
+        ],
+    }
+
+
+def plan_of(document: dict[str, Any]) -> Plan:
+    return Plan(
+        root=document["root"],
+        operation=Operation(document["operation"]),
+        members=tuple(document["members"]),
+        waves=tuple(tuple(wave) for wave in document["waves"]),
+        edges=tuple(
+            Edge(
+                edge["upstream"],
+                edge["downstream"],
+                tuple(edge["filters"]),
+                tuple(edge["groups"]),
+                TriggerOn(edge["triggerOn"]),
+                bool(edge["requireApproval"]),
+            )
+            for edge in document["edges"]
+        ),
+    )
+
+
+async def plan_for(conn: AsyncConnection, org: str, root: str, operation: Operation) -> Started | None:
+    """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode)."""
+    if await rows.cascade_mode(conn, org) != "coalesced":
+        return None
+    specs = await rows.edge_specs(conn, org)
+    edges = [
+        Edge(
+            s.upstream,
+            s.downstream,
+            tuple(s.filters),
+            tuple(s.groups),
+            TriggerOn(s.trigger_on),
+            bool(s.require_approval),
+        )
+        for s in specs
+    ]
+    plan = planner.plan(root, operation, edges)
+    if plan is None:
+        return None
+    stack_ids = {s.upstream: s.upstream_id for s in specs} | {s.downstream: s.downstream_id for s in specs}
+    return Started(str(uuid.uuid4()), plan, stack_ids)
+
+
+async def record_in(
+    conn: AsyncConnection, started: Started, org: str, root_deployment_id: str | None, now: float
+) -> None:
+    """Write the cascade and its members (the root already queued, the others waiting)."""
+    plan = started.plan
+    await rows.insert(
+        conn,
+        {
+            "id": started.id,
+            "org": org,
+            "root": plan.root,
+            "root_deployment_id": root_deployment_id,
+            "operation": plan.operation.value,
+            "status": rows.RUNNING,
+            "plan": _plan_document(plan),
+            "created_at": now,
+        },
+        [
+            {
+                "cascade_id": started.id,
+                "stack": stack,
+                "stack_id": started.stack_ids.get(stack),
+                "wave": plan.wave_of[stack],
+                "status": (MemberStatus.QUEUED if stack == plan.root else MemberStatus.WAITING).value,
+                "deployment_id": root_deployment_id if stack == plan.root else None,
+                "modified_at": now,
+            }
+            for stack in plan.order
+        ],
+    )
+
+
+def _outcome(plan: Plan, member: Any) -> Outcome:
+    status = MemberStatus(member.status)
+    if member.deployment_id is None or member.deployment_status is None:
+        return Outcome(status, reason=member.reason)
+    operation = plan.operation if member.stack == plan.root else Operation.UPDATE
+    deployment = Status(member.deployment_status)
+    if status is MemberStatus.QUEUED and member.deployment_status not in _TERMINAL_STATUSES:
+        return Outcome(MemberStatus.QUEUED)
+    return Outcome.of(
+        Operation(member.operation or operation.value),
+        deployment,
+        outputs_changed=member.outputs_changed,
+        started=member.started_at is not None,
+        reason=member.reason or member.deployment_reason,
+    )
+
+
+async def advance_in(conn: AsyncConnection, cascade_id: str, now: float) -> bool:
+    """Record finished members, then run, gate or skip every member whose upstreams are all done.
+
+    Returns True when deployments were queued (the caller wakes the runners after its commit).
+    """
+    cascade = await rows.lock(conn, cascade_id)
+    if cascade is None or cascade.status != rows.RUNNING:
+        return False
+    plan = plan_of(cascade.plan)
+    queued = False
+    while True:
+        members = await rows.members(conn, cascade_id)
+        outcomes: dict[str, Outcome] = {}
+        for member in members:
+            outcome = _outcome(plan, member)
+            if member.status != outcome.status.value:  # its deployment has finished
+                await rows.update_member(
+                    conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
+                )
+            outcomes[member.stack] = outcome
+        gated = {m.stack for m in members if m.gated}
+        approved = {m.stack for m in members if m.approved_by}
+        decisions = planner.decide(plan, outcomes, gated=gated, approved=approved)
+        if not decisions:
+            break
+        by_stack = {m.stack: m for m in members}
+        for decision in decisions:
+            member = by_stack[decision.stack]
+            if decision.action == "skip":
+                await rows.update_member(
+                    conn,
+                    cascade_id,
+                    decision.stack,
+                    status=MemberStatus.SKIPPED.value,
+                    reason=decision.reason,
+                    modified_at=now,
+                )
+            elif decision.action == "await_approval":
+                await rows.update_member(
+                    conn,
+                    cascade_id,
+                    decision.stack,
+                    status=MemberStatus.AWAITING_APPROVAL.value,
+                    reason=decision.reason,
+                    modified_at=now,
+                )
+            else:
+                await _deploy_member(conn, cascade, member, now)
+                queued = True
+    status = planner.cascade_status(plan, outcomes)
+    if status is not planner.CascadeStatus.RUNNING:
+        await rows.update(conn, cascade_id, status=status.value, finished_at=now)
+    return queued
+
+
+async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> None:
+    """Queue the member's update with its own saved settings; a stack that cannot deploy is skipped."""
+    stack_row = await stack_rows.get_with_settings(conn, member.stack_id) if member.stack_id else None
+    if stack_row is None:
+        await rows.update_member(
+            conn,
+            cascade.id,
+            member.stack,
+            status=MemberStatus.SKIPPED.value,
+            reason="the stack was deleted",
+            modified_at=now,
+        )
+        return
+    try:
+        async with conn.begin_nested():
+            row = await queue_in(
+                conn,
+                stack_row,
+                Operation.UPDATE,
+                {},
+                now=now,
+                inherit=True,
+                initiator="cascade",
+                requested_by=f"cascade from {cascade.root}",
+                triggered_by=cascade.root_deployment_id,
+                cascade_id=cascade.id,
+            )
+    except InvalidInput as exc:  # no deployment settings: nothing to run
+        await rows.update_member(
+            conn, cascade.id, member.stack, status=MemberStatus.FAILED.value, reason=exc.message, modified_at=now
+        )
+        return
+    await rows.update_member(
+        conn,
+        cascade.id,
+        member.stack,
+        status=MemberStatus.QUEUED.value,
+        reason=None,
+        deployment_id=row.id,
+        modified_at=now,
+    )
+
+
+async def reconcile(ctx: Context) -> int:
+    """Advance every running cascade: catches members that changed outside a finish (superseded at claim)."""
+    async with ctx.db.read() as conn:
+        running = await rows.running_ids(conn)
+    queued = False
+    for cascade_id in running:
+        async with ctx.db.write() as conn:
+            queued |= await advance_in(conn, cascade_id, ctx.now())
+    if queued:
+        ctx.work.notify()
+    return len(running)
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+async def list_cascades(ctx: Context, principal: Principal, org: str, *, limit: int = 50) -> list[Any]:
+    principal.require(org, Role.VIEWER, f"organization {org}")
+    if not 1 <= limit <= 100:
+        raise InvalidInput("pageSize must be between 1 and 100")
+    async with ctx.db.read() as conn:
+        return await rows.list_page(conn, org, limit=limit)
+
+
+async def get(ctx: Context, principal: Principal, org: str, cascade_id: str) -> tuple[Any, list[Any]]:
+    principal.require(org, Role.VIEWER, f"cascade {cascade_id}")
+    async with ctx.db.read() as conn:
+        cascade = await rows.get(conn, org, cascade_id)
+        if cascade is None:
+            raise NotFound(f"cascade {cascade_id} not found in organization {org}")
+        return cascade, await rows.members(conn, cascade_id)
+
+
+# --- approvals and retry -----------------------------------------------------------------------------
+
+
+async def _member(conn: AsyncConnection, org: str, cascade_id: str, stack: str) -> tuple[Any, Any]:
+    cascade = await rows.get(conn, org, cascade_id)
+    if cascade is None:
+        raise NotFound(f"cascade {cascade_id} not found in organization {org}")
+    for member in await rows.members(conn, cascade_id):
+        if member.stack == stack:
+            return cascade, member
+    raise NotFound(f"{stack} is not a member of cascade {cascade_id}")
+
+
+async def approve(ctx: Context, principal: Principal, org: str, cascade_id: str, stack: str) -> None:
+    await _resolve_gate(ctx, principal, org, cascade_id, stack, approve=True)
+
+
+async def reject(ctx: Context, principal: Principal, org: str, cascade_id: str, stack: str) -> None:
+    await _resolve_gate(ctx, principal, org, cascade_id, stack, approve=False)
+
+
+async def _resolve_gate(
+    ctx: Context, principal: Principal, org: str, cascade_id: str, stack: str, *, approve: bool
+) -> None:
+    principal.require(org, Role.MEMBER, f"cascade {cascade_id}")
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        await rows.lock(conn, cascade_id)
+        _, member = await _member(conn, org, cascade_id, stack)
+        if member.status != MemberStatus.AWAITING_APPROVAL.value:
+            raise Conflict(f"{stack} is {member.status}: only a member awaiting approval can be approved or rejected")
+        if approve:
+            await rows.update_member(conn, cascade_id, stack, approved_by=principal.name, modified_at=now)
+        else:
+            await rows.update_member(
+                conn,
+                cascade_id,
+                stack,
+                status=MemberStatus.SKIPPED.value,
+                reason=f"rejected by {principal.name}",
+                modified_at=now,
+            )
+        queued = await advance_in(conn, cascade_id, now)
+    if queued:
+        ctx.work.notify()
+
+
+async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, stack: str) -> None:
+    """Run a failed member again in its cascade; the descendants it had stopped wait for it again."""
+    principal.require(org, Role.MEMBER, f"cascade {cascade_id}")
+    now = ctx.now()
+    async with ctx.db.write() as conn:
+        cascade = await rows.lock(conn, cascade_id)
+        cascade, member = await _member(conn, org, cascade_id, stack)
+        plan = plan_of(cascade.plan)
+        members = await rows.members(conn, cascade_id)
+        outcomes = {m.stack: _outcome(plan, m) for m in members}
+        resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
+        for name in resets:
+            await rows.update_member(
+                conn,
+                cascade_id,
+                name,
+                status=MemberStatus.WAITING.value,
+                reason=None,
+                deployment_id=None,
+                modified_at=now,
+            )
+        await rows.update(conn, cascade_id, status=rows.RUNNING, finished_at=None)
+        await _deploy_member(conn, cascade, member, now)
+        await advance_in(conn, cascade_id, now)
+    ctx.work.notify()
+
+
+async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -> None:
+    principal.require(org, Role.ADMIN, f"organization {org}")
+    check_name("organization", org, may_start_with_dot=True)  # this may create the org
+    if mode not in MODES:
+        raise InvalidInput(f"cascadeMode must be one of {', '.join(MODES)}, got {mode!r}")
+    async with ctx.db.write() as conn:
+        await ensure_org(ctx, conn, org)
+        await rows.set_cascade_mode(conn, org, str(mode))

@@ -1,0 +1,105 @@
+"""Queueing a deployment inside a caller's transaction: shared by the API, webhooks and cascades."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from stackcascade.domain import settings as doc
+from stackcascade.domain.deployments import Operation, Status
+from stackcascade.domain.errors import InvalidInput
+from stackcascade.store import deployments as rows
+from stackcascade.store import events
+from stackcascade.store import stacks as stack_rows
+
+
+def ref(org: str, project: str, stack: str) -> str:
+    return f"{org}/{project}/{stack}"
+
+
+def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) -> dict[str, Any]:
+    payload = {
+        "deploymentId": row.id,
+        "version": row.version,
+        "operation": row.operation,
+        "status": row.status,
+        "initiator": row.initiator,
+        "requestedBy": row.requested_by,
+        "stack": {"organization": org, "projectName": project, "stackName": stack},
+    }
+    if row.reason:
+        payload["reason"] = row.reason
+    if row.cascade_id:
+        payload["cascadeId"] = row.cascade_id
+    payload.update(extra)
+    return payload
+
+
+async def queue_in(
+    conn: Any,
+    stack_row: Any,
+    operation: Operation,
+    request_doc: dict[str, Any],
+    *,
+    inherit: bool,
+    initiator: str,
+    requested_by: str,
+    now: float,
+    triggered_by: str | None = None,
+    cascade_id: str | None = None,
+) -> Any:
+    """Queue a deployment of ``stack_row`` (with ``settings_document``) inside the caller's transaction.
+
+    The caller wakes the runners (``ctx.work.notify()``) after its commit.
+    """
+    org, project, stack = stack_row.org, stack_row.project, stack_row.name
+    saved = dict(stack_row.settings_document or {}) if inherit else {}
+    effective = doc.merge_patch(saved, request_doc)
+    if not doc.git_source(effective).get("repoUrl"):
+        hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
+        raise InvalidInput(
+            f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
+        )
+    version = await stack_rows.next_version(conn, stack_row.id)
+    deployment_id = str(uuid.uuid4())
+    await rows.insert(
+        conn,
+        id=deployment_id,
+        stack_id=stack_row.id,
+        org=org,
+        version=version,
+        operation=operation.value,
+        status=Status.NOT_STARTED.value,
+        initiator=initiator,
+        requested_by=requested_by,
+        settings=effective,
+        skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
+        triggered_by=triggered_by,
+        cascade_id=cascade_id,
+        created_at=now,
+        modified_at=now,
+    )
+    row = SimpleNamespace(  # what was just inserted, without reading it back
+        id=deployment_id,
+        org=org,
+        project=project,
+        stack=stack,
+        version=version,
+        operation=operation.value,
+        status=Status.NOT_STARTED.value,
+        initiator=initiator,
+        requested_by=requested_by,
+        reason=None,
+        cascade_id=cascade_id,
+    )
+    await events.append(
+        conn,
+        org=org,
+        kind="deployment_queued",
+        payload=event_payload(row, org, project, stack),
+        now=now,
+        stack_id=stack_row.id,
+        deployment_id=deployment_id,
+    )
+    return row

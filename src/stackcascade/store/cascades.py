@@ -1,0 +1,117 @@
+"""Cascade rows: the plan fixed at the start, and one row per member with its state and deployment."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from stackcascade.store.schema import cascade_members, cascades, deployments, orgs, stacks, webhooks
+
+if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+RUNNING = "running"
+
+
+async def cascade_mode(conn: AsyncConnection, org: str) -> str:
+    mode = await conn.scalar(sa.select(orgs.c.cascade_mode).where(orgs.c.name == org))
+    return str(mode or "coalesced")
+
+
+async def set_cascade_mode(conn: AsyncConnection, org: str, mode: str) -> None:
+    await conn.execute(orgs.update().where(orgs.c.name == org).values(cascade_mode=mode))
+
+
+async def edge_specs(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
+    """Every active deployment edge of the org with what the planner needs, and both stacks' ids."""
+    source = stacks.alias("source")
+    target = stacks.alias("target")
+    query = (
+        sa.select(
+            (source.c.project + "/" + source.c.name).label("upstream"),
+            (target.c.project + "/" + target.c.name).label("downstream"),
+            source.c.id.label("upstream_id"),
+            target.c.id.label("downstream_id"),
+            target.c.require_approval.label("downstream_gated"),
+            webhooks.c.filters,
+            webhooks.c.groups,
+            webhooks.c.trigger_on,
+            webhooks.c.require_approval,
+        )
+        .join(source, source.c.id == webhooks.c.stack_id)
+        .join(target, target.c.id == webhooks.c.target_stack_id)
+        .where(webhooks.c.org == org, webhooks.c.active.is_(True))
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[dict[str, Any]]) -> None:
+    await conn.execute(cascades.insert().values(**values))
+    await conn.execute(cascade_members.insert(), members)
+
+
+async def lock(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
+    """The cascade row, locked: members finishing at once on PostgreSQL advance it one after another."""
+    query = sa.select(cascades).where(cascades.c.id == cascade_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def get(conn: AsyncConnection, org: str, cascade_id: str) -> sa.Row[Any] | None:
+    query = sa.select(cascades).where(cascades.c.id == cascade_id, cascades.c.org == org)
+    return (await conn.execute(query)).first()
+
+
+async def members(conn: AsyncConnection, cascade_id: str) -> list[sa.Row[Any]]:
+    """Members with their deployment's state (NULL columns before a deployment exists)."""
+    query = (
+        sa.select(
+            cascade_members,
+            deployments.c.status.label("deployment_status"),
+            deployments.c.reason.label("deployment_reason"),
+            deployments.c.operation.label("operation"),
+            deployments.c.version.label("version"),
+            deployments.c.started_at.label("started_at"),
+            deployments.c.finished_at.label("finished_at"),
+            stacks.c.require_approval.label("gated"),
+        )
+        .outerjoin(deployments, deployments.c.id == cascade_members.c.deployment_id)
+        .outerjoin(stacks, stacks.c.id == cascade_members.c.stack_id)
+        .where(cascade_members.c.cascade_id == cascade_id)
+        .order_by(cascade_members.c.wave, cascade_members.c.stack)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def update_member(conn: AsyncConnection, cascade_id: str, stack: str, **values: Any) -> None:
+    await conn.execute(
+        cascade_members.update()
+        .where(cascade_members.c.cascade_id == cascade_id, cascade_members.c.stack == stack)
+        .values(**values)
+    )
+
+
+async def update(conn: AsyncConnection, cascade_id: str, **values: Any) -> None:
+    await conn.execute(cascades.update().where(cascades.c.id == cascade_id).values(**values))
+
+
+async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed: bool) -> None:
+    await conn.execute(
+        cascade_members.update().where(cascade_members.c.deployment_id == deployment_id).values(outputs_changed=changed)
+    )
+
+
+async def running_ids(conn: AsyncConnection) -> list[str]:
+    query = sa.select(cascades.c.id).where(cascades.c.status == RUNNING).order_by(cascades.c.created_at)
+    return [row[0] for row in (await conn.execute(query)).all()]
+
+
+async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.Row[Any]]:
+    query = sa.select(cascades).where(cascades.c.org == org).order_by(cascades.c.created_at.desc()).limit(limit)
+    return list((await conn.execute(query)).all())
+
+
+async def stack_outputs(conn: AsyncConnection, stack_id: str) -> Any:
+    return await conn.scalar(sa.select(stacks.c.outputs).where(stacks.c.id == stack_id))

@@ -1,0 +1,108 @@
+"""Cascades end to end on a real server with real runners: the diamond, failure and retry, an approval gate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for
+from tests.support import LiveServer
+
+DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
+
+
+def diamond(api: httpx2.Client, org: str, repo: str, gated: tuple[str, str] | None = None) -> None:
+    for project in ("network", "database", "cluster", "app"):
+        assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+        assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+    for up, down in DIAMOND:
+        edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+        if (up, down) == gated:
+            edge["requireApproval"] = True
+        response = api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge)
+        assert response.status_code == 201, response.text
+
+
+def cascade_of(api: httpx2.Client, org: str, deployment_id: str) -> str:
+    return str(api.get(f"/api/stacks/{org}/network/prod/deployments/{deployment_id}").json()["cascadeId"])
+
+
+def wait_cascade(api: httpx2.Client, org: str, cascade_id: str, until: Any, seconds: float = 90) -> dict[str, Any]:
+    """Poll the cascade until ``until(cascade)`` holds (bounded in time)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cascade = api.get(f"/api/orgs/{org}/cascades/{cascade_id}").json()
+        if until(cascade):
+            return dict(cascade)
+        time.sleep(0.05)
+    raise AssertionError(f"cascade {cascade_id} did not get there in {seconds} s: {cascade}")
+
+
+def member(cascade: dict[str, Any], project: str) -> dict[str, Any]:
+    return next(m for m in cascade["members"] if m["stack"] == f"{project}/prod")
+
+
+def test_one_change_deploys_the_diamond_once_each_with_app_after_both(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo deployed $CASCADE_PROJECT")})
+    with pool_server.client() as api:
+        diamond(api, org, repo)
+        cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded"
+        assert [(m["stack"], m["status"], m["version"]) for m in cascade["members"]] == [
+            ("network/prod", "succeeded", 1),
+            ("cluster/prod", "succeeded", 1),
+            ("database/prod", "succeeded", 1),
+            ("app/prod", "succeeded", 1),
+        ]
+        app, database, cluster = member(cascade, "app"), member(cascade, "database"), member(cascade, "cluster")
+        assert app["started"] >= max(database["finished"], cluster["finished"])  # RFC 3339 UTC sorts as text
+        for project in ("database", "cluster", "app"):
+            listed = api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"]
+            assert len(listed) == 1  # nothing else ran: the members' own events started no cascade
+        assert [c["id"] for c in api.get(f"/api/orgs/{org}/cascades").json()["cascades"]] == [cascade_id]
+
+
+def test_a_failed_member_skips_app_and_a_retry_resumes_it(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    update = f'if [ "$CASCADE_PROJECT" = database ] && [ ! -f {fixed} ]; then echo broken; exit 3; fi\necho ok'
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    with pool_server.client() as api:
+        diamond(api, org, repo)
+        cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "failed"
+        assert (member(cascade, "database")["status"], member(cascade, "cluster")["status"]) == ("failed", "succeeded")
+        assert (member(cascade, "app")["status"], member(cascade, "app")["reason"]) == (
+            "skipped",
+            "upstream database/prod failed",
+        )
+        fixed.touch()
+        retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/database/prod/retry")
+        assert retried.status_code == 200, retried.text
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded"
+        assert (member(cascade, "database")["version"], member(cascade, "app")["version"]) == (2, 1)
+        conflict = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/app/prod/retry")
+        assert conflict.status_code == 409 and "only a failed member" in conflict.json()["message"]
+
+
+def test_an_approval_gate_waits_for_a_person(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo ok")})
+    with pool_server.client() as api:
+        diamond(api, org, repo, gated=("cluster", "app"))
+        root = deploy(api, f"{org}/network/prod")
+        assert wait_for(api, f"{org}/network/prod", root)["status"] == "succeeded"
+        cascade_id = cascade_of(api, org, root)
+        waiting = wait_cascade(api, org, cascade_id, lambda c: member(c, "app")["status"] == "awaiting-approval")
+        assert member(waiting, "app")["deploymentId"] is None
+        approved = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/app/prod/approve")
+        assert approved.status_code == 200, approved.text
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded" and member(cascade, "app")["approvedBy"]

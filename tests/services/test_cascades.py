@@ -1,0 +1,201 @@
+"""Cascades through the services, deterministic: the diamond coalesced and per-edge, failure, retry, approval."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from stackcascade.domain.deployments import Status
+from stackcascade.domain.errors import Conflict
+from stackcascade.domain.roles import Principal, TokenKind
+from stackcascade.services import cascades, deployment_settings, deployments, queue, runs, webhooks
+from stackcascade.services.context import Context
+from stackcascade.services.webhooks import Scope
+from stackcascade.store.schema import deployments as deployments_table
+from stackcascade.webhooks.dispatcher import Dispatcher
+from tests.services.helpers import ADMIN, make_stack
+
+ORG = "acme"
+DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
+
+
+async def diamond(ctx: Context, **edge_options: Any) -> None:
+    for project in ("network", "database", "cluster", "app"):
+        await make_stack(ctx, ORG, project)
+        settings = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
+        await deployment_settings.save(ctx, ADMIN, ORG, project, "prod", settings, replace=True)
+    for up, down in DIAMOND:
+        body = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+        await webhooks.create(ctx, ADMIN, Scope(ORG, up, "prod"), body | edge_options.get(f"{up}->{down}", {}))
+
+
+async def deploy(ctx: Context, project: str, operation: str = "update") -> Any:
+    return await deployments.create(ctx, ADMIN, ORG, project, "prod", {"operation": operation})
+
+
+async def run_next(ctx: Context, expect: str, status: Status = Status.SUCCEEDED) -> Any:
+    """Claim the head-of-line deployment, which must be ``expect``'s, and finish it."""
+    row = await queue.claim(ctx, "r1")
+    assert row is not None, f"nothing to run, expected {expect}"
+    assert row.project == expect
+    await queue.start(ctx, row.id, "r1")
+    return await queue.finish(ctx, row.id, "r1", status)
+
+
+async def members(ctx: Context, cascade_id: str) -> dict[str, tuple[str, str | None]]:
+    _, rows = await cascades.get(ctx, ADMIN, ORG, cascade_id)
+    return {m.stack.split("/")[0]: (m.status, m.reason) for m in rows}
+
+
+async def deployed(ctx: Context) -> Counter[str]:
+    async with ctx.db.read() as conn:
+        query = sa.text("SELECT s.project FROM deployments d JOIN stacks s ON s.id = d.stack_id")
+        return Counter(row[0] for row in (await conn.execute(query)).all())
+
+
+async def nothing_queued(ctx: Context) -> bool:
+    return await queue.claim(ctx, "probe") is None
+
+
+async def test_the_diamond_deploys_each_dependent_once_and_app_only_after_both(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    assert root.cascade_id is not None
+    state = await members(ctx, root.cascade_id)
+    assert state == {
+        "network": ("queued", None),
+        "database": ("waiting", None),
+        "cluster": ("waiting", None),
+        "app": ("waiting", None),
+    }
+    await run_next(ctx, "network")
+    assert (await members(ctx, root.cascade_id))["database"][0] == "queued"
+    first = await run_next(ctx, "cluster")  # cluster and database are both queued; the queue is FIFO by creation
+    assert first is not None
+    assert (await members(ctx, root.cascade_id))["app"] == ("waiting", None)  # database has not finished yet
+    await run_next(ctx, "database")
+    await run_next(ctx, "app")
+    assert await nothing_queued(ctx)
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+    assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=1)
+    async with ctx.db.read() as conn:
+        initiators = {
+            r[0]
+            for r in (
+                await conn.execute(
+                    sa.select(deployments_table.c.initiator).where(deployments_table.c.cascade_id == root.cascade_id)
+                )
+            ).all()
+        }
+    assert initiators == {"api", "cascade"}
+
+
+async def test_per_edge_mode_deploys_app_once_per_fired_edge(ctx: Context) -> None:
+    await diamond(ctx)
+    await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")
+    dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
+    root = await deploy(ctx, "network")
+    assert root.cascade_id is None
+    for _ in range(6):
+        while await dispatcher.step():
+            pass
+        row = await queue.claim(ctx, "r1")
+        if row is None:
+            break
+        await queue.start(ctx, row.id, "r1")
+        await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
+    while await dispatcher.step():
+        pass
+    while (row := await queue.claim(ctx, "r1")) is not None:
+        await queue.start(ctx, row.id, "r1")
+        await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
+        while await dispatcher.step():
+            pass
+    assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=2)
+
+
+async def test_a_failed_member_skips_its_descendants_and_retry_resumes_them(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")
+    await run_next(ctx, "cluster")  # the independent branch runs either way
+    await run_next(ctx, "database", Status.FAILED)
+    state = await members(ctx, root.cascade_id)
+    assert state["app"] == ("skipped", "upstream database/prod failed")
+    assert state["cluster"] == ("succeeded", None)
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "failed"
+    with pytest.raises(Conflict, match="only a failed member"):
+        await cascades.retry(ctx, ADMIN, ORG, root.cascade_id, "cluster/prod")
+    await cascades.retry(ctx, ADMIN, ORG, root.cascade_id, "database/prod")
+    assert (await members(ctx, root.cascade_id))["app"] == ("waiting", None)
+    await run_next(ctx, "database")
+    await run_next(ctx, "app")
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+    assert await deployed(ctx) == Counter(network=1, database=2, cluster=1, app=1)
+
+
+async def test_an_approval_gate_holds_the_member_until_approved_and_records_who(ctx: Context) -> None:
+    await diamond(ctx, **{"cluster->app": {"requireApproval": True}})
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")
+    await run_next(ctx, "cluster")
+    await run_next(ctx, "database")
+    assert (await members(ctx, root.cascade_id))["app"][0] == "awaiting-approval"
+    assert await nothing_queued(ctx)
+    await cascades.approve(ctx, ADMIN, ORG, root.cascade_id, "app/prod")
+    await run_next(ctx, "app")
+    _, rows = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert {m.stack: m.approved_by for m in rows}["app/prod"] == ADMIN.name
+
+
+async def test_a_rejected_member_is_skipped_with_the_reason(ctx: Context) -> None:
+    await diamond(ctx, **{"database->app": {"requireApproval": True}})
+    root = await deploy(ctx, "network")
+    for project in ("network", "cluster", "database"):
+        await run_next(ctx, project)
+    await cascades.reject(ctx, ADMIN, ORG, root.cascade_id, "app/prod")
+    assert (await members(ctx, root.cascade_id))["app"] == ("skipped", f"rejected by {ADMIN.name}")
+    assert await nothing_queued(ctx)
+    with pytest.raises(Conflict, match="awaiting approval"):
+        await cascades.approve(ctx, ADMIN, ORG, root.cascade_id, "app/prod")
+
+
+async def test_a_preview_starts_no_cascade_and_member_deployments_start_none(ctx: Context) -> None:
+    await diamond(ctx)
+    preview = await deploy(ctx, "network", "preview")
+    assert preview.cascade_id is None
+    await run_next(ctx, "network")
+    assert await nothing_queued(ctx)
+
+
+RUNNER = Principal(token_id="runner-token", name="runner", kind=TokenKind.RUNNER)
+
+
+async def run_with_outputs(ctx: Context, expect: str, outputs: dict[str, Any]) -> None:
+    """Through the runner protocol, so the outputs are compared the way a real run's are."""
+    job = await runs.claim(ctx, RUNNER, "r1", 0)
+    assert job is not None and job["project"] == expect
+    await queue.start(ctx, job["deploymentId"], "runner/r1")
+    await runs.finish(ctx, RUNNER, "r1", job["deploymentId"], runs.Result(Status.SUCCEEDED, outputs=outputs))
+
+
+async def test_outputs_changed_edges_prune_when_outputs_stay_the_same(ctx: Context) -> None:
+    await diamond(ctx, **{"network->database": {"triggerOn": "outputs-changed"}})
+    first = await deploy(ctx, "network")
+    await run_with_outputs(ctx, "network", {"vpc": "vpc-1"})  # new outputs: the edge fires
+    assert (await members(ctx, first.cascade_id))["database"][0] == "queued"
+    for project in ("cluster", "database", "app"):
+        await run_with_outputs(ctx, project, {})
+    second = await deploy(ctx, "network")
+    await run_with_outputs(ctx, "network", {"vpc": "vpc-1"})  # the same outputs: pruned
+    state = await members(ctx, second.cascade_id)
+    assert state["database"] == ("skipped", "outputs of network/prod unchanged")
+    await run_with_outputs(ctx, "cluster", {})
+    await run_with_outputs(ctx, "app", {})  # app still runs: cluster's edge fired
+    assert await deployed(ctx) == Counter(network=2, cluster=2, database=1, app=2)
