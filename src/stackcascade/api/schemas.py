@@ -390,6 +390,56 @@ class Cascade(CascadeSummary):
     members: list[CascadeMember]
 
 
+class StackCascadeSettings(_Doc):
+    requireApproval: bool = Field(description="in every cascade, this stack waits for an approval before it runs")
+
+
+class ExternalEvent(_Doc):
+    kind: Literal[
+        "update_succeeded", "update_failed", "preview_succeeded", "preview_failed",
+        "refresh_succeeded", "refresh_failed", "destroy_succeeded", "destroy_failed",
+    ]  # fmt: skip
+    outputs: dict[str, Any] | None = Field(
+        None, description='update_succeeded only: the stack\'s outputs now; {"secret": v} marks a secret value'
+    )
+    resourceChanges: dict[str, int] | None = None
+
+
+class ExternalEventResult(_Doc):
+    kind: str
+    cascadeId: str | None = Field(description="the cascade it started, if any edge could fire")
+    outputsChanged: bool
+
+
+class PlanEdge(_Doc):
+    upstream: str
+    downstream: str
+    filters: list[str]
+    groups: list[str]
+    triggerOn: Literal["always", "outputs-changed"]
+    requireApproval: bool
+
+
+class ImpactPlan(_Doc):
+    root: str | None = Field(description="null when a change to the stack would start no cascade")
+    operation: OperationName | None
+    members: list[str]
+    waves: list[list[str]] = Field(description="wave 0 is the root; a member runs after every upstream in it")
+    edges: list[PlanEdge]
+
+
+class GraphNode(_Doc):
+    stack: str
+    lastStatus: Status | None
+    paused: bool
+    requireApproval: bool
+
+
+class DeploymentGraph(_Doc):
+    nodes: list[GraphNode]
+    edges: list[PlanEdge]
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CreateStackRequest,
     DeploymentSettingsRequest,
@@ -397,6 +447,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     OrgSettingsRequest,
     TokenCreateRequest,
     Webhook,
+    StackCascadeSettings,
+    ExternalEvent,
 )
 
 

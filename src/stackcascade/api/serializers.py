@@ -218,3 +218,28 @@ def cascade(row: Any, members: list[Any]) -> dict[str, Any]:
             for m in members
         ],
     }
+
+
+def graph(nodes: list[Any], edges: list[Any]) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {
+                "stack": n.stack,
+                "lastStatus": n.last_status,
+                "paused": bool(n.paused),
+                "requireApproval": bool(n.require_approval),
+            }
+            for n in nodes
+        ],
+        "edges": [
+            {
+                "upstream": e.upstream,
+                "downstream": e.downstream,
+                "filters": list(e.filters),
+                "groups": list(e.groups),
+                "triggerOn": e.trigger_on,
+                "requireApproval": bool(e.require_approval),
+            }
+            for e in sorted(edges, key=lambda e: (e.upstream, e.downstream))
+        ],
+    }

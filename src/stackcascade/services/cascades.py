@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain import cascade as planner
 from stackcascade.domain.cascade import Edge, MemberStatus, Outcome, Plan, TriggerOn
-from stackcascade.domain.deployments import Operation, Status
+from stackcascade.domain.deployments import Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
@@ -84,17 +84,7 @@ async def plan_for(conn: AsyncConnection, org: str, root: str, operation: Operat
     if await rows.cascade_mode(conn, org) != "coalesced":
         return None
     specs = await rows.edge_specs(conn, org)
-    edges = [
-        Edge(
-            s.upstream,
-            s.downstream,
-            tuple(s.filters),
-            tuple(s.groups),
-            TriggerOn(s.trigger_on),
-            bool(s.require_approval),
-        )
-        for s in specs
-    ]
+    edges = [_edge(spec) for spec in specs]
     plan = planner.plan(root, operation, edges)
     if plan is None:
         return None
@@ -103,9 +93,16 @@ async def plan_for(conn: AsyncConnection, org: str, root: str, operation: Operat
 
 
 async def record_in(
-    conn: AsyncConnection, started: Started, org: str, root_deployment_id: str | None, now: float
+    conn: AsyncConnection,
+    started: Started,
+    org: str,
+    root_deployment_id: str | None,
+    now: float,
+    *,
+    root_events: tuple[str, ...] = (),
+    root_status: Status | None = None,
 ) -> None:
-    """Write the cascade and its members (the root already queued, the others waiting)."""
+    """Write the cascade and its members (the root queued, or already done for an external event)."""
     plan = started.plan
     await rows.insert(
         conn,
@@ -116,7 +113,7 @@ async def record_in(
             "root_deployment_id": root_deployment_id,
             "operation": plan.operation.value,
             "status": rows.RUNNING,
-            "plan": _plan_document(plan),
+            "plan": _plan_document(plan) | {"rootEvents": list(root_events)},
             "created_at": now,
         },
         [
@@ -125,7 +122,7 @@ async def record_in(
                 "stack": stack,
                 "stack_id": started.stack_ids.get(stack),
                 "wave": plan.wave_of[stack],
-                "status": (MemberStatus.QUEUED if stack == plan.root else MemberStatus.WAITING).value,
+                "status": (_root_status(root_status) if stack == plan.root else MemberStatus.WAITING).value,
                 "deployment_id": root_deployment_id if stack == plan.root else None,
                 "modified_at": now,
             }
@@ -134,8 +131,17 @@ async def record_in(
     )
 
 
-def _outcome(plan: Plan, member: Any) -> Outcome:
+def _root_status(status: Status | None) -> MemberStatus:
+    """The root member: queued with its deployment, or already done when an external event started it."""
+    if status is None:
+        return MemberStatus.QUEUED
+    return MemberStatus.SUCCEEDED if status is Status.SUCCEEDED else MemberStatus.FAILED
+
+
+def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset()) -> Outcome:
     status = MemberStatus(member.status)
+    if member.stack == plan.root and member.deployment_id is None:  # an external update event
+        return Outcome(status, root_events, bool(member.outputs_changed), member.reason)
     if member.deployment_id is None or member.deployment_status is None:
         return Outcome(status, reason=member.reason)
     operation = plan.operation if member.stack == plan.root else Operation.UPDATE
@@ -160,12 +166,13 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float) -> bool
     if cascade is None or cascade.status != rows.RUNNING:
         return False
     plan = plan_of(cascade.plan)
+    root_events = frozenset(cascade.plan.get("rootEvents") or ())
     queued = False
     while True:
         members = await rows.members(conn, cascade_id)
         outcomes: dict[str, Outcome] = {}
         for member in members:
-            outcome = _outcome(plan, member)
+            outcome = _outcome(plan, member, root_events)
             if member.status != outcome.status.value:  # its deployment has finished
                 await rows.update_member(
                     conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
@@ -338,7 +345,8 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
         cascade, member = await _member(conn, org, cascade_id, stack)
         plan = plan_of(cascade.plan)
         members = await rows.members(conn, cascade_id)
-        outcomes = {m.stack: _outcome(plan, m) for m in members}
+        root_events = frozenset(cascade.plan.get("rootEvents") or ())
+        outcomes = {m.stack: _outcome(plan, m, root_events) for m in members}
         resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
         for name in resets:
             await rows.update_member(
@@ -364,3 +372,67 @@ async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -
     async with ctx.db.write() as conn:
         await ensure_org(ctx, conn, org)
         await rows.set_cascade_mode(conn, org, str(mode))
+
+
+# --- the graph and impact plans ----------------------------------------------------------------------
+
+
+async def impact_plan(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, operation: object
+) -> Plan | None:
+    """The members and waves a change to this stack would set off now, without running anything."""
+    principal.require(org, Role.VIEWER, f"stack {org}/{project}/{stack}")
+    op = parse_operation(operation if operation is not None else "update")
+    async with ctx.db.read() as conn:
+        if await stack_rows.find(conn, org, project, stack) is None:
+            raise NotFound(f"stack {org}/{project}/{stack} not found")
+        edges = [_edge(spec) for spec in await rows.edge_specs(conn, org)]
+    return planner.plan(f"{project}/{stack}", op, edges)
+
+
+def _edge(spec: Any) -> Edge:
+    return Edge(
+        spec.upstream,
+        spec.downstream,
+        tuple(spec.filters),
+        tuple(spec.groups),
+        TriggerOn(spec.trigger_on),
+        bool(spec.require_approval),
+    )
+
+
+async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any], list[Any]]:
+    """The org's stacks (with their latest deployment) and its active deployment edges."""
+    principal.require(org, Role.VIEWER, f"organization {org}")
+    async with ctx.db.read() as conn:
+        return await rows.graph_nodes(conn, org), await rows.edge_specs(conn, org)
+
+
+def plan_document(plan: Plan | None) -> dict[str, Any]:
+    if plan is None:
+        return {"root": None, "operation": None, "members": [], "waves": [], "edges": []}
+    return _plan_document(plan)
+
+
+async def stack_gate(ctx: Context, principal: Principal, org: str, project: str, stack: str) -> bool:
+    principal.require(org, Role.VIEWER, f"stack {org}/{project}/{stack}")
+    async with ctx.db.read() as conn:
+        row = await stack_rows.find(conn, org, project, stack)
+    if row is None:
+        raise NotFound(f"stack {org}/{project}/{stack} not found")
+    return bool(row.require_approval)
+
+
+async def set_stack_gate(
+    ctx: Context, principal: Principal, org: str, project: str, stack: str, require_approval: object
+) -> bool:
+    """``requireApproval`` per stack: in any cascade, this stack waits for an approval before it runs."""
+    principal.require(org, Role.MEMBER, f"stack {org}/{project}/{stack}")
+    if not isinstance(require_approval, bool):
+        raise InvalidInput("requireApproval must be true or false")
+    async with ctx.db.write() as conn:
+        row = await stack_rows.find(conn, org, project, stack)
+        if row is None:
+            raise NotFound(f"stack {org}/{project}/{stack} not found")
+        await rows.set_stack_gate(conn, row.id, require_approval)
+    return require_approval

@@ -115,3 +115,38 @@ async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.R
 
 async def stack_outputs(conn: AsyncConnection, stack_id: str) -> Any:
     return await conn.scalar(sa.select(stacks.c.outputs).where(stacks.c.id == stack_id))
+
+
+async def graph_nodes(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
+    """Every stack of the org with its newest deployment's status (NULL when it never deployed)."""
+    latest = (
+        sa.select(deployments.c.status)
+        .where(deployments.c.stack_id == stacks.c.id)
+        .order_by(deployments.c.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            (stacks.c.project + "/" + stacks.c.name).label("stack"),
+            stacks.c.require_approval,
+            stacks.c.paused,
+            latest.label("last_status"),
+        )
+        .where(stacks.c.org == org)
+        .order_by(stacks.c.project, stacks.c.name)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def set_stack_gate(conn: AsyncConnection, stack_id: str, require_approval: bool) -> None:
+    await conn.execute(stacks.update().where(stacks.c.id == stack_id).values(require_approval=require_approval))
+
+
+async def set_root_outputs_changed(conn: AsyncConnection, cascade_id: str, changed: bool) -> None:
+    root = sa.select(cascades.c.root).where(cascades.c.id == cascade_id).scalar_subquery()
+    await conn.execute(
+        cascade_members.update()
+        .where(cascade_members.c.cascade_id == cascade_id, cascade_members.c.stack == root)
+        .values(outputs_changed=changed)
+    )

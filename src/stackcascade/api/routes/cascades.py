@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
+from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
-from stackcascade.api.schemas import ERRORS, Cascade, CascadeList
-from stackcascade.services import cascades
+from stackcascade.api.schemas import (
+    ERRORS,
+    Cascade,
+    CascadeList,
+    DeploymentGraph,
+    ExternalEvent,
+    ExternalEventResult,
+    ImpactPlan,
+    StackCascadeSettings,
+    body,
+)
+from stackcascade.services import cascades, external_events
 
 router = APIRouter(tags=["cascades"], responses=ERRORS)
 BASE = "/api/orgs/{org}/cascades"
 MEMBER = BASE + "/{cascade_id}/members/{project}/{stack}"
 PageSize = Annotated[int, Query(alias="pageSize", description="1-100, newest first")]
+Operation = Annotated[str, Query(description="update (default), preview, refresh or destroy")]
 
 
 @router.get(BASE, response_model=None, responses={200: {"model": CascadeList}})
@@ -54,3 +66,62 @@ async def retry_member(ctx: Ctx, caller: Caller, org: str, cascade_id: str, proj
     """Run a failed member again; the descendants it had stopped wait for it again."""
     await cascades.retry(ctx, caller, org, cascade_id, f"{project}/{stack}")
     return await _answer(ctx, caller, org, cascade_id)
+
+
+@router.get(
+    "/api/stacks/{org}/{project}/{stack}/plan",
+    response_model=None,
+    responses={200: {"model": ImpactPlan}},
+    summary="Impact plan: the cascade a change to this stack would start (nothing runs)",
+)
+async def impact_plan(
+    ctx: Ctx, caller: Caller, org: str, project: str, stack: str, operation: Operation = "update"
+) -> JSONResponse:
+    plan = await cascades.impact_plan(ctx, caller, org, project, stack, operation)
+    return JSONResponse(cascades.plan_document(plan))
+
+
+@router.get("/api/orgs/{org}/graph", response_model=None, responses={200: {"model": DeploymentGraph}})
+async def deployment_graph(ctx: Ctx, caller: Caller, org: str) -> JSONResponse:
+    """The org's deployment graph: every stack with its latest status, every active deployment edge."""
+    nodes, edges = await cascades.graph(ctx, caller, org)
+    return JSONResponse(serializers.graph(nodes, edges))
+
+
+STACK_SETTINGS = "/api/stacks/{org}/{project}/{stack}/cascadesettings"
+
+
+@router.get(STACK_SETTINGS, response_model=None, responses={200: {"model": StackCascadeSettings}})
+async def get_stack_cascade_settings(ctx: Ctx, caller: Caller, org: str, project: str, stack: str) -> JSONResponse:
+    return JSONResponse({"requireApproval": await cascades.stack_gate(ctx, caller, org, project, stack)})
+
+
+@router.patch(
+    STACK_SETTINGS,
+    response_model=None,
+    responses={200: {"model": StackCascadeSettings}},
+    openapi_extra=body(StackCascadeSettings),
+)
+async def update_stack_cascade_settings(
+    ctx: Ctx, caller: Caller, org: str, project: str, stack: str, request: Request
+) -> JSONResponse:
+    """``requireApproval``: in every cascade, this stack waits for an approval before it runs."""
+    raw = await json_object(request)
+    gate = raw.get("requireApproval")
+    value = await cascades.set_stack_gate(ctx, caller, org, project, stack, gate)
+    return JSONResponse({"requireApproval": value})
+
+
+@router.post(
+    "/api/stacks/{org}/{project}/{stack}/events",
+    status_code=202,
+    response_model=None,
+    responses={202: {"model": ExternalEventResult}},
+    openapi_extra=body(ExternalEvent),
+    summary="Record an update made outside stackcascade; starts a cascade like a deployment would",
+)
+async def record_external_event(
+    ctx: Ctx, caller: Caller, org: str, project: str, stack: str, request: Request
+) -> JSONResponse:
+    result = await external_events.record(ctx, caller, org, project, stack, await json_object(request))
+    return JSONResponse(result, status_code=202)

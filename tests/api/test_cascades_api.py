@@ -1,0 +1,146 @@
+"""Cascade extensions over real HTTP: impact plans, the graph, external update events, stack gates, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.support import assert_error
+
+DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
+
+
+@pytest.fixture
+def diamond(admin: httpx2.Client, org: str) -> str:
+    for project in ("network", "database", "cluster", "app"):
+        assert admin.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        settings = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
+        assert admin.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+    for up, down in DIAMOND:
+        edge: dict[str, Any] = {
+            "format": "pulumi_deployments",
+            "payloadUrl": f"{down}/prod",
+            "filters": ["update_succeeded"],
+        }
+        if (up, down) == ("network", "database"):
+            edge["triggerOn"] = "outputs-changed"
+        assert admin.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge).status_code == 201
+    return org
+
+
+def test_the_impact_plan_shows_members_and_waves_without_running_anything(admin: httpx2.Client, diamond: str) -> None:
+    plan = admin.get(f"/api/stacks/{diamond}/network/prod/plan").json()
+    assert plan["root"] == "network/prod" and plan["operation"] == "update"
+    assert plan["waves"] == [["network/prod"], ["cluster/prod", "database/prod"], ["app/prod"]]
+    assert len(plan["edges"]) == 4
+    assert admin.get(f"/api/stacks/{diamond}/app/prod/plan").json()["members"] == []
+    assert admin.get(f"/api/stacks/{diamond}/network/prod/plan", params={"operation": "preview"}).json()["root"] is None
+    assert admin.get(f"/api/stacks/{diamond}/network/prod/deployments").json()["deployments"] == []
+    assert "operation" in assert_error(
+        admin.get(f"/api/stacks/{diamond}/network/prod/plan", params={"operation": "nuke"}), 400
+    )
+    assert_error(admin.get(f"/api/stacks/{diamond}/nowhere/prod/plan"), 404)
+
+
+def test_the_graph_lists_every_stack_and_edge(admin: httpx2.Client, diamond: str) -> None:
+    graph = admin.get(f"/api/orgs/{diamond}/graph").json()
+    assert [n["stack"] for n in graph["nodes"]] == ["app/prod", "cluster/prod", "database/prod", "network/prod"]
+    assert all(n["lastStatus"] is None for n in graph["nodes"])
+    assert [(e["upstream"], e["downstream"], e["triggerOn"]) for e in graph["edges"]] == [
+        ("cluster/prod", "app/prod", "always"),
+        ("database/prod", "app/prod", "always"),
+        ("network/prod", "cluster/prod", "always"),
+        ("network/prod", "database/prod", "outputs-changed"),
+    ]
+
+
+def test_an_external_update_records_outputs_and_starts_a_cascade(admin: httpx2.Client, diamond: str) -> None:
+    events = f"/api/stacks/{diamond}/network/prod/events"
+    first = admin.post(
+        events, json={"kind": "update_succeeded", "outputs": {"vpc": "vpc-1", "key": {"secret": "k-123"}}}
+    )
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["kind"] == "update_succeeded" and body["outputsChanged"] is True and body["cascadeId"]
+    outputs = admin.get(f"/api/stacks/{diamond}/network/prod/outputs").json()["outputs"]
+    assert outputs == {"key": "[secret]", "vpc": "vpc-1"}
+    cascade = admin.get(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}").json()
+    state = {m["stack"]: m["status"] for m in cascade["members"]}
+    assert state == {
+        "network/prod": "succeeded",
+        "cluster/prod": "queued",
+        "database/prod": "queued",
+        "app/prod": "waiting",
+    }
+    assert cascade["rootDeploymentId"] is None
+    # The same outputs again: the outputs-changed edge to database is pruned, cluster still deploys.
+    second = admin.post(
+        events, json={"kind": "update_succeeded", "outputs": {"vpc": "vpc-1", "key": {"secret": "k-123"}}}
+    ).json()
+    assert second["outputsChanged"] is False
+    members = {
+        m["stack"]: (m["status"], m["reason"])
+        for m in admin.get(f"/api/orgs/{diamond}/cascades/{second['cascadeId']}").json()["members"]
+    }
+    assert members["database/prod"] == ("skipped", "outputs of network/prod unchanged")
+    assert members["cluster/prod"][0] == "queued"
+
+
+def test_a_failed_external_update_skips_what_needed_it(admin: httpx2.Client, diamond: str) -> None:
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()
+    cascade = admin.get(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}").json()
+    assert cascade["status"] == "failed"
+    assert {m["stack"]: m["reason"] for m in cascade["members"]}["app/prod"] == "upstreams cluster/prod and database/prod skipped"
+    assert all(m["status"] in {"failed", "skipped"} for m in cascade["members"])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"kind": "exploded"}, "kind must be one of"),
+        ({"kind": "update_failed", "outputs": {"a": 1}}, "only with kind update_succeeded"),
+        ({"kind": "update_succeeded", "outputs": [1, 2]}, "JSON object"),
+        ({"kind": "update_succeeded", "resourceChanges": {"create": -1}}, "resourceChanges"),
+    ],
+)
+def test_bad_external_events_are_refused_and_change_nothing(
+    admin: httpx2.Client, diamond: str, body: dict[str, Any], fragment: str
+) -> None:
+    assert fragment in assert_error(admin.post(f"/api/stacks/{diamond}/network/prod/events", json=body), 400)
+    assert admin.get(f"/api/orgs/{diamond}/cascades").json()["cascades"] == []
+
+
+def test_a_stack_gate_holds_the_stack_in_every_cascade(admin: httpx2.Client, diamond: str) -> None:
+    url = f"/api/stacks/{diamond}/cluster/prod/cascadesettings"
+    assert admin.get(url).json() == {"requireApproval": False}
+    assert admin.patch(url, json={"requireApproval": True}).json() == {"requireApproval": True}
+    assert "true or false" in assert_error(admin.patch(url, json={"requireApproval": "yes"}), 400)
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()
+    cascade = admin.get(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}").json()
+    cluster = next(m for m in cascade["members"] if m["stack"] == "cluster/prod")
+    assert (cluster["status"], cluster["reason"]) == ("awaiting-approval", "cluster/prod requires approval")
+    rejected = admin.post(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}/members/cluster/prod/reject").json()
+    assert next(m for m in rejected["members"] if m["stack"] == "cluster/prod")["reason"].startswith("rejected by")
+
+
+def test_cascade_mode_is_an_org_setting(admin: httpx2.Client, diamond: str) -> None:
+    assert (
+        admin.patch(f"/api/orgs/{diamond}/settings", json={"cascadeMode": "per-edge"}).json()["cascadeMode"]
+        == "per-edge"
+    )
+    assert "cascadeMode" in assert_error(
+        admin.patch(f"/api/orgs/{diamond}/settings", json={"cascadeMode": "chaos"}), 400
+    )
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()
+    assert body["cascadeId"] is None
+
+
+def test_unknown_cascades_and_members_answer_404(admin: httpx2.Client, diamond: str) -> None:
+    assert_error(admin.get(f"/api/orgs/{diamond}/cascades/not-a-cascade"), 404)
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()
+    assert_error(admin.post(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}/members/nope/prod/approve"), 404)
+    assert "awaiting approval" in assert_error(
+        admin.post(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}/members/cluster/prod/approve"), 409
+    )
