@@ -1,0 +1,178 @@
+"""Cascades under concurrency: two roots at once, superseded members, many runners finishing members together."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from stackcascade.domain.deployments import Status
+from stackcascade.services import cascades, deployment_settings, deployments, queue, webhooks
+from stackcascade.services.context import Context
+from stackcascade.services.webhooks import Scope
+from stackcascade.store.schema import cascade_members
+from stackcascade.store.schema import cascades as cascades_table
+from stackcascade.store.schema import deployments as deployments_table
+from stackcascade.store.schema import stacks as stacks_table
+from tests.services.helpers import ADMIN, make_stack
+from tests.services.test_queue_stress import _in_threads
+
+ORG = "acme"
+
+
+async def graph(ctx: Context, edges: list[tuple[str, str]], *, skip_intermediate: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    for project in sorted({name for edge in edges for name in edge}):
+        await make_stack(ctx, ORG, project)
+        settings: dict[str, Any] = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
+        if project in skip_intermediate:
+            settings["operationContext"] = {"options": {"skipIntermediateDeployments": True}}
+        await deployment_settings.save(ctx, ADMIN, ORG, project, "prod", settings, replace=True)
+    for up, down in edges:
+        body = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+        await webhooks.create(ctx, ADMIN, Scope(ORG, up, "prod"), body)
+
+
+async def finish_next(ctx: Context, expect: str | None = None) -> Any:
+    row = await queue.claim(ctx, "r1")
+    assert row is not None
+    if expect is not None:
+        assert row.project == expect
+    await queue.start(ctx, row.id, "r1")
+    return await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
+
+
+async def states(ctx: Context, cascade_id: str) -> dict[str, tuple[str, str | None]]:
+    _, rows = await cascades.get(ctx, ADMIN, ORG, cascade_id)
+    return {m.stack.split("/")[0]: (m.status, m.reason) for m in rows}
+
+
+async def test_two_roots_at_once_give_two_cascades_whose_members_queue_per_stack(ctx: Context) -> None:
+    await graph(ctx, [("network", "database"), ("database", "app")])
+    first = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
+    second = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
+    assert first.cascade_id != second.cascade_id
+    order = [(await finish_next(ctx)).project for _ in range(6)]
+    assert order == ["network", "network", "database", "database", "app", "app"]
+    for root in (first, second):
+        assert await states(ctx, root.cascade_id) == {
+            "network": ("succeeded", None),
+            "database": ("succeeded", None),
+            "app": ("succeeded", None),
+        }
+
+
+async def test_with_skip_intermediate_the_older_member_and_its_descendants_are_skipped(ctx: Context) -> None:
+    await graph(ctx, [("network", "database"), ("database", "app")], skip_intermediate={"database"})
+    first = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
+    second = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
+    await finish_next(ctx, "network")
+    await finish_next(ctx, "network")  # both cascades now have database queued: the older is superseded
+    await finish_next(ctx, "database")
+    await cascades.reconcile(ctx)  # what the server's sweeper does every few seconds
+    older = await states(ctx, first.cascade_id)
+    assert older["database"][0] == "skipped" and "superseded" in (older["database"][1] or "")
+    assert older["app"] == ("skipped", "upstream database/prod skipped")
+    await finish_next(ctx, "app")
+    assert await states(ctx, second.cascade_id) == {
+        "network": ("succeeded", None),
+        "database": ("succeeded", None),
+        "app": ("succeeded", None),
+    }
+    assert await queue.claim(ctx, "r1") is None
+
+
+async def test_an_edge_added_while_a_cascade_runs_does_not_join_it(ctx: Context) -> None:
+    await graph(ctx, [("network", "database")])
+    await make_stack(ctx, ORG, "late")
+    root = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
+    body = {"format": "pulumi_deployments", "payloadUrl": "late/prod", "filters": ["update_succeeded"]}
+    await webhooks.create(ctx, ADMIN, Scope(ORG, "database", "prod"), body)
+    await finish_next(ctx, "network")
+    await finish_next(ctx, "database")
+    assert set(await states(ctx, root.cascade_id)) == {"network", "database"}
+    assert await queue.claim(ctx, "r1") is None  # late was not deployed: the edge came after the plan
+
+
+def layered(seed: int, layers: int, width: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    edges = [("root", f"l0s{i}") for i in range(width)]
+    for layer in range(1, layers):
+        for i in range(width):
+            for parent in rng.sample(range(width), 2):
+                edges.append((f"l{layer - 1}s{parent}", f"l{layer}s{i}"))
+    return edges
+
+
+@pytest.mark.stress
+async def test_many_runners_finishing_members_at_once_keep_every_cascade_rule(ctx: Context) -> None:
+    """Eight runners in their own threads and engines finish members concurrently, some failing, across two
+    cascades over the same graph. Every member runs at most once per cascade, never before its upstreams
+    finished, and both cascades end with every member decided."""
+    edges = layered(seed=7, layers=4, width=4)
+    await graph(ctx, edges)
+    roots = [await deployments.create(ctx, ADMIN, ORG, "root", "prod", {"operation": "update"}) for _ in range(2)]
+    failing = {"l1s2"}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    async def runner(actor: Context, index: int) -> None:
+        rng = random.Random(index)
+        idle = 0
+        while not done.is_set():
+            row = await queue.claim(actor, f"runner-{index}")
+            if row is None:
+                idle += 1
+                await cascades.reconcile(actor) if idle % 20 == 0 else None
+                await asyncio.sleep(0.005)  # idle poll; correctness never depends on it
+                continue
+            idle = 0
+            await queue.start(actor, row.id, f"runner-{index}")
+            await asyncio.sleep(rng.uniform(0, 0.02))
+            status = Status.FAILED if row.project in failing else Status.SUCCEEDED
+            await queue.finish(actor, row.id, f"runner-{index}", status)
+            async with actor.db.read() as conn:
+                running = await conn.scalar(
+                    sa.select(sa.func.count()).select_from(cascades_table).where(cascades_table.c.status == "running")
+                )
+            if running == 0:
+                with lock:
+                    done.set()
+
+    await asyncio.wait_for(asyncio.to_thread(_in_threads, ctx, 8, runner), timeout=240)
+
+    async with ctx.db.read() as conn:
+        members = (await conn.execute(sa.select(cascade_members))).all()
+        runs = (
+            await conn.execute(
+                sa.select(deployments_table, stacks_table.c.project).join(
+                    stacks_table, stacks_table.c.id == deployments_table.c.stack_id
+                )
+            )
+        ).all()
+    by_id = {run.id: run for run in runs}
+    upstreams: dict[str, set[str]] = defaultdict(set)
+    for up, down in edges:
+        upstreams[down].add(up)
+    for root in roots:
+        mine = {m.stack.split("/")[0]: m for m in members if m.cascade_id == root.cascade_id}
+        assert set(mine) == {name for edge in edges for name in edge}
+        assert all(m.status in {"succeeded", "failed", "skipped"} for m in mine.values()), {
+            k: m.status for k, m in mine.items()
+        }
+        ran = Counter(r.project for r in runs if r.cascade_id == root.cascade_id)
+        assert max(ran.values()) == 1, ran
+        for name, member in mine.items():
+            if member.deployment_id is None or name == "root":
+                continue
+            started = by_id[member.deployment_id].started_at
+            for up in upstreams[name]:
+                upstream = mine[up]
+                if upstream.deployment_id is not None:
+                    assert by_id[upstream.deployment_id].finished_at <= started, f"{name} started before {up} finished"
+        skipped_for_failure = {k for k, m in mine.items() if m.reason and "l1s2/prod failed" in m.reason}
+        assert skipped_for_failure, "the failing member's descendants were skipped with its name"
