@@ -106,3 +106,58 @@ def test_an_approval_gate_waits_for_a_person(pool_server: LiveServer, org: str, 
         assert approved.status_code == 200, approved.text
         cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
         assert cascade["status"] == "succeeded" and member(cascade, "app")["approvedBy"]
+
+
+def test_per_edge_mode_on_the_same_diamond_deploys_app_twice(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo ok")})
+    with pool_server.client() as api:
+        assert api.patch(f"/api/orgs/{org}/settings", json={"cascadeMode": "per-edge"}).status_code == 200
+        diamond(api, org, repo)
+        root = deploy(api, f"{org}/network/prod")
+        assert api.get(f"/api/stacks/{org}/network/prod/deployments/{root}").json()["cascadeId"] is None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            apps = api.get(f"/api/stacks/{org}/app/prod/deployments").json()["deployments"]
+            if len(apps) == 2 and all(d["status"] == "succeeded" for d in apps):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"app was not deployed twice: {apps}")
+        assert {d["initiator"] for d in apps} == {"webhook"}
+        assert api.get(f"/api/orgs/{org}/cascades").json()["cascades"] == []
+
+
+def test_unchanged_outputs_prune_an_outputs_changed_edge(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
+    update = 'echo \'{"vpc": "vpc-fixed"}\' > "$CASCADE_OUTPUTS"'
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    with pool_server.client() as api:
+        for project in ("network", "database"):
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+            settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+            assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        edge = {"format": "pulumi_deployments", "payloadUrl": "database/prod", "triggerOn": "outputs-changed"}
+        assert api.post(f"/api/stacks/{org}/network/prod/hooks", json=edge).status_code == 201
+        first = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, first, lambda c: c["status"] != "running")
+        assert member(cascade, "database")["status"] == "succeeded"  # the outputs were new
+        second = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, second, lambda c: c["status"] != "running")
+        assert (member(cascade, "database")["status"], member(cascade, "database")["reason"]) == (
+            "skipped",
+            "outputs of network/prod unchanged",
+        )
+
+
+def test_an_external_update_event_cascades_through_real_deployments(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update='cat "$CASCADE_UPSTREAM_OUTPUTS"')})
+    with pool_server.client() as api:
+        diamond(api, org, repo)
+        event = {"kind": "update_succeeded", "outputs": {"vpc": "vpc-from-ci"}}
+        accepted = api.post(f"/api/stacks/{org}/network/prod/events", json=event)
+        assert accepted.status_code == 202, accepted.text
+        cascade = wait_cascade(api, org, accepted.json()["cascadeId"], lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded"
+        assert [m["version"] for m in cascade["members"]] == [None, 1, 1, 1]  # network ran outside stackcascade
+        assert api.get(f"/api/stacks/{org}/network/prod/deployments").json()["deployments"] == []
