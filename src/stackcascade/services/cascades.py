@@ -79,11 +79,13 @@ def plan_of(document: dict[str, Any]) -> Plan:
     )
 
 
-async def plan_for(conn: AsyncConnection, org: str, root: str, operation: Operation) -> Started | None:
+async def plan_for(
+    conn: AsyncConnection, org: str, root: str, operation: Operation, root_id: str | None = None
+) -> Started | None:
     """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode)."""
     if await rows.cascade_mode(conn, org) != "coalesced":
         return None
-    specs = await rows.edge_specs(conn, org)
+    specs = await rows.edge_specs(conn, org, reachable_from=root_id)
     edges = [_edge(spec) for spec in specs]
     plan = planner.plan(root, operation, edges)
     if plan is None:
@@ -384,9 +386,10 @@ async def impact_plan(
     principal.require(org, Role.VIEWER, f"stack {org}/{project}/{stack}")
     op = parse_operation(operation if operation is not None else "update")
     async with ctx.db.read() as conn:
-        if await stack_rows.find(conn, org, project, stack) is None:
+        row = await stack_rows.find(conn, org, project, stack)
+        if row is None:
             raise NotFound(f"stack {org}/{project}/{stack} not found")
-        edges = [_edge(spec) for spec in await rows.edge_specs(conn, org)]
+        edges = [_edge(spec) for spec in await rows.edge_specs(conn, org, reachable_from=row.id)]
     return planner.plan(f"{project}/{stack}", op, edges)
 
 

@@ -19,6 +19,7 @@ from stackcascade.domain.roles import Principal, Role
 from stackcascade.domain.webhook_events import WebhookFormat, check_filters, check_groups, parse_format
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import ensure_org, load, ref
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import stacks as stack_rows
 from stackcascade.store import webhooks as rows
 
@@ -164,9 +165,19 @@ async def _resolve_target(conn: AsyncConnection, scope: Scope, draft: _Draft) ->
     return str(target.id)
 
 
-async def _refuse_cycle(conn: AsyncConnection, scope: Scope, draft: _Draft, webhook_id: str | None) -> None:
-    """Lock the org's graph and refuse the edge when it would close a cycle (409 with the cycle)."""
+async def _refuse_cycle(
+    conn: AsyncConnection, scope: Scope, draft: _Draft, webhook_id: str | None, source_id: str, target_id: str
+) -> None:
+    """Lock the org's graph and refuse the edge when it would close a cycle (409 with the cycle).
+
+    The check is a reachability query in the database (target reaches source?); only a refusal loads
+    the whole graph, to spell the cycle out.
+    """
     await rows.lock_graph(conn, scope.org)
+    if source_id != target_id and not await cascade_rows.reaches(
+        conn, target_id, source_id, exclude_webhook=webhook_id
+    ):
+        return
     existing = [(up, down) for hook_id, up, down in await rows.edges(conn, scope.org) if hook_id != webhook_id]
     new_edge = (f"{scope.project}/{scope.stack}", draft.payload_url)
     cycle = graph.cycle_with(existing, [new_edge])
@@ -213,7 +224,7 @@ async def create(ctx: Context, principal: Principal, scope: Scope, body: dict[st
         scope_key, stack_id = await _scope_id(conn, scope)
         target_id = await _resolve_target(conn, scope, draft)
         if draft.is_edge and draft.active:
-            await _refuse_cycle(conn, scope, draft, None)
+            await _refuse_cycle(conn, scope, draft, None, str(stack_id), str(target_id))
         if await rows.name_taken(conn, scope.org, scope_key, name):
             raise Conflict(f"{scope.describe()} already has a webhook named {name!r}")
         await rows.insert(
@@ -314,7 +325,7 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
         row = await _existing(conn, scope, name)  # again, inside the transaction that changes it
         target_id = await _resolve_target(conn, scope, draft)
         if draft.is_edge and draft.active:
-            await _refuse_cycle(conn, scope, draft, row.id)
+            await _refuse_cycle(conn, scope, draft, row.id, str(row.stack_id), str(target_id))
         if new_name != row.name and await rows.name_taken(conn, scope.org, row.scope, new_name):
             raise Conflict(f"{scope.describe()} already has a webhook named {new_name!r}")
         await rows.update(

@@ -23,8 +23,31 @@ async def set_cascade_mode(conn: AsyncConnection, org: str, mode: str) -> None:
     await conn.execute(orgs.update().where(orgs.c.name == org).values(cascade_mode=mode))
 
 
-async def edge_specs(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
-    """Every active deployment edge of the org with what the planner needs, and both stacks' ids."""
+def _reachable(start: Any, exclude_webhook: str | None = None) -> Any:
+    """Stack ids reachable from ``start`` over active deployment edges (a recursive CTE, start included).
+
+    ``UNION`` (not ``UNION ALL``) makes it terminate on any graph and visit each stack once.
+    """
+    seed = sa.select(sa.literal(start).label("stack_id")).cte("reach", recursive=True)
+    step = sa.select(webhooks.c.target_stack_id).join(seed, webhooks.c.stack_id == seed.c.stack_id)
+    step = step.where(webhooks.c.active.is_(True), webhooks.c.target_stack_id.is_not(None))
+    if exclude_webhook is not None:
+        step = step.where(webhooks.c.id != exclude_webhook)
+    return seed.union(step)
+
+
+async def reaches(conn: AsyncConnection, start: str, goal: str, *, exclude_webhook: str | None = None) -> bool:
+    """Whether ``goal`` can be reached from ``start`` over active deployment edges (cycle check, in SQL)."""
+    reach = _reachable(start, exclude_webhook)
+    query = sa.select(reach.c.stack_id).where(reach.c.stack_id == goal).limit(1)
+    return (await conn.scalar(query)) is not None
+
+
+async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | None = None) -> list[sa.Row[Any]]:
+    """Active deployment edges of the org with what the planner needs, and both stacks' ids.
+
+    ``reachable_from`` (a stack id) keeps only the edges a cascade from that stack could use.
+    """
     source = stacks.alias("source")
     target = stacks.alias("target")
     query = (
@@ -43,6 +66,9 @@ async def edge_specs(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
         .join(target, target.c.id == webhooks.c.target_stack_id)
         .where(webhooks.c.org == org, webhooks.c.active.is_(True))
     )
+    if reachable_from is not None:
+        reach = _reachable(reachable_from)
+        query = query.where(webhooks.c.stack_id.in_(sa.select(reach.c.stack_id)))
     return list((await conn.execute(query)).all())
 
 
