@@ -57,7 +57,11 @@ async def create(
         if stack_row is None:
             raise NotFound(f"stack {ref(org, project, stack)} not found")
         root = f"{project}/{stack}"
-        started = await cascades.plan_for(conn, org, root, operation) if initiator not in _CASCADE_INITIATORS else None
+        started = (
+            await cascades.plan_for(conn, org, root, operation, stack_row.id)
+            if initiator not in _CASCADE_INITIATORS
+            else None
+        )
         now = ctx.now()
         row = await queue_in(
             conn,
