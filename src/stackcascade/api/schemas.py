@@ -422,7 +422,7 @@ class PlanEdge(_Doc):
 
 class ImpactPlan(_Doc):
     root: str | None = Field(description="null when a change to the stack would start no cascade")
-    operation: OperationName | None
+    operation: OperationName
     members: list[str]
     waves: list[list[str]] = Field(description="wave 0 is the root; a member runs after every upstream in it")
     edges: list[PlanEdge]
@@ -473,3 +473,76 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "request body too large"),
     )
 }
+
+
+# --- Auto Deploy declarations (design 5.3) ----------------------------------------------------------------
+
+TriggerOnName = Literal["always", "outputs-changed"]
+
+
+class AutoDeployEdge(_Doc):
+    ref: str = Field(description="the downstream stack, 'project/stack' in the same organization")
+    triggerOn: TriggerOnName | None = Field(None, description="default: the stack entry's triggerOn, else always")
+    requireApproval: bool | None = Field(None, description="this edge's gate (default false)")
+    filters: list[str] | None = Field(None, description="default [update_succeeded]; [] with no groups = all events")
+    groups: list[Literal["stacks", "deployments"]] | None = None
+    displayName: str | None = Field(None, description="default: the downstream 'project/stack'")
+
+
+class AutoDeployStack(_Doc):
+    project: str
+    stack: str
+    downstreamRefs: list[str | AutoDeployEdge] = Field(
+        [], description="the stacks an update of this one deploys: 'project/stack', or an object with options"
+    )
+    triggerOn: TriggerOnName | None = Field(None, description="default of this stack's outgoing edges")
+    requireApproval: bool | None = Field(None, description="this stack's own gate; absent = left as it is")
+
+
+class AutoDeployDocument(_Doc):
+    stacks: list[AutoDeployStack] = Field(
+        description="the org's whole declared graph; edges are keyed by (upstream, downstream), never by position"
+    )
+
+
+class AutoDeployEdgeState(_Doc):
+    upstream: str
+    downstream: str
+    webhook: str = Field(description="the managed webhook on the upstream stack that carries the edge")
+    triggerOn: TriggerOnName
+    requireApproval: bool
+    filters: list[str]
+    groups: list[str]
+    displayName: str
+    active: bool
+
+
+class AutoDeployFieldChange(_Doc):
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class AutoDeployEdgeUpdate(AutoDeployEdgeState):
+    changes: dict[str, AutoDeployFieldChange] = Field(description="the options that change, by name")
+
+
+class AutoDeployGateChange(_Doc):
+    stack: str
+    from_: bool = Field(alias="from")
+    to: bool
+
+
+class AutoDeployDiff(_Doc):
+    create: list[AutoDeployEdgeState]
+    update: list[AutoDeployEdgeUpdate]
+    delete: list[AutoDeployEdgeState]
+    unchanged: list[AutoDeployEdgeState]
+    gates: list[AutoDeployGateChange] = Field(description="stack gates (requireApproval of stack entries) that change")
+
+
+class AutoDeployResult(_Doc):
+    applied: bool = Field(description="false for a dry run: nothing was changed")
+    diff: AutoDeployDiff
+
+
+REQUEST_MODELS = (*REQUEST_MODELS, AutoDeployDocument)

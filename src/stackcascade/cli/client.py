@@ -19,7 +19,9 @@ from stackcascade.cli.errors import CliError
 from stackcascade.cli.refs import StackRef
 
 Json = dict[str, Any]
+WebhookOwner = StackRef | str  # a stack, or an organization by name
 DEFAULT_TIMEOUT = 30.0
+MAX_DELIVERIES_PAGE = 100  # the server's largest pageSize for webhook deliveries
 _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
@@ -97,6 +99,12 @@ class ApiClient:
         value = self.request(method, path, **kwargs)
         if not isinstance(value, dict):
             raise CliError(f"unexpected answer from {self.server}{path}: expected a JSON object")
+        return value
+
+    def _objects(self, method: str, path: str, **kwargs: Any) -> list[Json]:
+        value = self.request(method, path, **kwargs)
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise CliError(f"unexpected answer from {self.server}{path}: expected a JSON list of objects")
         return value
 
     # -- endpoints -------------------------------------------------------------------------------------------
@@ -183,6 +191,98 @@ class ApiClient:
     def revoke_token(self, token_id: str) -> None:
         self.request("DELETE", api_path("tokens", token_id))
 
+    def create_webhook(self, owner: WebhookOwner, body: Json) -> Json:
+        return self._object("POST", _hooks(owner), json=body)
+
+    def list_webhooks(self, owner: WebhookOwner) -> list[Json]:
+        return self._objects("GET", _hooks(owner))
+
+    def get_webhook(self, owner: WebhookOwner, name: str) -> Json:
+        return self._object("GET", _hooks(owner, name))
+
+    def update_webhook(self, owner: WebhookOwner, name: str, body: Json) -> Json:
+        """PATCH: only the fields in ``body`` change; an empty ``secret`` removes the secret."""
+        return self._object("PATCH", _hooks(owner, name), json=body)
+
+    def delete_webhook(self, owner: WebhookOwner, name: str) -> None:
+        self.request("DELETE", _hooks(owner, name))
+
+    def ping_webhook(self, owner: WebhookOwner, name: str) -> Json:
+        """Send a ping now; the recorded attempt (also when the receiver failed: see ``responseCode``)."""
+        return self._object("POST", _hooks(owner, name, "ping"))
+
+    def list_webhook_deliveries(
+        self, owner: WebhookOwner, name: str, *, page_size: int | None = None, before: str | None = None
+    ) -> list[Json]:
+        """One page of delivery attempts, newest first; ``before`` is the last attempt id of the previous page."""
+        return self._objects("GET", _hooks(owner, name, "deliveries"), params={"pageSize": page_size, "before": before})
+
+    def webhook_deliveries(
+        self, owner: WebhookOwner, name: str, *, limit: int, before: str | None = None
+    ) -> list[Json]:
+        """The newest ``limit`` attempts (older than ``before``), newest first, in pages of at most 100."""
+        attempts: list[Json] = []
+        seen: set[str] = set()
+        while len(attempts) < limit:
+            wanted = min(limit - len(attempts), MAX_DELIVERIES_PAGE)
+            page = self.list_webhook_deliveries(owner, name, page_size=wanted, before=before)
+            attempts.extend(page[:wanted])
+            last = page[-1].get("id") if page else None
+            if len(page) < wanted or not isinstance(last, str):
+                break
+            if last in seen:  # a server bug must not become an endless loop
+                raise CliError(f"the server at {self.server} repeated a page while listing webhook deliveries")
+            seen.add(last)
+            before = last
+        return attempts
+
+    def redeliver_webhook(self, owner: WebhookOwner, name: str, delivery: str) -> Json:
+        """Send a delivery (named by its id or one of its attempts' ids) again now; the new attempt."""
+        return self._object("POST", _hooks(owner, name, "deliveries", delivery, "redeliver"))
+
+    def list_cascades(self, org: str, *, page_size: int | None = None) -> Json:
+        """The org's newest cascades (summaries, without members), newest first."""
+        return self._object("GET", api_path("orgs", org, "cascades"), params={"pageSize": page_size})
+
+    def get_cascade(self, org: str, cascade_id: str) -> Json:
+        """A cascade with its waves, edges and members."""
+        return self._object("GET", api_path("orgs", org, "cascades", cascade_id))
+
+    def cascade_member_action(self, cascade_id: str, member: StackRef, action: str) -> Json:
+        """``approve``, ``reject`` or ``retry`` one member (in its organization's cascade); the cascade afterwards."""
+        path = api_path("orgs", member.org, "cascades", cascade_id, "members", member.project, member.stack, action)
+        return self._object("POST", path)
+
+    def impact_plan(self, ref: StackRef, operation: str) -> Json:
+        """The members and waves a change to the stack would set off (nothing runs)."""
+        return self._object("GET", _stack(ref, "plan"), params={"operation": operation})
+
+    def deployment_graph(self, org: str) -> Json:
+        return self._object("GET", api_path("orgs", org, "graph"))
+
+    def record_event(self, ref: StackRef, body: Json) -> Json:
+        """Report an update made outside stackcascade; ``cascadeId`` is the cascade it started, if any."""
+        return self._object("POST", _stack(ref, "events"), json=body)
+
+    def get_cascade_settings(self, ref: StackRef) -> Json:
+        return self._object("GET", _stack(ref, "cascadesettings"))
+
+    def update_cascade_settings(self, ref: StackRef, *, require_approval: bool) -> Json:
+        return self._object("PATCH", _stack(ref, "cascadesettings"), json={"requireApproval": require_approval})
+
+    def get_autodeploy(self, org: str) -> Json:
+        """The org's Auto Deploy declaration (its managed deployment edges and their stacks' gates)."""
+        return self._object("GET", api_path("orgs", org, "autodeploy"))
+
+    def put_autodeploy(self, org: str, document: Json, *, dry_run: bool) -> Json:
+        """Apply a declaration, or only diff it: ``{applied, diff}``."""
+        params = {"dryRun": "true" if dry_run else "false"}
+        return self._object("PUT", api_path("orgs", org, "autodeploy"), json=document, params=params)
+
+
+def _stack(ref: StackRef, *more: str) -> str:
+    return api_path("stacks", ref.org, ref.project, ref.stack, *more)
+
 
 def _settings(ref: StackRef) -> str:
     return api_path("stacks", ref.org, ref.project, ref.stack, "deployments", "settings")
@@ -190,6 +290,12 @@ def _settings(ref: StackRef) -> str:
 
 def _deployments(ref: StackRef, *more: str) -> str:
     return api_path("stacks", ref.org, ref.project, ref.stack, "deployments", *more)
+
+
+def _hooks(owner: WebhookOwner, *more: str) -> str:
+    if isinstance(owner, StackRef):
+        return api_path("stacks", owner.org, owner.project, owner.stack, "hooks", *more)
+    return api_path("orgs", owner, "hooks", *more)
 
 
 def _api_error(response: httpx2.Response) -> CliError:

@@ -41,7 +41,10 @@ def deploy(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Show the steps and the log until the deployment ends; exit 1 unless it succeeded."
+            "--follow",
+            "-f",
+            help="Show the steps and the log until the deployment ends, then the cascade it started (if any) until "
+            "that ends; exit 1 unless the deployment (the cascade) succeeded.",
         ),
     ] = False,
     timeout: following.FollowTimeoutOption = None,
@@ -77,6 +80,7 @@ def deploy(
             return
         deployment_id = str(queued.get("id"))
         out = console()
+        deadline = following.Deadline(timeout)
         try:
             if following.is_live_terminal(out):
                 finished = following.follow_live(api, ref, deployment_id, out=out, timeout=timeout)
@@ -88,7 +92,17 @@ def deploy(
                 print_table(("STEP", "STATUS", "DURATION"), rows, empty="No steps.")
         except KeyboardInterrupt:
             raise following.interrupted(ref, deployment_id) from None
-    raise following.finish(deployment_id, finished)
+        cascade_id = finished.get("cascadeId")
+        if not cascade_id:
+            raise following.finish(deployment_id, finished)
+        # The deployment started a cascade: its members run after it, so follow them until the cascade ends.
+        typer.echo(following.status_line(deployment_id, finished))
+        typer.echo(f"Following cascade {cascade_id} (members in waves; Ctrl-C stops following, not the cascade)")
+        try:
+            cascade = following.follow_cascade(api, ref.org, str(cascade_id), out=out, deadline=deadline)
+        except KeyboardInterrupt:
+            raise following.cascade_interrupted(ref.org, str(cascade_id)) from None
+    raise following.cascade_finish(cascade)
 
 
 @reports_errors

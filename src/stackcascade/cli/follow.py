@@ -1,15 +1,17 @@
-"""Following a deployment: its log stream (Pulumi's ``nextToken`` protocol), its steps, and how it ended.
+"""Following a deployment: its log stream (Pulumi's ``nextToken`` protocol), its steps, and how it ended;
+following a cascade: its members, wave by wave, until it ends.
 
-Shared by ``cascade logs`` and ``cascade deploy --follow``. Log lines are always printed as plain text
-(``[step] line``): their content is never read as Rich markup. Every wait is bounded: a server that goes
-away is an error on the next request, a server that repeats itself is an error, and ``--timeout`` bounds
-the whole follow.
+Shared by ``cascade logs``, ``cascade deploy --follow`` and ``cascade cascade show --follow``. Log lines
+are always printed as plain text (``[step] line``): their content is never read as Rich markup. Every wait
+is bounded: a server that goes away is an error on the next request, a server that repeats itself is an
+error, and ``--timeout`` bounds the whole follow.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from stackcascade.cli.client import ApiClient, Json, api_path
 from stackcascade.cli.errors import CliError
@@ -40,7 +43,7 @@ FollowTimeoutOption = Annotated[
         "--timeout",
         metavar="SECONDS",
         min=0,
-        help="With --follow: give up (exit 1) if the deployment has not ended after this long.",
+        help="With --follow: give up (exit 1) if the deployment (and any cascade it started) has not ended by then.",
         show_default=False,
     ),
 ]
@@ -223,8 +226,11 @@ class Deadline:
     seconds: float | None
     start: float = field(default_factory=time.monotonic)
 
+    def expired(self) -> bool:
+        return self.seconds is not None and time.monotonic() - self.start > self.seconds
+
     def check(self, deployment_id: str) -> None:
-        if self.seconds is not None and time.monotonic() - self.start > self.seconds:
+        if self.expired():
             raise CliError(
                 f"deployment {deployment_id} had not ended after {self.seconds:g} seconds; it goes on running "
                 "(follow it again with `cascade logs STACK ID --follow`)"
@@ -334,3 +340,278 @@ def finish(deployment_id: str, deployment: Json, *, to_stderr: bool = False) -> 
     """Print the final status line; the Exit carrying 0 (succeeded) or 1 (failed, skipped)."""
     typer.echo(status_line(deployment_id, deployment), err=to_stderr)
     return typer.Exit(exit_code(deployment))
+
+
+# -- cascades --------------------------------------------------------------------------------------------------
+
+CASCADE_POLL_SECONDS = 0.5  # the first wait between two reads of a cascade, and the wait after a change
+CASCADE_MAX_POLL_SECONDS = 4.0  # while nothing changes the wait doubles up to this (a gate may wait for hours)
+MEMBER_STATUSES = ("succeeded", "failed", "skipped", "awaiting-approval", "running", "queued", "waiting")
+_MEMBER_STYLE = {
+    "waiting": "dim",
+    "awaiting-approval": "bold magenta",
+    "queued": "yellow",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "skipped": "cyan",
+}
+_MEMBER_MARK = {
+    "waiting": "·",
+    "awaiting-approval": "?",
+    "queued": "…",
+    "running": "▸",
+    "succeeded": "✓",
+    "failed": "✗",
+    "skipped": "-",
+}
+_CASCADE_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red"}
+
+
+def members_of(cascade: Json) -> list[Json]:
+    members = cascade.get("members") or []
+    return [member for member in members if isinstance(member, dict)]
+
+
+def member_status(member: Json) -> str:
+    """The member's status, but ``running`` for a queued member whose deployment has started.
+
+    The API reports a member as ``queued`` from its deployment's creation until it finishes.
+    """
+    status = str(member.get("status") or "?")
+    if status == "queued" and member.get("started") and not member.get("finished"):
+        return "running"
+    return status
+
+
+def member_style(status: str) -> str:
+    return _MEMBER_STYLE.get(status, "")
+
+
+def member_took(member: Json) -> str:
+    started, finished = _parse_time(member.get("started")), _parse_time(member.get("finished"))
+    if started is None:
+        return ""
+    return duration(((finished or datetime.now(UTC)) - started).total_seconds())
+
+
+def member_note(member: Json) -> str:
+    """Who approved it and why it waits or was skipped (or how its deployment failed)."""
+    notes = []
+    if member.get("approvedBy"):
+        notes.append(f"approved by {member['approvedBy']}")
+    if member.get("reason"):
+        notes.append(str(member["reason"]))
+    return "; ".join(notes)
+
+
+def member_line(member: Json) -> str:
+    """One plain line: ``[cascade] app/prod succeeded (version 3): approved by alice``."""
+    line = f"[cascade] {member.get('stack')} {member_status(member)}"
+    if member.get("version") is not None:
+        line += f" (version {member['version']})"
+    note = member_note(member)
+    return f"{line}: {note}" if note else line
+
+
+def approval_hint(cascade: Json, stacks: list[str]) -> str:
+    """How to let members that await approval run (or skip them)."""
+    org, cascade_id = cascade.get("organization"), cascade.get("id")
+    first = stacks[0] if len(stacks) == 1 else "STACK"
+    return (
+        f"awaiting approval: {', '.join(stacks)}; let it run with `cascade cascade approve {cascade_id} {first} "
+        f"--org {org}` (or skip it with reject)"
+    )
+
+
+def waves_of(cascade: Json) -> list[tuple[int, list[Json]]]:
+    """The members grouped by wave, in wave order, each wave in the API's order (by name)."""
+    grouped: dict[int, list[Json]] = {}
+    for member in members_of(cascade):
+        wave = member.get("wave")
+        grouped.setdefault(wave if isinstance(wave, int) else -1, []).append(member)
+    return sorted(grouped.items())
+
+
+def cascade_title(cascade: Json) -> Text:
+    status = str(cascade.get("status") or "…")
+    return Text.assemble(
+        (f"cascade {cascade.get('id')}", "bold"),
+        f" ({cascade.get('operation')} of {cascade.get('root')}): ",
+        (status, _CASCADE_STYLE.get(status, "")),
+    )
+
+
+def cascade_table(cascade: Json) -> Table:
+    """The members as a table, grouped by wave (the wave number on the first row of each)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("WAVE", "STACK", "STATUS", "VERSION", "DURATION", "NOTE"):
+        table.add_column(column, overflow="fold")
+    for wave, members in waves_of(cascade):
+        for index, member in enumerate(members):
+            status = member_status(member)
+            version = member.get("version")
+            table.add_row(
+                Text(str(wave) if index == 0 else ""),
+                Text(str(member.get("stack"))),
+                Text(f"{_MEMBER_MARK.get(status, '')} {status}".strip(), style=member_style(status)),
+                Text("" if version is None else str(version)),
+                Text(member_took(member)),
+                Text(member_note(member), style="dim"),
+            )
+    return table
+
+
+def cascade_tree(cascade: Json, *, live: bool = False) -> Tree:
+    """Waves, then members with their status, version and note; running members spin when ``live``."""
+    tree = Tree(cascade_title(cascade), guide_style="dim")
+    members = members_of(cascade)
+    width = max((len(str(m.get("stack"))) for m in members), default=0)
+    status_width = max((len(member_status(m)) for m in members), default=0)
+    root = cascade.get("root")
+    for wave, wave_members in waves_of(cascade):
+        branch = tree.add(Text(f"wave {wave}" + (" (root)" if wave == 0 and root else ""), style="bold"))
+        for member in wave_members:
+            status = member_status(member)
+            version = member.get("version")
+            label = Text.assemble(
+                (str(member.get("stack")).ljust(width), "bold" if member.get("stack") == root else ""),
+                "  ",
+                (status.ljust(status_width), member_style(status)),
+                "  ",
+                ("" if version is None else f"v{version}").ljust(5),
+                (member_note(member), "dim"),
+            )
+            label.rstrip()
+            if live and status in {"running", "queued"}:
+                branch.add(Spinner("dots", text=label, style=member_style(status)))
+            else:
+                branch.add(Text.assemble((_MEMBER_MARK.get(status, " "), member_style(status)), " ", label))
+    return tree
+
+
+def cascade_summary(cascade: Json) -> str:
+    """``cascade ID succeeded: 3 succeeded, 1 skipped``."""
+    counts = Counter(member_status(member) for member in members_of(cascade))
+    ordered = [*MEMBER_STATUSES, *sorted(set(counts) - set(MEMBER_STATUSES))]
+    parts = [f"{counts[status]} {status}" for status in ordered if counts[status]]
+    line = f"cascade {cascade.get('id')} {cascade.get('status')}"
+    return f"{line}: {', '.join(parts)}" if parts else line
+
+
+def cascade_states(
+    api: ApiClient,
+    org: str,
+    cascade_id: str,
+    *,
+    deadline: Deadline,
+    poll_seconds: float = CASCADE_POLL_SECONDS,
+    max_poll_seconds: float = CASCADE_MAX_POLL_SECONDS,
+) -> Iterator[Json]:
+    """The cascade as read now, then again after each wait, until it is no longer running (the last one yielded).
+
+    The wait starts at ``poll_seconds``, doubles up to ``max_poll_seconds`` while nothing changes and
+    drops back after a change; ``deadline`` bounds the whole follow.
+    """
+    wait = poll_seconds
+    previous: Json | None = None
+    while True:
+        cascade = api.get_cascade(org, cascade_id)
+        yield cascade
+        if cascade.get("status") != "running":
+            return
+        if deadline.expired():
+            raise CliError(
+                f"cascade {cascade_id} had not ended after {deadline.seconds:g} seconds; it goes on "
+                f"(follow it again with `cascade cascade show {cascade_id} --org {org} --follow`)"
+            )
+        wait = poll_seconds if cascade != previous else min(wait * 2, max_poll_seconds)
+        previous = cascade
+        time.sleep(wait)
+
+
+def follow_cascade_plain(
+    api: ApiClient,
+    org: str,
+    cascade_id: str,
+    *,
+    emit: Callable[[str], None],
+    deadline: Deadline,
+    poll_seconds: float = CASCADE_POLL_SECONDS,
+    max_poll_seconds: float = CASCADE_MAX_POLL_SECONDS,
+) -> Json:
+    """A line per member whenever its state changes (every member once at the start); the ended cascade."""
+    seen: dict[str, str] = {}
+    cascade: Json = {}
+    states = cascade_states(
+        api, org, cascade_id, deadline=deadline, poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds
+    )
+    for cascade in states:
+        for member in members_of(cascade):
+            line = member_line(member)
+            if seen.get(str(member.get("stack"))) != line:
+                seen[str(member.get("stack"))] = line
+                emit(line)
+                if member.get("status") == "awaiting-approval":
+                    emit(f"[cascade] {approval_hint(cascade, [str(member.get('stack'))])}")
+    return cascade
+
+
+class _CascadeView:
+    """What the live display shows; the refresh thread renders it, the main thread swaps the cascade."""
+
+    def __init__(self, cascade: Json) -> None:
+        self.cascade = cascade
+
+    def __rich__(self) -> RenderableType:
+        tree = cascade_tree(self.cascade, live=self.cascade.get("status") == "running")
+        gated = [str(m.get("stack")) for m in members_of(self.cascade) if m.get("status") == "awaiting-approval"]
+        if not gated:
+            return tree
+        return Group(tree, Text(approval_hint(self.cascade, gated), style="magenta"))
+
+
+def follow_cascade_live(
+    api: ApiClient,
+    org: str,
+    cascade_id: str,
+    *,
+    out: Console,
+    deadline: Deadline,
+    poll_seconds: float = CASCADE_POLL_SECONDS,
+    max_poll_seconds: float = CASCADE_MAX_POLL_SECONDS,
+) -> Json:
+    """The cascade as a live tree (waves, then members) until it ends; the ended cascade."""
+    states = cascade_states(
+        api, org, cascade_id, deadline=deadline, poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds
+    )
+    view = _CascadeView(next(states))
+    with Live(view, console=out, refresh_per_second=8, transient=False):
+        for cascade in states:
+            view.cascade = cascade
+    return view.cascade
+
+
+def follow_cascade(api: ApiClient, org: str, cascade_id: str, *, out: Console, deadline: Deadline) -> Json:
+    """Live on a terminal; otherwise a line per change, then the members' table."""
+    if is_live_terminal(out):
+        return follow_cascade_live(api, org, cascade_id, out=out, deadline=deadline)
+    cascade = follow_cascade_plain(api, org, cascade_id, emit=typer.echo, deadline=deadline)
+    out.print(cascade_table(cascade))
+    return cascade
+
+
+def cascade_interrupted(org: str, cascade_id: str) -> typer.Exit:
+    """Ctrl-C stops following, not the cascade."""
+    typer.echo(
+        f"stopped following; cascade {cascade_id} goes on. Resume with: cascade cascade show {cascade_id} "
+        f"--org {org} --follow",
+        err=True,
+    )
+    return typer.Exit(130)
+
+
+def cascade_finish(cascade: Json) -> typer.Exit:
+    """Print the summary line; the Exit carrying 0 (the cascade succeeded) or 1."""
+    typer.echo(cascade_summary(cascade))
+    return typer.Exit(0 if cascade.get("status") == "succeeded" else 1)

@@ -343,7 +343,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
     principal.require(org, Role.MEMBER, f"cascade {cascade_id}")
     now = ctx.now()
     async with ctx.db.write() as conn:
-        cascade = await rows.lock(conn, cascade_id)
+        await rows.lock(conn, cascade_id)
         cascade, member = await _member(conn, org, cascade_id, stack)
         plan = plan_of(cascade.plan)
         members = await rows.members(conn, cascade_id)
@@ -411,9 +411,9 @@ async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any]
         return await rows.graph_nodes(conn, org), await rows.edge_specs(conn, org)
 
 
-def plan_document(plan: Plan | None) -> dict[str, Any]:
+def plan_document(plan: Plan | None, operation: str) -> dict[str, Any]:
     if plan is None:
-        return {"root": None, "operation": None, "members": [], "waves": [], "edges": []}
+        return {"root": None, "operation": operation, "members": [], "waves": [], "edges": []}
     return _plan_document(plan)
 
 

@@ -78,7 +78,7 @@ async def impact_plan(
     ctx: Ctx, caller: Caller, org: str, project: str, stack: str, operation: Operation = "update"
 ) -> JSONResponse:
     plan = await cascades.impact_plan(ctx, caller, org, project, stack, operation)
-    return JSONResponse(cascades.plan_document(plan))
+    return JSONResponse(cascades.plan_document(plan, operation))
 
 
 @router.get("/api/orgs/{org}/graph", response_model=None, responses={200: {"model": DeploymentGraph}})

@@ -1,0 +1,385 @@
+"""``cascade cascade ls|show|approve|reject|retry``, ``cascade plan`` and ``cascade notify``.
+
+A cascade belongs to an organization (``--org``, or the default org); its members are stacks of that
+organization, named ``project/stack`` (or ``org/project/stack``, as everywhere else).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+from rich.tree import Tree
+
+from stackcascade.cli import follow as following
+from stackcascade.cli.client import Json
+from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
+from stackcascade.cli.errors import CliError, reports_errors
+from stackcascade.cli.output import console, print_details, print_json, print_table, timestamp
+from stackcascade.domain.deployments import Operation
+from stackcascade.domain.webhook_events import OPERATION_EVENTS
+
+app = typer.Typer(help="List and inspect cascades; approve, reject or retry their members.", no_args_is_help=True)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100  # the server's largest pageSize for cascades
+EventKind = StrEnum("EventKind", [(kind, kind) for kind in OPERATION_EVENTS])
+
+CascadeIdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="The cascade's id (from `cascade cascade ls` or a deployment).")
+]
+MemberArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="STACK", help="The member: project/stack in the cascade's organization, or org/project/stack."
+    ),
+]
+
+
+# --- cascades -----------------------------------------------------------------------------------------------
+
+
+def _ls(limit: int, server: str | None, token: str | None, org: str | None, as_json: bool) -> None:
+    conn = connect(server, token, org)
+    name = conn.require_org()
+    with conn.client() as api:
+        listing = api.list_cascades(name, page_size=limit)
+    if as_json:
+        print_json(listing)
+        return
+    rows = [
+        (
+            c.get("id"),
+            c.get("root"),
+            c.get("operation"),
+            c.get("status"),
+            timestamp(c.get("created")),
+            timestamp(c.get("finished")),
+        )
+        for c in listing.get("cascades") or []
+    ]
+    print_table(
+        ("ID", "ROOT", "OPERATION", "STATUS", "CREATED", "FINISHED"), rows, empty=f"No cascades in organization {name}."
+    )
+
+
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="How many cascades to show, newest first.")
+]
+
+
+@app.command("ls")
+@reports_errors
+def list_cascades(
+    limit: LimitOption = DEFAULT_LIMIT,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the organization's cascades, newest first."""
+    _ls(limit, server, token, org, as_json)
+
+
+@app.command("list", hidden=True)
+@reports_errors
+def list_alias(
+    limit: LimitOption = DEFAULT_LIMIT,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The same as ``ls``."""
+    _ls(limit, server, token, org, as_json)
+
+
+def print_cascade(cascade: Json) -> None:
+    print_details(
+        [
+            ("id", cascade.get("id")),
+            ("root", cascade.get("root")),
+            ("operation", cascade.get("operation")),
+            ("status", cascade.get("status")),
+            ("root deployment", cascade.get("rootDeploymentId") or "none (an external update event)"),
+            ("created", timestamp(cascade.get("created"))),
+            ("finished", timestamp(cascade.get("finished"))),
+        ]
+    )
+    typer.echo()
+    console().print(following.cascade_table(cascade))
+
+
+@app.command("show")
+@reports_errors
+def show(
+    cascade_id: CascadeIdArgument,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Show the members live until the cascade ends; exit 1 unless it succeeded."
+        ),
+    ] = False,
+    timeout: following.FollowTimeoutOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a cascade: its members wave by wave, with status, version, who approved and why one waits or was skipped."""
+    if follow and as_json:
+        raise CliError("--follow prints a live view, not JSON: drop one of them")
+    conn = connect(server, token, org)
+    name = conn.require_org()
+    with conn.client() as api:
+        if not follow:
+            cascade = api.get_cascade(name, cascade_id)
+            if as_json:
+                print_json(cascade)
+            else:
+                print_cascade(cascade)
+            return
+        try:
+            ended = following.follow_cascade(api, name, cascade_id, out=console(), deadline=following.Deadline(timeout))
+        except KeyboardInterrupt:
+            raise following.cascade_interrupted(name, cascade_id) from None
+    raise following.cascade_finish(ended)
+
+
+def _member_action(
+    action: str, cascade_id: str, stack: str, server: str | None, token: str | None, org: str | None
+) -> tuple[Json, Json]:
+    """Post ``action`` for the member; the cascade afterwards and the member in it."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)  # a full org/project/stack names the cascade's organization itself
+    with conn.client() as api:
+        cascade = api.cascade_member_action(cascade_id, ref, action)
+    wanted = f"{ref.project}/{ref.stack}"
+    member = next((m for m in following.members_of(cascade) if m.get("stack") == wanted), {"stack": wanted})
+    return cascade, member
+
+
+def _state(member: Json) -> str:
+    """``queued (version 2)``, ``skipped: rejected by alice``."""
+    text = following.member_status(member)
+    if member.get("version") is not None:
+        text += f" (version {member['version']})"
+    note = following.member_note(member)
+    return f"{text}: {note}" if note else text
+
+
+@app.command("approve")
+@reports_errors
+def approve(
+    cascade_id: CascadeIdArgument,
+    stack: MemberArgument,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let a member that awaits approval run (who approved is recorded)."""
+    cascade, member = _member_action("approve", cascade_id, stack, server, token, org)
+    if as_json:
+        print_json(cascade)
+    else:
+        typer.echo(f"Approved {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+
+
+@app.command("reject")
+@reports_errors
+def reject(
+    cascade_id: CascadeIdArgument,
+    stack: MemberArgument,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Skip a member that awaits approval (and what only it would have set off)."""
+    cascade, member = _member_action("reject", cascade_id, stack, server, token, org)
+    if as_json:
+        print_json(cascade)
+    else:
+        typer.echo(f"Rejected {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+
+
+@app.command("retry")
+@reports_errors
+def retry(
+    cascade_id: CascadeIdArgument,
+    stack: MemberArgument,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a failed member again in its cascade; on success the descendants it had stopped run too."""
+    cascade, member = _member_action("retry", cascade_id, stack, server, token, org)
+    if as_json:
+        print_json(cascade)
+        return
+    typer.echo(f"Retrying {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+    waiting = [m["stack"] for m in following.members_of(cascade) if m.get("status") == "waiting"]
+    if waiting:
+        typer.echo(f"Waiting for it: {', '.join(waiting)}")
+    typer.echo(f"Follow it with: cascade cascade show {cascade_id} --org {cascade.get('organization')} --follow")
+
+
+# --- impact plan ----------------------------------------------------------------------------------------------
+
+
+def plan_tree(plan: Json, title: str) -> Tree:
+    """The waves after the root, each member with the members it waits for and what is special about its edges."""
+    tree = Tree(Text(title, style="bold"), guide_style="dim")
+    edges = [e for e in plan.get("edges") or [] if isinstance(e, dict)]
+    for index, wave in enumerate(plan.get("waves") or []):
+        if index == 0:
+            continue  # the root itself
+        branch = tree.add(Text(f"wave {index}", style="bold"))
+        for stack in wave:
+            incoming = [e for e in edges if e.get("downstream") == stack]
+            label = Text(str(stack))
+            if incoming:
+                label.append(f"  after {', '.join(sorted({str(e.get('upstream')) for e in incoming}))}", style="dim")
+            notes = sorted(
+                {
+                    note
+                    for e in incoming
+                    for note in (
+                        f"if outputs of {e.get('upstream')} changed" if e.get("triggerOn") == "outputs-changed" else "",
+                        f"approval required (edge from {e.get('upstream')})" if e.get("requireApproval") else "",
+                    )
+                    if note
+                }
+            )
+            if notes:
+                label.append(f"  [{'; '.join(notes)}]", style="yellow")
+            branch.add(label)
+    return tree
+
+
+@reports_errors
+def plan(
+    stack: StackArgument,
+    operation: Annotated[
+        Operation, typer.Option("--operation", "-o", help="The change to plan for.")
+    ] = Operation.UPDATE,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the cascade a change to the stack would set off now: its members, wave by wave. Nothing runs."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    with conn.client() as api:
+        found = api.impact_plan(ref, operation.value)
+    if as_json:
+        print_json(found)
+        return
+    members = [m for m in found.get("members") or [] if m != found.get("root")]
+    if not found.get("root") or not members:
+        typer.echo(f"Nothing would cascade from {_article(operation.value)} {operation.value} of {ref}.")
+        return
+    waves = len(found.get("waves") or []) - 1
+    title = (
+        f"{_article(operation.value).capitalize()} {operation.value} of {ref} would deploy "
+        f"{len(members)} stack{'s' if len(members) != 1 else ''} in {waves} wave{'s' if waves != 1 else ''}:"
+    )
+    console().print(plan_tree(found, title))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+# --- external update events -----------------------------------------------------------------------------------
+
+
+def _read_outputs(source: str) -> Json:
+    """A JSON object from a file, or from stdin for ``-`` (as ``pulumi stack output --json`` prints it)."""
+    where = "stdin" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read --outputs {where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"--outputs {where} is not UTF-8 text") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"--outputs {where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"--outputs {where} must hold a JSON object of output names to values")
+    return value
+
+
+def _parse_changes(text: str) -> Json:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f'--resource-changes is not valid JSON ({exc}): write e.g. {{"create": 2, "same": 5}}') from None
+    if not isinstance(value, dict):
+        raise CliError('--resource-changes must be a JSON object, e.g. {"create": 2, "same": 5}')
+    return value
+
+
+@reports_errors
+def notify(
+    stack: StackArgument,
+    kind: Annotated[
+        EventKind,
+        typer.Option("--kind", help="What happened to the stack, e.g. update_succeeded.", show_default=False),
+    ],
+    outputs: Annotated[
+        str | None,
+        typer.Option(
+            "--outputs",
+            metavar="FILE",
+            help='The stack\'s outputs after the update: a JSON object in FILE, or on stdin with "-" '
+            "(e.g. `pulumi stack output --json --show-secrets`). Only with update_succeeded.",
+            show_default=False,
+        ),
+    ] = None,
+    resource_changes: Annotated[
+        str | None,
+        typer.Option(
+            "--resource-changes",
+            metavar="JSON",
+            help='Resource counts by operation, e.g. \'{"create": 2, "same": 5}\'.',
+            show_default=False,
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Report an update made outside stackcascade (a `pulumi up` in CI): it starts a cascade like a deployment would."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    body: Json = {"kind": kind.value}
+    if outputs is not None:
+        body["outputs"] = _read_outputs(outputs)
+    if resource_changes is not None:
+        body["resourceChanges"] = _parse_changes(resource_changes)
+    with conn.client() as api:
+        result = api.record_event(ref, body)
+    if as_json:
+        print_json(result)
+        return
+    recorded = f"Recorded {result.get('kind') or kind.value} of {ref}"
+    if outputs is not None:
+        recorded += "; outputs changed" if result.get("outputsChanged") else "; outputs unchanged"
+    cascade_id = result.get("cascadeId")
+    if cascade_id:
+        typer.echo(f"{recorded}; started cascade {cascade_id}")
+        typer.echo(f"Follow it with: cascade cascade show {cascade_id} --org {ref.org} --follow")
+    else:
+        typer.echo(f"{recorded}; no cascade started")
