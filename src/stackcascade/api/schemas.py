@@ -375,7 +375,9 @@ class CascadeList(_Doc):
 class CascadeMember(_Doc):
     stack: str
     wave: int
-    status: Literal["waiting", "awaiting-approval", "queued", "succeeded", "failed", "skipped"]
+    status: Literal["waiting", "awaiting-approval", "queued", "running", "succeeded", "failed", "skipped"] = Field(
+        description="queued: its deployment waits for a runner; running: it runs"
+    )
     reason: str | None = Field(description="why it was skipped or is waiting, e.g. 'upstream database/prod failed'")
     deploymentId: str | None
     version: int | None

@@ -207,7 +207,7 @@ def cascade(row: Any, members: list[Any]) -> dict[str, Any]:
             {
                 "stack": m.stack,
                 "wave": m.wave,
-                "status": m.status,
+                "status": "running" if m.status == "queued" and m.deployment_status == "running" else m.status,
                 "reason": m.reason,
                 "deploymentId": m.deployment_id,
                 "version": m.version,
