@@ -11,7 +11,18 @@ from fastapi.responses import JSONResponse
 from stackcascade import __version__
 from stackcascade.api import errors
 from stackcascade.api.body import BodyLimit, UrlGuard
-from stackcascade.api.routes import cascades, deployments, orgs, runner, runs, settings, stacks, tokens, webhooks
+from stackcascade.api.routes import (
+    autodeploy,
+    cascades,
+    deployments,
+    orgs,
+    runner,
+    runs,
+    settings,
+    stacks,
+    tokens,
+    webhooks,
+)
 from stackcascade.api.schemas import REQUEST_MODELS
 from stackcascade.services.context import Context
 
@@ -43,6 +54,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1024 * 1024) -> FastAPI:
         runner.router,
         webhooks.router,
         cascades.router,
+        autodeploy.router,
     ):
         app.include_router(router)
 

@@ -193,8 +193,35 @@ async def claim_due(conn: AsyncConnection, *, now: float, limit: int, lease_seco
     return list((await conn.execute(query)).all())
 
 
-async def update_delivery(conn: AsyncConnection, delivery_id: str, **values: Any) -> None:
-    await conn.execute(webhook_deliveries.update().where(webhook_deliveries.c.id == delivery_id).values(**values))
+_MOVE_ON = (
+    webhook_deliveries.update()
+    .where(webhook_deliveries.c.id == sa.bindparam("delivery_id"))
+    .values(
+        status=sa.bindparam("new_status"),
+        attempts=sa.bindparam("new_attempts"),
+        next_attempt_at=sa.bindparam("new_next_attempt_at"),
+        finished_at=sa.bindparam("new_finished_at"),
+    )
+)
+
+
+async def update_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Set status, attempts, next_attempt_at and finished_at of many deliveries in one executemany.
+
+    Each row: ``delivery_id``, ``status``, ``attempts``, ``next_attempt_at``, ``finished_at``.
+    """
+    if rows:
+        params = [
+            {
+                "delivery_id": row["delivery_id"],
+                "new_status": row["status"],
+                "new_attempts": row["attempts"],
+                "new_next_attempt_at": row["next_attempt_at"],
+                "new_finished_at": row["finished_at"],
+            }
+            for row in rows
+        ]
+        await conn.execute(_MOVE_ON, params)
 
 
 async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -252,5 +279,52 @@ async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[
         .where(webhooks.c.target_stack_id == stack_id, webhooks.c.active.is_(True))
         .distinct()
         .order_by(source.c.project, source.c.name)
+    )
+    return list((await conn.execute(query)).all())
+
+
+# --- Auto Deploy declarations -------------------------------------------------------------------------
+
+
+async def deployment_webhooks(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
+    """Every ``pulumi_deployments`` webhook of the org (managed or not, active or not), with both ends."""
+    source = stacks.alias("source")
+    query = (
+        sa.select(
+            webhooks.c.id,
+            webhooks.c.name,
+            webhooks.c.scope,
+            webhooks.c.stack_id,
+            webhooks.c.managed,
+            webhooks.c.active,
+            webhooks.c.trigger_on,
+            webhooks.c.require_approval,
+            webhooks.c.filters,
+            webhooks.c.groups,
+            webhooks.c.display_name,
+            webhooks.c.modified_at,
+            stack_ref_of(source).label("upstream"),
+            stack_ref_of(_target).label("downstream"),
+        )
+        .join(source, source.c.id == webhooks.c.stack_id)
+        .join(_target, _target.c.id == webhooks.c.target_stack_id)
+        .where(webhooks.c.org == org, webhooks.c.format == "pulumi_deployments")
+        .order_by(source.c.project, source.c.name, webhooks.c.name)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def stack_webhook_names(conn: AsyncConnection, org: str) -> list[tuple[str, str]]:
+    """(scope, name) of every stack webhook of the org: managed names must not collide with them."""
+    query = sa.select(webhooks.c.scope, webhooks.c.name).where(webhooks.c.org == org, webhooks.c.scope != ORG_SCOPE)
+    return [(row[0], row[1]) for row in (await conn.execute(query)).all()]
+
+
+async def org_stacks(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
+    """Every stack of the org: id, "project/stack" ref and its approval gate."""
+    query = (
+        sa.select(stacks.c.id, stack_ref_of(stacks).label("ref"), stacks.c.require_approval)
+        .where(stacks.c.org == org)
+        .order_by(stacks.c.project, stacks.c.name)
     )
     return list((await conn.execute(query)).all())

@@ -1,0 +1,227 @@
+"""``cascade autodeploy show|diff|apply`` against a live server: our documents and Pulumi's programs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+
+from tests.cli.cli_support import Cascade, failed, ok, rows
+from tests.domain.test_autodeploy import LAYERED_PROGRAM, TREE_PROGRAM, WEBHOOKS_PROGRAM
+
+DIAMOND = """\
+stacks:
+  - project: network
+    stack: prod
+    downstreamRefs: [database/prod, cluster/prod]
+  - project: database
+    stack: prod
+    downstreamRefs: [app/prod]
+  - project: cluster
+    stack: prod
+    downstreamRefs:
+      - ref: app/prod
+        triggerOn: outputs-changed
+  - project: app
+    stack: prod
+    requireApproval: true
+    downstreamRefs: []
+"""
+
+
+def make_stacks(cascade: Cascade, org: str, *names: str) -> None:
+    for name in names:
+        ok(cascade.as_admin("stack", "create", f"{org}/{name}"))
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def managed_edges(cascade: Cascade, org: str) -> list[tuple[str, str]]:
+    with httpx2.Client(
+        base_url=cascade.server.url, headers={"Authorization": f"token {cascade.server.admin_token}"}
+    ) as api:
+        graph = api.get(f"/api/orgs/{org}/graph").json()
+    return sorted((edge["upstream"], edge["downstream"]) for edge in graph["edges"])
+
+
+@pytest.fixture
+def diamond(cascade: Cascade, org: str) -> str:
+    make_stacks(cascade, org, "network/prod", "database/prod", "cluster/prod", "app/prod")
+    return org
+
+
+def test_diff_apply_show_of_a_document(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    file = write(tmp_path, "graph.yaml", DIAMOND)
+    planned = ok(cascade.as_admin("autodeploy", "diff", file, "--org", org))
+    table = rows(planned)
+    assert table[0] == ["CHANGE", "UPSTREAM", "DOWNSTREAM", "WEBHOOK", "DETAILS"]
+    assert table[5][:4] == ["create", "network/prod", "database/prod", "autodeploy-database-prod"]
+    assert table[6] == ["gate", "app/prod", "requireApproval:", "false", "->", "true"]
+    assert planned.stdout.strip().endswith(
+        "Plan: 4 to create, 0 to update, 0 to delete, 0 unchanged, 1 stack gate to change."
+    )
+    assert managed_edges(cascade, org) == []  # diff changes nothing
+
+    applied = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes"))
+    assert f"Applied to organization {org}: 4 to create" in applied.stdout
+    assert managed_edges(cascade, org) == [
+        ("cluster/prod", "app/prod"),
+        ("database/prod", "app/prod"),
+        ("network/prod", "cluster/prod"),
+        ("network/prod", "database/prod"),
+    ]
+    same = ok(cascade.as_admin("autodeploy", "diff", file, "--org", org))
+    assert (
+        same.stdout.strip()
+        == "No changes: the declaration matches (0 to create, 0 to update, 0 to delete, 4 unchanged)."
+    )
+
+    shown = ok(cascade.as_admin("autodeploy", "show", "--org", org))
+    document = yaml.safe_load(shown.stdout)
+    assert document["stacks"][1] == {
+        "project": "cluster",
+        "stack": "prod",
+        "triggerOn": "outputs-changed",
+        "requireApproval": False,
+        "downstreamRefs": ["app/prod"],
+    }
+    # what show prints applies as no change
+    again = ok(
+        cascade.as_admin("autodeploy", "apply", write(tmp_path, "shown.yaml", shown.stdout), "--org", org, "--yes")
+    )
+    assert again.stdout.startswith("No changes")
+    as_json = json.loads(ok(cascade.as_admin("autodeploy", "show", "--org", org, "--json")).stdout)
+    assert as_json == document
+
+
+def test_apply_asks_first_unless_yes(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    file = write(tmp_path, "graph.json", json.dumps(yaml.safe_load(DIAMOND)))
+    declined = cascade.as_admin("autodeploy", "apply", file, "--org", org, input="n\n")
+    assert declined.exit_code == 1
+    assert "not applied (pass --yes to apply without asking)" in declined.stderr
+    assert "Plan: 4 to create" in declined.stdout
+    assert managed_edges(cascade, org) == []
+    accepted = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, input="y\n"))
+    assert "Applied to organization" in accepted.stdout
+    assert len(managed_edges(cascade, org)) == 4
+    nothing = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org))  # no question when nothing changes
+    assert nothing.stdout.startswith("No changes")
+
+
+def test_json_output(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    file = write(tmp_path, "graph.yaml", DIAMOND)
+    planned = json.loads(ok(cascade.as_admin("autodeploy", "diff", file, "--org", org, "--json")).stdout)
+    assert planned["applied"] is False and planned["problems"] == [] and len(planned["diff"]["create"]) == 4
+    applied = json.loads(ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes", "--json")).stdout)
+    assert applied["applied"] is True and applied["diff"] == planned["diff"]
+
+
+def test_the_documentations_layered_program_applies_as_it_is(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    file = write(tmp_path, "Pulumi.yaml", LAYERED_PROGRAM)
+    ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes"))
+    assert managed_edges(cascade, org) == [
+        ("cluster/prod", "app/prod"),
+        ("database/prod", "app/prod"),
+        ("network/prod", "cluster/prod"),
+        ("network/prod", "database/prod"),
+    ]
+    assert ok(cascade.as_admin("autodeploy", "diff", file, "--org", org)).stdout.startswith("No changes")
+    translated = yaml.safe_load(ok(cascade.as_admin("autodeploy", "show", file, "--org", org)).stdout)
+    assert translated["stacks"][3] == {
+        "project": "network",
+        "stack": "prod",
+        "downstreamRefs": ["cluster/prod", "database/prod"],
+    }
+
+
+def test_a_program_of_another_organization_is_refused_unless_mapped(cascade: Cascade, org: str, tmp_path: Path) -> None:
+    make_stacks(cascade, org, *(f"dependency-example/{name}" for name in "abcdef"))
+    file = write(tmp_path, "Pulumi.yaml", TREE_PROGRAM)
+    result = cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "has 1 thing stackcascade cannot honour" in result.stderr
+    assert f"resources f, e, d, c, b, a: organization 'pulumi' is not '{org}'" in result.stderr
+    assert (
+        f"hint: the program declares stacks of organization 'pulumi': run with --org pulumi, or pass --program-org pulumi to declare them in {org}"
+        in result.stderr
+    )
+    assert "error: nothing was applied" in result.stderr
+    assert managed_edges(cascade, org) == []
+    ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--program-org", "pulumi", "--yes"))
+    assert len(managed_edges(cascade, org)) == 5
+
+
+def test_the_documentations_webhook_program(cascade: Cascade, org: str, tmp_path: Path) -> None:
+    make_stacks(cascade, org, "network/prod", "database/prod", "compute/prod")
+    file = write(tmp_path, "Pulumi.yaml", WEBHOOKS_PROGRAM)
+    ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--program-org", "org", "--yes"))
+    assert managed_edges(cascade, org) == [("database/prod", "compute/prod"), ("network/prod", "database/prod")]
+    hooks = json.loads(ok(cascade.as_admin("webhook", "ls", "--stack", f"{org}/network/prod", "--json")).stdout)
+    assert [(h["name"], h["displayName"], h["filters"]) for h in hooks] == [
+        ("autodeploy-database-prod", "deploy-database", ["update_succeeded"])
+    ]
+
+
+def test_problems_are_listed_and_diff_shows_the_rest(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    text = LAYERED_PROGRAM + "  bucket:\n    type: aws:s3:Bucket\n"
+    file = write(tmp_path, "Pulumi.yaml", text)
+    result = cascade.as_admin("autodeploy", "diff", file, "--org", org)
+    assert result.exit_code == 1
+    assert "resources.bucket: resource type 'aws:s3:Bucket' is not supported" in result.stderr
+    assert "apply would refuse it" in result.stderr
+    assert "Plan: 4 to create" in result.stdout
+    refused = cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes")
+    assert refused.exit_code == 1 and "nothing was applied" in refused.stderr
+    assert managed_edges(cascade, org) == []
+    shown = cascade.as_admin("autodeploy", "show", file, "--org", org, "--json")
+    assert shown.exit_code == 1
+    assert json.loads(shown.stdout)["problems"] == [
+        "resources.bucket: resource type 'aws:s3:Bucket' is not supported: only auto-deploy:AutoDeployer and "
+        "pulumiservice:Webhook (format pulumi_deployments) are read; stackcascade creates nothing else"
+    ]
+
+
+def test_server_refusals_and_unreadable_files(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    unknown = write(
+        tmp_path, "unknown.yaml", "stacks:\n  - project: network\n    stack: prod\n    downstreamRefs: [ghost/prod]\n"
+    )
+    failed(cascade.as_admin("autodeploy", "apply", unknown, "--org", org, "--yes"), f"{org}/ghost/prod", "(400)")
+    failed(
+        cascade.as_admin("autodeploy", "diff", write(tmp_path, "bad.yaml", "stacks: [\n"), "--org", org),
+        "is not valid YAML",
+    )
+    failed(
+        cascade.as_admin("autodeploy", "diff", write(tmp_path, "dup.yaml", "stacks: []\nstacks: []\n"), "--org", org),
+        "duplicate key 'stacks'",
+    )
+    failed(
+        cascade.as_admin("autodeploy", "diff", write(tmp_path, "other.yaml", "hello: world\n"), "--org", org),
+        "neither an Auto Deploy document",
+    )
+    failed(cascade.as_admin("autodeploy", "diff", str(tmp_path / "missing.yaml"), "--org", org), "cannot read")
+    failed(
+        cascade.as_admin(
+            "autodeploy", "diff", write(tmp_path, "doc.yaml", "stacks: []\n"), "--org", org, "--program-org", "x"
+        ),
+        "--program-org is for Pulumi programs",
+    )
+
+
+def test_yaml_is_read_as_pulumi_reads_it(cascade: Cascade, org: str, tmp_path: Path) -> None:
+    make_stacks(cascade, org, "on/yes", "off/no")
+    text = "stacks:\n  - project: on\n    stack: yes\n    downstreamRefs: [off/no]\n"
+    ok(cascade.as_admin("autodeploy", "apply", write(tmp_path, "g.yaml", text), "--org", org, "--yes"))
+    assert managed_edges(cascade, org) == [("on/yes", "off/no")]
