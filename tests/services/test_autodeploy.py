@@ -12,6 +12,7 @@ from stackcascade.services import autodeploy, cascades, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
 from stackcascade.store import webhooks as rows
+from stackcascade.store import webhooks as store_webhooks
 from tests.services.helpers import ADMIN, make_stack
 
 ORG = "acme"
@@ -288,9 +289,12 @@ async def test_stack_gates_are_set_by_entries_that_give_them_and_left_alone_othe
     assert again["diff"]["gates"] == [] and again["diff"]["create"] == again["diff"]["delete"] == []
 
 
-async def test_a_managed_webhook_switched_off_by_hand_is_switched_on_again(diamond: Context) -> None:
+async def test_a_managed_webhook_that_drifted_is_switched_on_again(diamond: Context) -> None:
+    """The webhook API refuses to change managed webhooks; drift written straight to the database is repaired."""
     await autodeploy.apply(diamond, ADMIN, ORG, DIAMOND, dry_run=False)
-    await webhooks.update(diamond, ADMIN, Scope(ORG, "network", "prod"), "autodeploy-database-prod", {"active": False})
+    drifted = (await managed(diamond))[("network/prod", "database/prod")]
+    async with diamond.db.write() as conn:
+        await store_webhooks.update(conn, drifted.id, active=False)
     result = await autodeploy.apply(diamond, ADMIN, ORG, DIAMOND, dry_run=False)
     assert [(u["downstream"], u["changes"]) for u in result["diff"]["update"]] == [
         ("database/prod", {"active": {"from": False, "to": True}})

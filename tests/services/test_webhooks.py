@@ -216,3 +216,23 @@ async def test_concurrent_creations_cannot_sneak_a_cycle_in(hooks_ctx: Context) 
     async with hooks_ctx.db.read() as conn:
         edges = [(u, d) for _, u, d in await store.edges(conn, ORG)]
     assert len(edges) == pairs and find_cycle(edges) is None
+
+
+async def test_webhooks_managed_by_the_auto_deploy_declaration_are_changed_only_through_it(hooks_ctx: Context) -> None:
+    from stackcascade.services import autodeploy
+
+    for project in ("network", "app"):
+        await make_stack(hooks_ctx, ORG, project)
+    await autodeploy.apply(
+        hooks_ctx,
+        ADMIN,
+        ORG,
+        {"stacks": [{"project": "network", "stack": "prod", "downstreamRefs": ["app/prod"]}]},
+        dry_run=False,
+    )
+    [managed] = await webhooks.list_webhooks(hooks_ctx, ADMIN, stack("network/prod"))
+    assert managed.managed is True
+    with pytest.raises(Conflict, match="Auto Deploy declaration"):
+        await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), managed.name, {"active": False})
+    with pytest.raises(Conflict, match="Auto Deploy declaration"):
+        await webhooks.delete(hooks_ctx, ADMIN, stack("network/prod"), managed.name)

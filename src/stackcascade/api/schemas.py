@@ -322,6 +322,9 @@ class WebhookResponse(_Doc):
     secretCiphertext: str = Field(description="always empty: the ciphertext stays on the server")
     triggerOn: str | None = Field(None, description="extension: deployment webhooks only")
     requireApproval: bool | None = Field(None, description="extension: deployment webhooks only")
+    managed: bool | None = Field(
+        None, description="extension, deployment webhooks: owned by the org's Auto Deploy declaration"
+    )
 
 
 class WebhookDelivery(_Doc):

@@ -146,7 +146,7 @@ def webhook(row: Any) -> dict[str, Any]:
             "secretCiphertext": "",
         }
         | (
-            {"triggerOn": row.trigger_on, "requireApproval": row.require_approval}
+            {"triggerOn": row.trigger_on, "requireApproval": row.require_approval, "managed": row.managed}
             if row.format == "pulumi_deployments"
             else {}
         )

@@ -277,6 +277,14 @@ async def _existing(conn: AsyncConnection, scope: Scope, name: str) -> Any:
     return row
 
 
+def _refuse_managed(row: Any, what: str) -> None:
+    if row.managed:
+        raise Conflict(
+            f"webhook {row.name!r} belongs to the org's Auto Deploy declaration and is {what} only through it "
+            "(PUT /api/orgs/{org}/autodeploy, or cascade autodeploy apply)"
+        )
+
+
 async def get(ctx: Context, principal: Principal, scope: Scope, name: str) -> Any:
     principal.require(scope.org, Role.MEMBER, scope.describe())
     async with ctx.db.read() as conn:
@@ -297,6 +305,7 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
     _check_path_agrees(scope, fields)
     async with ctx.db.read() as conn:
         current = await _existing(conn, scope, name)
+    _refuse_managed(current, "changed")
     new_name = _string(fields, "name", limit=100) if "name" in fields else current.name
     check_name("webhook", new_name or "")
     format_ = parse_format(fields["format"]) if "format" in fields else WebhookFormat(current.format)
@@ -351,6 +360,7 @@ async def delete(ctx: Context, principal: Principal, scope: Scope, name: str) ->
     principal.require(scope.org, Role.MEMBER, scope.describe())
     async with ctx.db.write() as conn:
         row = await _existing(conn, scope, name)
+        _refuse_managed(row, "deleted")
         await rows.delete(conn, row.id)
 
 
