@@ -161,3 +161,46 @@ def test_an_external_update_event_cascades_through_real_deployments(
         assert cascade["status"] == "succeeded"
         assert [m["version"] for m in cascade["members"]] == [None, 1, 1, 1]  # network ran outside stackcascade
         assert api.get(f"/api/stacks/{org}/network/prod/deployments").json()["deployments"] == []
+
+
+def test_a_declaration_applied_through_the_api_drives_real_cascades(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo ok")})
+    with pool_server.client() as api:
+        for project in ("network", "database", "cluster", "app"):
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+            settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+            assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        declaration = {
+            "stacks": [
+                {"project": "network", "stack": "prod", "downstreamRefs": ["database/prod", "cluster/prod"]},
+                {"project": "database", "stack": "prod", "downstreamRefs": ["app/prod"]},
+                {"project": "cluster", "stack": "prod", "downstreamRefs": ["app/prod"]},
+            ]
+        }
+        applied = api.put(f"/api/orgs/{org}/autodeploy", json=declaration)
+        assert applied.status_code == 200, applied.text
+        assert len(applied.json()["diff"]["create"]) == 4
+        cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded"
+        assert cascade["waves"] == [["network/prod"], ["cluster/prod", "database/prod"], ["app/prod"]]
+
+
+def test_two_roots_at_once_run_two_cascades_through_the_per_stack_queue(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo ok")})
+    with pool_server.client() as api:
+        diamond(api, org, repo)
+        first = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        second = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        assert first != second
+        for cascade_id in (first, second):
+            cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+            assert cascade["status"] == "succeeded"
+            assert {m["status"] for m in cascade["members"]} == {"succeeded"}
+        for project in ("database", "cluster", "app"):
+            listed = api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"]
+            assert sorted(d["version"] for d in listed) == [1, 2]  # once per cascade, one after the other
