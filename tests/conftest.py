@@ -46,6 +46,18 @@ def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="module", params=DATABASES)
+def loopback_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real server allowed to deliver webhooks to loopback (CASCADE_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8)."""
+    data_dir = tmp_path_factory.mktemp("loopback")
+    with fresh_database(request.param, data_dir) as url:
+        server = start_server(url, data_dir, webhook_allow_networks="127.0.0.0/8")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
 def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server with two local runners, so deployments actually run (one per test module and database)."""
     data_dir = tmp_path_factory.mktemp("pool")
@@ -65,7 +77,9 @@ def org() -> str:
 
 @pytest.fixture
 def admin(live_server: LiveServer) -> Iterator[httpx2.Client]:
-    with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30) as client:
+    with httpx2.Client(
+        base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30
+    ) as client:
         yield client
 
 

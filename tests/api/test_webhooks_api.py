@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,10 @@ DELIVERY_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server that may deliver to loopback (CASCADE_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8)."""
-    data_dir = tmp_path_factory.mktemp("server")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, webhook_allow_networks="127.0.0.0/8")
-        try:
-            yield server
-        finally:
-            server.stop()
+@pytest.fixture(scope="module")
+def live_server(loopback_server: LiveServer) -> LiveServer:
+    """The module's server may deliver webhooks to receivers on 127.0.0.1."""
+    return loopback_server
 
 
 @pytest.fixture

@@ -17,21 +17,15 @@ from typer.testing import Result
 from stackcascade.cli.client import ApiClient
 from stackcascade.cli.refs import StackRef
 from tests.cli.cli_support import Cascade, details, failed, ok, rows
-from tests.support import DATABASES, LiveServer, free_port, fresh_database, start_server
+from tests.support import LiveServer, free_port
 
 SECRET = "whsec-do-not-print-7f3a"
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The shared ``live_server``, but allowed to deliver to loopback (CASCADE_WEBHOOK_ALLOW_NETWORKS)."""
-    data_dir = tmp_path_factory.mktemp("server")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, webhook_allow_networks="127.0.0.0/8")
-        try:
-            yield server
-        finally:
-            server.stop()
+@pytest.fixture(scope="module")
+def live_server(loopback_server: LiveServer) -> LiveServer:
+    """The module's server may deliver webhooks to receivers on 127.0.0.1."""
+    return loopback_server
 
 
 @dataclass

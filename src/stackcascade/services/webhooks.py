@@ -129,6 +129,23 @@ class _Draft:
     def is_edge(self) -> bool:
         return self.format is WebhookFormat.PULUMI_DEPLOYMENTS
 
+    def columns(self, target_id: str | None, now: float) -> dict[str, Any]:
+        """The row's columns that a create or an update writes."""
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "payload_url": self.payload_url,
+            "format": self.format.value,
+            "filters": self.filters,
+            "groups": self.groups,
+            "active": self.active,
+            "secret": self.secret,
+            "trigger_on": self.trigger_on,
+            "require_approval": self.require_approval,
+            "target_stack_id": target_id,
+            "modified_at": now,
+        }
+
 
 def _edge_options(fields: dict[str, Any], *, current: Any) -> dict[str, Any]:
     """``triggerOn`` (always | outputs-changed) and ``requireApproval`` of a deployment edge."""
@@ -233,19 +250,8 @@ async def create(ctx: Context, principal: Principal, scope: Scope, body: dict[st
             org=scope.org,
             stack_id=stack_id,
             scope=scope_key,
-            name=name,
-            display_name=draft.display_name,
-            payload_url=draft.payload_url,
-            format=draft.format.value,
-            filters=draft.filters,
-            groups=draft.groups,
-            active=draft.active,
-            secret=draft.secret,
-            trigger_on=draft.trigger_on,
-            require_approval=draft.require_approval,
-            target_stack_id=target_id,
             created_at=now,
-            modified_at=now,
+            **draft.columns(target_id, now),
         )
         return await rows.find(conn, scope.org, scope_key, name)
 
@@ -337,22 +343,7 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
             await _refuse_cycle(conn, scope, draft, row.id, str(row.stack_id), str(target_id))
         if new_name != row.name and await rows.name_taken(conn, scope.org, row.scope, new_name):
             raise Conflict(f"{scope.describe()} already has a webhook named {new_name!r}")
-        await rows.update(
-            conn,
-            row.id,
-            name=draft.name,
-            display_name=draft.display_name,
-            payload_url=draft.payload_url,
-            format=draft.format.value,
-            filters=draft.filters,
-            groups=draft.groups,
-            active=draft.active,
-            secret=draft.secret,
-            trigger_on=draft.trigger_on,
-            require_approval=draft.require_approval,
-            target_stack_id=target_id,
-            modified_at=ctx.now(),
-        )
+        await rows.update(conn, row.id, **draft.columns(target_id, ctx.now()))
         return await rows.find(conn, scope.org, row.scope, draft.name)
 
 
