@@ -364,7 +364,7 @@ def test_plan_shows_the_waves_a_change_would_set_off(cascade: Cascade, api: http
         f"Nothing would cascade from a preview of {org}/network/prod.\n"
     )
     nothing = json.loads(ok(cascade.as_admin("plan", f"{org}/app/prod", "--json")).stdout)
-    assert nothing == {"root": None, "operation": None, "members": [], "waves": [], "edges": []}
+    assert nothing == {"root": None, "operation": "update", "members": [], "waves": [], "edges": []}
     failed(cascade.as_admin("plan", f"{org}/nope/prod"), f"error: stack {org}/nope/prod not found (404)")
 
 

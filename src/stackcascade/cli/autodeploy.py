@@ -22,8 +22,9 @@ from rich.text import Text
 
 from stackcascade.cli import credentials
 from stackcascade.cli.client import Json
-from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, TokenOption, connect
+from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, TokenOption
 from stackcascade.cli.errors import CliError, reports_errors
+from stackcascade.cli.options import connect_to_org
 from stackcascade.cli.output import console, print_json
 from stackcascade.domain.autodeploy import (
     ProgramImport,
@@ -153,6 +154,11 @@ def _report_problems(name: str, imported: ProgramImport, org: str) -> None:
 # --- printing a diff ----------------------------------------------------------------------------------------
 
 
+def _print_yaml(document: Json) -> None:
+    """An Auto Deploy document as YAML, its keys in their order (as ``show`` prints it)."""
+    typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
+
+
 def _edge_details(edge: Json) -> str:
     parts = [f"triggerOn {edge.get('triggerOn')}"]
     if edge.get("requireApproval"):
@@ -242,14 +248,13 @@ def show(
     if file is None:
         if program_org:
             raise CliError("--program-org goes with a FILE that is a Pulumi program")
-        conn = connect(server, token, org)
-        name = conn.require_org()
+        conn, name = connect_to_org(server, token, org)
         with conn.client() as api:
             document = api.get_autodeploy(name)
         if as_json:
             print_json(document)
         else:
-            typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
+            _print_yaml(document)
         return
     if not org:
         saved = credentials.load()
@@ -269,7 +274,7 @@ def show(
         problems = [str(p) for p in imported.problems] if imported else []
         print_json({"document": document, "problems": problems})
     else:
-        typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
+        _print_yaml(document)
     if imported is not None and imported.problems:
         _report_problems(source, imported, org)
         raise CliError("the document above leaves out what the program declares but cannot be honoured")
@@ -286,8 +291,7 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Show what applying FILE would create, update and delete (nothing is changed)."""
-    conn = connect(server, token, org)
-    name = conn.require_org()
+    conn, name = connect_to_org(server, token, org)
     source, document, imported = _load(file, name, program_org)
     problems = imported.problems if imported is not None else ()
     if imported is not None and problems:
@@ -314,8 +318,7 @@ def apply(
     as_json: JsonOption = False,
 ) -> None:
     """Make the organization's managed deployment webhooks match FILE, in one transaction."""
-    conn = connect(server, token, org)
-    name = conn.require_org()
+    conn, name = connect_to_org(server, token, org)
     source, document, imported = _load(file, name, program_org)
     if imported is not None and imported.problems:
         _report_problems(source, imported, name)

@@ -18,8 +18,9 @@ from rich.tree import Tree
 
 from stackcascade.cli import follow as following
 from stackcascade.cli.client import Json
-from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
+from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption
 from stackcascade.cli.errors import CliError, reports_errors
+from stackcascade.cli.options import connect_for_stack, connect_to_org
 from stackcascade.cli.output import console, print_details, print_json, print_table, timestamp
 from stackcascade.domain.deployments import Operation
 from stackcascade.domain.webhook_events import OPERATION_EVENTS
@@ -44,9 +45,23 @@ MemberArgument = Annotated[
 # --- cascades -----------------------------------------------------------------------------------------------
 
 
-def _ls(limit: int, server: str | None, token: str | None, org: str | None, as_json: bool) -> None:
-    conn = connect(server, token, org)
-    name = conn.require_org()
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="How many cascades to show, newest first.")
+]
+
+
+@app.command("list", hidden=True, help="The same as ``ls``.")  # a hidden alias of the same function
+@app.command("ls")
+@reports_errors
+def list_cascades(
+    limit: LimitOption = DEFAULT_LIMIT,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the organization's cascades, newest first."""
+    conn, name = connect_to_org(server, token, org)
     with conn.client() as api:
         listing = api.list_cascades(name, page_size=limit)
     if as_json:
@@ -66,37 +81,6 @@ def _ls(limit: int, server: str | None, token: str | None, org: str | None, as_j
     print_table(
         ("ID", "ROOT", "OPERATION", "STATUS", "CREATED", "FINISHED"), rows, empty=f"No cascades in organization {name}."
     )
-
-
-LimitOption = Annotated[
-    int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="How many cascades to show, newest first.")
-]
-
-
-@app.command("ls")
-@reports_errors
-def list_cascades(
-    limit: LimitOption = DEFAULT_LIMIT,
-    server: ServerOption = None,
-    token: TokenOption = None,
-    org: OrgOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List the organization's cascades, newest first."""
-    _ls(limit, server, token, org, as_json)
-
-
-@app.command("list", hidden=True)
-@reports_errors
-def list_alias(
-    limit: LimitOption = DEFAULT_LIMIT,
-    server: ServerOption = None,
-    token: TokenOption = None,
-    org: OrgOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """The same as ``ls``."""
-    _ls(limit, server, token, org, as_json)
 
 
 def print_cascade(cascade: Json) -> None:
@@ -134,8 +118,7 @@ def show(
     """Show a cascade: its members wave by wave, with status, version, who approved and why one waits or was skipped."""
     if follow and as_json:
         raise CliError("--follow prints a live view, not JSON: drop one of them")
-    conn = connect(server, token, org)
-    name = conn.require_org()
+    conn, name = connect_to_org(server, token, org)
     with conn.client() as api:
         if not follow:
             cascade = api.get_cascade(name, cascade_id)
@@ -151,19 +134,6 @@ def show(
     raise following.cascade_finish(ended)
 
 
-def _member_action(
-    action: str, cascade_id: str, stack: str, server: str | None, token: str | None, org: str | None
-) -> tuple[Json, Json]:
-    """Post ``action`` for the member; the cascade afterwards and the member in it."""
-    conn = connect(server, token, org)
-    ref = conn.stack(stack)  # a full org/project/stack names the cascade's organization itself
-    with conn.client() as api:
-        cascade = api.cascade_member_action(cascade_id, ref, action)
-    wanted = f"{ref.project}/{ref.stack}"
-    member = next((m for m in following.members_of(cascade) if m.get("stack") == wanted), {"stack": wanted})
-    return cascade, member
-
-
 def _state(member: Json) -> str:
     """``queued (version 2)``, ``skipped: rejected by alice``."""
     text = following.member_status(member)
@@ -171,6 +141,29 @@ def _state(member: Json) -> str:
         text += f" (version {member['version']})"
     note = following.member_note(member)
     return f"{text}: {note}" if note else text
+
+
+def _act_on_member(
+    action: str,
+    done: str,
+    cascade_id: str,
+    stack: str,
+    server: str | None,
+    token: str | None,
+    org: str | None,
+    as_json: bool,
+) -> Json:
+    """Post ``action`` for the member, print the cascade (--json) or what became of the member; the cascade."""
+    conn, ref = connect_for_stack(stack, server, token, org)  # a full org/project/stack names the cascade's org
+    with conn.client() as api:
+        cascade = api.cascade_member_action(cascade_id, ref, action)
+    if as_json:
+        print_json(cascade)
+        return cascade
+    wanted = f"{ref.project}/{ref.stack}"
+    member = next((m for m in following.members_of(cascade) if m.get("stack") == wanted), {"stack": wanted})
+    typer.echo(f"{done} {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+    return cascade
 
 
 @app.command("approve")
@@ -184,11 +177,7 @@ def approve(
     as_json: JsonOption = False,
 ) -> None:
     """Let a member that awaits approval run (who approved is recorded)."""
-    cascade, member = _member_action("approve", cascade_id, stack, server, token, org)
-    if as_json:
-        print_json(cascade)
-    else:
-        typer.echo(f"Approved {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+    _act_on_member("approve", "Approved", cascade_id, stack, server, token, org, as_json)
 
 
 @app.command("reject")
@@ -202,11 +191,7 @@ def reject(
     as_json: JsonOption = False,
 ) -> None:
     """Skip a member that awaits approval (and what only it would have set off)."""
-    cascade, member = _member_action("reject", cascade_id, stack, server, token, org)
-    if as_json:
-        print_json(cascade)
-    else:
-        typer.echo(f"Rejected {member['stack']} in cascade {cascade_id}: now {_state(member)}")
+    _act_on_member("reject", "Rejected", cascade_id, stack, server, token, org, as_json)
 
 
 @app.command("retry")
@@ -220,11 +205,9 @@ def retry(
     as_json: JsonOption = False,
 ) -> None:
     """Run a failed member again in its cascade; on success the descendants it had stopped run too."""
-    cascade, member = _member_action("retry", cascade_id, stack, server, token, org)
+    cascade = _act_on_member("retry", "Retrying", cascade_id, stack, server, token, org, as_json)
     if as_json:
-        print_json(cascade)
         return
-    typer.echo(f"Retrying {member['stack']} in cascade {cascade_id}: now {_state(member)}")
     waiting = [m["stack"] for m in following.members_of(cascade) if m.get("status") == "waiting"]
     if waiting:
         typer.echo(f"Waiting for it: {', '.join(waiting)}")
@@ -276,8 +259,7 @@ def plan(
     as_json: JsonOption = False,
 ) -> None:
     """Show the cascade a change to the stack would set off now: its members, wave by wave. Nothing runs."""
-    conn = connect(server, token, org)
-    ref = conn.stack(stack)
+    conn, ref = connect_for_stack(stack, server, token, org)
     with conn.client() as api:
         found = api.impact_plan(ref, operation.value)
     if as_json:
@@ -362,8 +344,7 @@ def notify(
     as_json: JsonOption = False,
 ) -> None:
     """Report an update made outside stackcascade (a `pulumi up` in CI): it starts a cascade like a deployment would."""
-    conn = connect(server, token, org)
-    ref = conn.stack(stack)
+    conn, ref = connect_for_stack(stack, server, token, org)
     body: Json = {"kind": kind.value}
     if outputs is not None:
         body["outputs"] = _read_outputs(outputs)

@@ -47,6 +47,14 @@ OrgOption = Annotated[
     ),
 ]
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The webhook's name (from `cascade webhook ls`).")]
+_URL = typer.Option(
+    "--url",
+    metavar="URL",
+    help="Where to POST events; with --format pulumi_deployments the stack to deploy, as project/stack.",
+    show_default=False,
+)
+UrlOption = Annotated[str, _URL]  # create: required
+NewUrlOption = Annotated[str | None, _URL]  # update: a new URL, when given
 DisplayNameOption = Annotated[
     str | None, typer.Option("--display-name", help="A description shown with the webhook.", show_default=False)
 ]
@@ -212,15 +220,7 @@ def _report_attempt(attempt: Json, what: str, as_json: bool) -> None:
 @app.command("create")
 @reports_errors
 def create(
-    url: Annotated[
-        str,
-        typer.Option(
-            "--url",
-            metavar="URL",
-            help="Where to POST events; with --format pulumi_deployments the stack to deploy, as project/stack.",
-            show_default=False,
-        ),
-    ],
+    url: UrlOption,
     stack: StackOption = None,
     org: OrgOption = None,
     name: Annotated[
@@ -329,15 +329,7 @@ def update(
     org: OrgOption = None,
     new_name: Annotated[str | None, typer.Option("--name", help="A new name.", show_default=False)] = None,
     display_name: DisplayNameOption = None,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            metavar="URL",
-            help="Where to POST events; with --format pulumi_deployments the stack to deploy, as project/stack.",
-            show_default=False,
-        ),
-    ] = None,
+    url: NewUrlOption = None,
     format_: FormatOption = None,
     event: EventOption = None,
     clear_events: Annotated[
