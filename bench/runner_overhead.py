@@ -10,6 +10,9 @@ Starts a real ``cascade serve --runners 4`` on a fresh data dir (SQLite, or Post
 2. throughput: ``--count`` deployments across 20 stacks queued at once; deployments/s from the first
    ``created`` to the last ``finished``, against running the same processes directly, 4 at a time.
 
+For both, the server's CPU time per deployment (user + system, from /proc) is reported too: on a shared
+machine it is steadier than wall time. It includes serving this script's status polls (every 10 ms).
+
 Every deployment must succeed, or the run is invalid (exit 1). Traffic goes to 127.0.0.1 only and
 every wait is bounded.
 
@@ -68,13 +71,23 @@ def database(kind: str, data_dir: Path) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def server(kind: str, runners: int) -> Iterator[tuple[httpx2.Client, Path]]:
+def server(kind: str, runners: int) -> Iterator[tuple[httpx2.Client, int]]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-runner-"))
     token = "csc_bench_" + secrets.token_hex(16)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {"CASCADE_ADMIN_TOKEN": token}
     with database(kind, data_dir) as db_args:
-        command = [str(CASCADE), "serve", "--data-dir", str(data_dir), "--port", str(port), "--runners", str(runners), *db_args]
+        command = [
+            str(CASCADE),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--runners",
+            str(runners),
+            *db_args,
+        ]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -88,11 +101,17 @@ def server(kind: str, runners: int) -> Iterator[tuple[httpx2.Client, Path]]:
             else:
                 raise SystemExit("cascade serve did not start")
             with httpx2.Client(base_url=url, headers={"Authorization": f"token {token}"}, timeout=30) as api:
-                yield api, data_dir
+                yield api, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse(ts: str) -> float:
@@ -105,7 +124,9 @@ def wait_terminal(api: httpx2.Client, stack: str, deployment_id: str, seconds: f
         body = api.get(f"/api/stacks/{stack}/deployments/{deployment_id}").json()
         if body["status"] in {"succeeded", "failed", "skipped"}:
             if body["status"] != "succeeded":
-                raise SystemExit(f"deployment {deployment_id} ended {body['status']}: {body.get('reason')} -- invalid run")
+                raise SystemExit(
+                    f"deployment {deployment_id} ended {body['status']}: {body.get('reason')} -- invalid run"
+                )
             return dict(body)
         time.sleep(0.01)
     raise SystemExit(f"deployment {deployment_id} did not finish in {seconds}s")
@@ -139,7 +160,7 @@ def main() -> None:
     project = Path(tempfile.mkdtemp(prefix="bench-project-"))
     (project / "Cascade.yaml").write_text("operations:\n  update: 'true'\n")
     direct_median, direct_wall = direct_runs(args.count, args.runners)
-    with server(args.database, args.runners) as (api, _):
+    with server(args.database, args.runners) as (api, pid):
         stacks = [f"bench/p{i}/s" for i in range(args.stacks)]
         for ref in stacks:
             org, proj, name = ref.split("/")
@@ -147,32 +168,48 @@ def main() -> None:
             settings = {"sourceContext": {"git": {"repoUrl": str(project)}}}
             api.post(f"/api/stacks/{ref}/deployments/settings", json=settings).raise_for_status()
         for ref in stacks[:4]:  # warm-up: workspaces created, code paths hot
-            wait_terminal(api, ref, api.post(f"/api/stacks/{ref}/deployments", json={"operation": "update"}).json()["id"])
+            wait_terminal(
+                api, ref, api.post(f"/api/stacks/{ref}/deployments", json={"operation": "update"}).json()["id"]
+            )
 
         latencies = []
+        cpu_start = cpu_seconds(pid)
         for i in range(args.sequential):
             ref = stacks[i % len(stacks)]
-            body = wait_terminal(api, ref, api.post(f"/api/stacks/{ref}/deployments", json={"operation": "update"}).json()["id"])
+            body = wait_terminal(
+                api, ref, api.post(f"/api/stacks/{ref}/deployments", json={"operation": "update"}).json()["id"]
+            )
             latencies.append(parse(str(body["finished"])) - parse(str(body["created"])))
 
+        sequential_cpu = cpu_seconds(pid) - cpu_start
         queued = []
+        cpu_start = cpu_seconds(pid)
         for i in range(args.count):
             ref = stacks[i % len(stacks)]
             queued.append((ref, api.post(f"/api/stacks/{ref}/deployments", json={"operation": "update"}).json()["id"]))
         bodies = [wait_terminal(api, ref, deployment_id, seconds=600) for ref, deployment_id in queued]
+        queued_cpu = cpu_seconds(pid) - cpu_start
         first = min(parse(str(b["created"])) for b in bodies)
         last = max(parse(str(b["finished"])) for b in bodies)
 
     median = statistics.median(latencies)
-    print(f"runner overhead on {args.database} ({platform.python_version()}, {os.cpu_count()} CPUs), {args.runners} local runners")
+    print(
+        f"runner overhead on {args.database} ({platform.python_version()}, {os.cpu_count()} CPUs), {args.runners} local runners"
+    )
     print("| measure | value |")
     print("|---|---|")
     print(f"| direct `bash -c true`, median | {direct_median * 1000:.1f} ms |")
     print(f"| deployment created -> finished, median of {args.sequential} sequential | {median * 1000:.1f} ms |")
     print(f"| p90 of the same | {statistics.quantiles(latencies, n=10)[-1] * 1000:.1f} ms |")
     print(f"| **added latency per deployment (median)** | **{(median - direct_median) * 1000:.1f} ms** |")
-    print(f"| {args.count} deployments over {args.stacks} stacks, queued at once | {last - first:.2f} s = {args.count / (last - first):.1f} deployments/s |")
-    print(f"| the same {args.count} processes run directly, {args.runners} at a time | {direct_wall:.2f} s = {args.count / direct_wall:.1f} processes/s |")
+    print(f"| server CPU per deployment, sequential | {sequential_cpu / args.sequential * 1000:.1f} ms |")
+    print(
+        f"| {args.count} deployments over {args.stacks} stacks, queued at once | {last - first:.2f} s = {args.count / (last - first):.1f} deployments/s |"
+    )
+    print(f"| server CPU per deployment, queued at once | {queued_cpu / args.count * 1000:.1f} ms |")
+    print(
+        f"| the same {args.count} processes run directly, {args.runners} at a time | {direct_wall:.2f} s = {args.count / direct_wall:.1f} processes/s |"
+    )
     shutil.rmtree(project, ignore_errors=True)
 
 

@@ -47,10 +47,17 @@ def outputs_for(project: str, upstream: dict) -> dict:
         vpc = "vpc-" + hashlib.sha256(os.environ["CASCADE_STACK"].encode()).hexdigest()[:8]
         return {"vpcId": vpc, "cidr": "10.0.0.0/16"}
     if project == "database":
-        return {"endpoint": f"db.{upstream['network']['vpcId']}.internal:5432", "password": {"secret": "demo-db-password"}}
+        return {
+            "endpoint": f"db.{upstream['network']['vpcId']}.internal:5432",
+            "password": {"secret": "demo-db-password"},
+        }
     if project == "cluster":
         return {"apiServer": f"https://k8s.{upstream['network']['vpcId']}.internal"}
-    return {"url": "https://app.example.test", "database": upstream["database"]["endpoint"], "cluster": upstream["cluster"]["apiServer"]}
+    return {
+        "url": "https://app.example.test",
+        "database": upstream["database"]["endpoint"],
+        "cluster": upstream["cluster"]["apiServer"],
+    }
 
 
 def main() -> None:

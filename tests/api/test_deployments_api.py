@@ -513,6 +513,7 @@ def test_org_metadata_of_an_org_never_seen_is_the_default(admin: httpx2.Client, 
     assert admin.get(f"/api/orgs/{org}/deployments/metadata").json() == {
         "paused": False,
         "concurrency": 25,
+        "cascadeMode": "coalesced",
         "deploymentCounts": counts(),
     }
 

@@ -259,6 +259,33 @@ async def test_a_plain_directory_is_copied_fresh(tmp_path: Path, workspace: Path
     assert sorted(path.name for path in (workspace / "sub").iterdir()) == ["b.txt"]
 
 
+@pytest.mark.parametrize("files", [1, 200], ids=["small-copied-inline", "large-copied-in-a-thread"])
+async def test_every_copy_sees_the_current_content(
+    tmp_path: Path, workspace: Path, env: dict[str, str], files: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inline: list[bool] = []
+    real_to_thread = workspace_module.asyncio.to_thread
+
+    async def to_thread(func: Any, /, *args: Any) -> Any:
+        inline.append(False)
+        return await real_to_thread(func, *args)
+
+    monkeypatch.setattr(workspace_module.asyncio, "to_thread", to_thread)
+    source = tmp_path / "plain"
+    source.mkdir()
+    for number in range(files):
+        (source / f"f{number}.txt").write_text("aaaa")
+    spec = SourceSpec(repo_url=str(source))
+    await fetch_source(spec, workspace=workspace, ctx=make_context(env))
+    (workspace / "left-by-the-last-run").write_text("x")
+    (source / "f0.txt").write_text("bbbb")  # same size, written right after the copy
+    await fetch_source(spec, workspace=workspace, ctx=make_context(env))
+    assert (workspace / "f0.txt").read_text() == "bbbb"
+    assert not (workspace / "left-by-the-last-run").exists()
+    assert len(list(workspace.iterdir())) == files
+    assert inline == ([] if files == 1 else [False, False])
+
+
 class Recorded:
     """Wraps run_process to see every git invocation's argv and environment."""
 

@@ -16,7 +16,15 @@ async def make_stack(ctx: Context, org: str, project: str, name: str = "prod") -
     return await stacks.create(ctx, ADMIN, org, project, {"stackName": name})
 
 
-async def queue(ctx: Context, org: str, project: str, name: str = "prod", *, operation: str = "update", skip_intermediate: bool = False) -> Any:
+async def queue(
+    ctx: Context,
+    org: str,
+    project: str,
+    name: str = "prod",
+    *,
+    operation: str = "update",
+    skip_intermediate: bool = False,
+) -> Any:
     body: dict[str, Any] = {"operation": operation, **SOURCE}
     if skip_intermediate:
         body["operationContext"] = {"options": {"skipIntermediateDeployments": True}}

@@ -22,7 +22,13 @@ ORG = "acme"
 
 async def _status(ctx: Context, deployment_id: str) -> tuple[str, str | None]:
     async with ctx.db.read() as conn:
-        row = (await conn.execute(sa.select(deployments_table.c.status, deployments_table.c.reason).where(deployments_table.c.id == deployment_id))).one()
+        row = (
+            await conn.execute(
+                sa.select(deployments_table.c.status, deployments_table.c.reason).where(
+                    deployments_table.c.id == deployment_id
+                )
+            )
+        ).one()
     return row.status, row.reason
 
 
@@ -161,7 +167,15 @@ async def test_expired_lease_fails_the_deployment_as_runner_lost_and_never_reque
     assert await _status(ctx, queued.id) == ("failed", "runner lost")
     assert await queue.claim(ctx, "r2") is None
     async with ctx.db.read() as conn:
-        kinds = (await conn.execute(sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id))).scalars().all()
+        kinds = (
+            (
+                await conn.execute(
+                    sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert kinds == ["deployment_queued", "deployment_started", "deployment_failed", "update_failed"]
 
 
@@ -197,7 +211,15 @@ async def test_finish_emits_deployment_and_operation_events_in_order(ctx: Contex
     queued = await enqueue(ctx, ORG, "net", operation="preview")
     await _claim_and_finish(ctx)
     async with ctx.db.read() as conn:
-        kinds = (await conn.execute(sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id))).scalars().all()
+        kinds = (
+            (
+                await conn.execute(
+                    sa.select(events.c.kind).where(events.c.deployment_id == queued.id).order_by(events.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert kinds == ["deployment_queued", "deployment_started", "deployment_succeeded", "preview_succeeded"]
 
 
@@ -205,10 +227,14 @@ async def test_database_refuses_a_second_active_deployment_on_a_stack(ctx: Conte
     await make_stack(ctx, ORG, "net")
     first, second = await enqueue(ctx, ORG, "net"), await enqueue(ctx, ORG, "net")
     async with ctx.db.write() as conn:
-        await conn.execute(deployments_table.update().where(deployments_table.c.id == first.id).values(status="running"))
+        await conn.execute(
+            deployments_table.update().where(deployments_table.c.id == first.id).values(status="running")
+        )
     with pytest.raises(IntegrityError):
         async with ctx.db.write() as conn:
-            await conn.execute(deployments_table.update().where(deployments_table.c.id == second.id).values(status="accepted"))
+            await conn.execute(
+                deployments_table.update().where(deployments_table.c.id == second.id).values(status="accepted")
+            )
 
 
 async def test_an_event_is_not_kept_when_its_transaction_rolls_back(ctx: Context) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from stackcascade.runner.client import ProtocolError, RunnerClient
-from stackcascade.runner.job import JobRun
+from stackcascade.runner.job import START_STEPS, JobRun
 
 log = logging.getLogger("stackcascade.runner")
 
@@ -69,7 +69,7 @@ class Runner:
         try:
             while not stop.is_set():
                 try:
-                    job = await client.claim(self._poll_seconds)
+                    job = await client.claim(self._poll_seconds, START_STEPS)
                 except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
                     log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
                     with contextlib.suppress(TimeoutError):

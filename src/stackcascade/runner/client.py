@@ -69,8 +69,13 @@ class RunnerClient:
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def claim(self, wait_seconds: float) -> dict[str, Any] | None:
-        response = await self._post("/api/runner/claim", {"waitSeconds": wait_seconds})
+    async def claim(self, wait_seconds: float, start: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The next job, or None when the wait ran out. ``start``: the first step transitions, to start
+        the deployment in the same call; a server that did so says ``"started": true`` in the job."""
+        body: dict[str, Any] = {"waitSeconds": wait_seconds}
+        if start is not None:
+            body["start"] = start
+        response = await self._post("/api/runner/claim", body)
         return None if response.status_code == 204 else dict(response.json())
 
     async def start(self, deployment_id: str, steps: list[dict[str, Any]] | None = None) -> None:
@@ -81,15 +86,18 @@ class RunnerClient:
         response = await self._post(f"/api/runner/deployments/{deployment_id}/heartbeat", {})
         return bool(response.json().get("cancelRequested"))
 
-    async def step(self, deployment_id: str, index: int, name: str, status: str) -> None:
-        await self.steps(deployment_id, [{"index": index, "name": name, "status": status}])
-
     async def steps(self, deployment_id: str, steps: list[dict[str, Any]]) -> None:
         """Several step transitions in one call (and one transaction)."""
         await self._post(f"/api/runner/deployments/{deployment_id}/steps", {"steps": steps})
 
-    async def logs(self, deployment_id: str, lines: list[dict[str, Any]]) -> None:
-        await self._post(f"/api/runner/deployments/{deployment_id}/logs", {"lines": lines})
+    async def logs(
+        self, deployment_id: str, lines: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Log lines, and (protocol 2) step transitions stored in the same transaction."""
+        body: dict[str, Any] = {"lines": lines}
+        if steps:
+            body["steps"] = steps
+        await self._post(f"/api/runner/deployments/{deployment_id}/logs", body)
 
     async def finish(self, deployment_id: str, result: dict[str, Any]) -> None:
         await self._post(f"/api/runner/deployments/{deployment_id}/finish", result)

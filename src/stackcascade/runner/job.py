@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -24,10 +25,15 @@ from stackcascade.runner.workspace import fetch_source
 log = logging.getLogger("stackcascade.runner")
 
 STEPS = ("source", "pre-run", "operation", "outputs")
+FINISH_OUTPUTS_CHARS = 256 * 1024
 
 
 def _step(index: int, status: str) -> dict[str, Any]:
     return {"index": index, "name": STEPS[index], "status": status}
+
+
+# A run starts with its first step running: sent with the claim (protocol 2) or with the start call.
+START_STEPS = [_step(0, "running")]
 
 
 def _source(job: Mapping[str, Any]) -> SourceSpec:
@@ -77,7 +83,8 @@ class JobRun:
         self.grace_seconds = grace_seconds
         self._stopped_by_runner = False
         self._masker = Masker(list(job.get("secretValues") or []))
-        self._shipper = LogShipper(client, self.id, self._masker)
+        # Protocol 2 (the server says so in the job): steps and the last lines ride along (see shipping).
+        self._shipper = LogShipper(client, self.id, self._masker, batched=int(job.get("protocol") or 1) >= 2)
         self._step = 0
 
     def stop(self) -> None:
@@ -86,25 +93,24 @@ class JobRun:
         self.cancel.set()
 
     async def execute(self) -> None:
-        await self.client.start(self.id, [_step(0, "running")])
+        if not self.job.get("started"):  # a server older than protocol 2 did not start it with the claim
+            await self.client.start(self.id, START_STEPS)
         self._shipper.start()
         heartbeat = asyncio.create_task(self._heartbeats(float(self.job.get("leaseSeconds") or 60)))
         scratch = Path(tempfile.mkdtemp(prefix=f"cascade-{self.id[:8]}-"))
         result: dict[str, Any]
+        last: list[dict[str, Any]] = []  # the step transition the finish call carries
         try:
             outcome = await self._steps(scratch)
-            result = {
-                "status": "succeeded",
-                "steps": [_step(len(STEPS) - 1, "succeeded")],
-                **self._result_fields(outcome),
-            }
+            last = [_step(len(STEPS) - 1, "succeeded")]
+            result = {"status": "succeeded", **self._result_fields(outcome)}
         except StepFailed as failure:
             reason = failure.reason
             if reason == "cancelled" and self._stopped_by_runner:
                 reason = "cancelled: the runner shut down"
             await self._shipper.line(f"error: {reason}")
             with contextlib.suppress(ProtocolError):
-                await self.client.step(self.id, self._step, STEPS[self._step], "failed")
+                await self._shipper.transition(_step(self._step, "failed"))
             result = {"status": "failed", "reason": reason}
         except Exception as exc:  # a bug or an I/O error of the runner: fail the deployment, keep the runner
             log.exception("deployment %s: runner error", self.id)
@@ -114,7 +120,13 @@ class JobRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             shutil.rmtree(scratch, ignore_errors=True)
-        await self._shipper.close()
+        # Large outputs already make a large finish request: then the last lines go in a call of their own.
+        small = len(json.dumps(result.get("outputs"))) <= FINISH_OUTPUTS_CHARS
+        lines, steps = await self._shipper.close(carry_lines=small)
+        if steps or last:
+            result["steps"] = [*steps, *last]
+        if lines:
+            result["lines"] = lines
         await self.client.finish(self.id, result)
 
     @staticmethod
@@ -139,9 +151,9 @@ class JobRun:
                 return
 
     async def _enter(self, index: int) -> None:
-        """The previous step succeeded and ``index`` runs: one call. Step 0 was started with the run."""
+        """The previous step succeeded and ``index`` runs (the shipper reports it). Step 0 started with the run."""
         if index > 0:
-            await self.client.steps(self.id, [_step(index - 1, "succeeded"), _step(index, "running")])
+            await self._shipper.transition(_step(index - 1, "succeeded"), _step(index, "running"))
         self._step = self._shipper.step = index
 
     async def _steps(self, scratch: Path) -> OperationResult:

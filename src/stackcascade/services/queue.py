@@ -61,17 +61,21 @@ async def owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> An
 
 async def start(ctx: Context, deployment_id: str, runner_id: str, steps: list[runs.StepUpdate] | None = None) -> Any:
     """accepted -> running, with the first step updates in the same transaction (one round trip)."""
-    now = ctx.now()
     async with ctx.db.write() as conn:
         row = await owned(conn, deployment_id, runner_id)
-        await runs.apply_steps(conn, deployment_id, steps or [], now)
-        check_transition(Status(row.status), Status.RUNNING)
-        await rows.update(
-            conn, deployment_id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now
-        )
-        row = await rows.get(conn, deployment_id)
-        await _emit(conn, row, "deployment_started", now)
-        return row
+        return await start_in(conn, row, steps or [], ctx.now())
+
+
+async def start_in(conn: AsyncConnection, row: Any, steps: list[runs.StepUpdate], now: float) -> Any:
+    """Start ``row`` (accepted -> running) inside the caller's transaction, with the first step updates."""
+    await runs.apply_steps(conn, row.id, steps, now)
+    check_transition(Status(row.status), Status.RUNNING)
+    await rows.update(
+        conn, row.id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now
+    )
+    started = await rows.get(conn, row.id)
+    await _emit(conn, started, "deployment_started", now)
+    return started
 
 
 async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbeat:

@@ -28,9 +28,10 @@ from stackcascade.store import webhooks as webhook_rows
 from stackcascade.store.schema import tokens
 
 DEFAULT_TIMEOUT_SECONDS = 2 * 3600
-# What the server understands, told to the runner with each job. 2: step transitions may carry the
-# runner's time ("at") and ride along with a log append, and finish may carry the last log lines, so a
-# runner reports a short deployment in two calls (start, finish) instead of one per step and flush.
+# What the server understands, told to the runner with each job. 2: a claim may start the deployment
+# too ("start": its first step transitions), step transitions may carry the runner's time ("at") and
+# ride along with a log append, and finish may carry the last log lines; so a short deployment takes
+# two calls (claim, finish) instead of one per step, flush and state change.
 PROTOCOL = 2
 MAX_STEPS = 20
 MASK = "[secret]"
@@ -110,13 +111,25 @@ def _job(ctx: Context, row: Any, deployment_token: str, upstream: list[Any]) -> 
     }
 
 
-async def claim(ctx: Context, principal: Principal, runner_id: str, wait_seconds: float) -> dict[str, Any] | None:
-    """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out."""
+async def claim(
+    ctx: Context,
+    principal: Principal,
+    runner_id: str,
+    wait_seconds: float,
+    start: list[runs.StepUpdate] | None = None,
+) -> dict[str, Any] | None:
+    """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out.
+
+    With ``start`` (protocol 2) the deployment is also started, with these first step transitions, in
+    the same transaction: the job says ``"started": true`` and the runner makes no start call.
+    """
     principal.require_runner()
     owner = f"{principal.name}/{runner_id}"
+    if start is not None:
+        check_steps(start)
     deadline = time.monotonic() + wait_seconds
     while True:
-        job = await _claim_once(ctx, owner)
+        job = await _claim_once(ctx, owner, start)
         if job is not None:
             return job
         remaining = deadline - time.monotonic()
@@ -125,8 +138,8 @@ async def claim(ctx: Context, principal: Principal, runner_id: str, wait_seconds
         await ctx.work.wait(min(remaining, 1.0))
 
 
-async def _claim_once(ctx: Context, owner: str) -> dict[str, Any] | None:
-    """Lease a deployment and issue its short-lived token in one transaction: both or neither."""
+async def _claim_once(ctx: Context, owner: str, start: list[runs.StepUpdate] | None = None) -> dict[str, Any] | None:
+    """Lease a deployment (and start it, if asked) and issue its short-lived token in one transaction."""
     # Every claimer of this process wakes on each notify, and most find the queue empty by then:
     # looking first costs one read instead of a write transaction (and the writer lock) each.
     async with ctx.db.read() as conn:
@@ -137,6 +150,8 @@ async def _claim_once(ctx: Context, owner: str) -> dict[str, Any] | None:
         row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=ctx.now())
         if row is None:
             return None
+        if start is not None:
+            row = await queue.start_in(conn, row, start, ctx.now())
         timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
         token = {
             "id": str(uuid.uuid4()),
@@ -150,7 +165,10 @@ async def _claim_once(ctx: Context, owner: str) -> dict[str, Any] | None:
         }
         await conn.execute(_INSERT_TOKEN, token)
         upstream = await webhook_rows.upstream_outputs(conn, row.stack_id)
-    return _job(ctx, row, value, upstream)
+    job = _job(ctx, row, value, upstream)
+    if start is not None:
+        job["started"] = True
+    return job
 
 
 def owner_of(principal: Principal, runner_id: str) -> str:

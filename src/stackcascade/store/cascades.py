@@ -135,7 +135,12 @@ async def running_ids(conn: AsyncConnection) -> list[str]:
 
 
 async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.Row[Any]]:
-    query = sa.select(cascades).where(cascades.c.org == org).order_by(cascades.c.created_at.desc(), cascades.c.id).limit(limit)
+    query = (
+        sa.select(cascades)
+        .where(cascades.c.org == org)
+        .order_by(cascades.c.created_at.desc(), cascades.c.id)
+        .limit(limit)
+    )
     return list((await conn.execute(query)).all())
 
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
 QUEUED = "not-started"
 _PENDING = (QUEUED, *ACTIVE_STATUSES)
 
+# The statements of the hot paths (runner protocol, deployment reads) are built once with bind
+# parameters: building a select and its cache key anew costs several times what SQLite takes to run it.
+# Bind parameters of WHERE clauses are named b_* (UPDATE reserves column names for its SET clause).
+
 
 async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(deployments.insert().values(**values))
@@ -36,6 +40,22 @@ def _with_stack() -> sa.Select[Any]:
     ).join(stacks, stacks.c.id == deployments.c.stack_id)
 
 
+_ID = sa.bindparam("b_id")
+
+
+def _in_stack() -> sa.Select[Any]:
+    return _with_stack().where(
+        stacks.c.org == sa.bindparam("b_org"),
+        stacks.c.project == sa.bindparam("b_project"),
+        stacks.c.name == sa.bindparam("b_stack"),
+    )
+
+
+_GET = _with_stack().where(deployments.c.id == _ID)
+_FIND_BY_ID = _in_stack().where(deployments.c.id == _ID)
+_FIND_BY_VERSION = _in_stack().where(deployments.c.version == sa.bindparam("b_version"))
+
+
 async def find_in_stack(
     conn: AsyncConnection,
     org: str,
@@ -46,6 +66,11 @@ async def find_in_stack(
     version: int | None = None,
 ) -> sa.Row[Any] | None:
     """One deployment of one stack, by id or by version, in a single query."""
+    where = {"b_org": org, "b_project": project, "b_stack": stack}
+    if deployment_id is not None and version is None:
+        return (await conn.execute(_FIND_BY_ID, {**where, "b_id": deployment_id})).first()
+    if version is not None and deployment_id is None:
+        return (await conn.execute(_FIND_BY_VERSION, {**where, "b_version": version})).first()
     query = _with_stack().where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == stack)
     if deployment_id is not None:
         query = query.where(deployments.c.id == deployment_id)
@@ -55,7 +80,7 @@ async def find_in_stack(
 
 
 async def get(conn: AsyncConnection, deployment_id: str) -> sa.Row[Any] | None:
-    return (await conn.execute(_with_stack().where(deployments.c.id == deployment_id))).first()
+    return (await conn.execute(_GET, {"b_id": deployment_id})).first()
 
 
 async def get_by_version(conn: AsyncConnection, stack_id: str, version: int) -> sa.Row[Any] | None:
@@ -86,18 +111,34 @@ async def has_active(conn: AsyncConnection, stack_id: str) -> bool:
     return (await conn.scalar(query.limit(1))) is not None
 
 
+async def any_queued(conn: AsyncConnection) -> bool:
+    """Whether any deployment waits in the queue at all (one index probe)."""
+    return (await conn.scalar(_ANY_QUEUED)) is not None
+
+
 async def latest_id(conn: AsyncConnection, stack_id: str) -> str | None:
     query = sa.select(deployments.c.id).where(deployments.c.stack_id == stack_id).order_by(deployments.c.seq.desc())
     return await conn.scalar(query.limit(1))
 
 
+_ANY_QUEUED = sa.select(deployments.c.seq).where(deployments.c.status == QUEUED).limit(1)
+# SET comes from the names of the parameters given at execution.
+_UPDATE = deployments.update().where(
+    deployments.c.id == _ID, deployments.c.status.in_(sa.bindparam("b_expected", expanding=True))
+)
+
+
 async def update(conn: AsyncConnection, deployment_id: str, expected: tuple[str, ...], **values: Any) -> bool:
     """Change a deployment only while it is in one of ``expected`` statuses (compare-and-set)."""
-    result = await conn.execute(
-        deployments.update()
-        .where(deployments.c.id == deployment_id, deployments.c.status.in_(expected))
-        .values(**values)
-    )
+    if any(isinstance(value, sa.ClauseElement) for value in values.values()):  # SQL expressions: build it
+        statement = (
+            deployments.update()
+            .where(deployments.c.id == deployment_id, deployments.c.status.in_(expected))
+            .values(**values)
+        )
+        result = await conn.execute(statement)
+    else:
+        result = await conn.execute(_UPDATE, {"b_id": deployment_id, "b_expected": list(expected), **values})
     return bool(result.rowcount)
 
 
@@ -108,17 +149,19 @@ class Superseded:
     by_version: int
 
 
+_QUEUED_OF_STACK = (
+    sa.select(deployments.c.id, deployments.c.version, deployments.c.operation, deployments.c.skip_intermediate)
+    .where(deployments.c.stack_id == sa.bindparam("b_stack_id"), deployments.c.status == QUEUED)
+    .order_by(deployments.c.seq)
+)
+
+
 async def skip_superseded(conn: AsyncConnection, stack_id: str, *, now: float) -> list[Superseded]:
     """``skipIntermediateDeployments``: of the queued deployments of one operation, keep only the newest.
 
     Applies when the newest queued deployment of that operation asked for it.
     """
-    query = (
-        sa.select(deployments.c.id, deployments.c.version, deployments.c.operation, deployments.c.skip_intermediate)
-        .where(deployments.c.stack_id == stack_id, deployments.c.status == QUEUED)
-        .order_by(deployments.c.seq)
-    )
-    queued = list((await conn.execute(query)).all())
+    queued = list((await conn.execute(_QUEUED_OF_STACK, {"b_stack_id": stack_id})).all())
     newest: dict[str, Any] = {}
     for row in queued:
         newest[row.operation] = row
@@ -141,6 +184,12 @@ async def skip_superseded(conn: AsyncConnection, stack_id: str, *, now: float) -
 
 
 _d = deployments.alias("d")
+
+
+def _active_literal() -> sa.BindParameter[Any]:
+    """The active statuses written into the SQL, not bound: SQLite uses a partial index only when the
+    query's WHERE visibly implies the index's (``status IN ('accepted', 'running')``)."""
+    return sa.bindparam("b_active", ACTIVE_STATUSES, expanding=True, literal_execute=True)
 
 
 def _queued_in(org_name: Any) -> sa.ColumnElement[bool]:
@@ -172,12 +221,12 @@ def _next_org(excluded: set[str]) -> sa.Select[Any]:
     return query
 
 
-def _head_of_line(org: str) -> sa.Select[Any]:
+def _head_of_line(org: Any) -> sa.Select[Any]:
     """The org's oldest queued deployment with no older queued and no active deployment on its stack."""
     blocked = sa.exists().where(
         deployments.c.stack_id == _d.c.stack_id,
         sa.or_(
-            deployments.c.status.in_(ACTIVE_STATUSES),
+            deployments.c.status.in_(_active_literal()),
             sa.and_(deployments.c.status == QUEUED, deployments.c.seq < _d.c.seq),
         ),
     )
@@ -191,13 +240,19 @@ def _head_of_line(org: str) -> sa.Select[Any]:
     )
 
 
+# The org's active deployments, found through its stacks and the partial index of active deployments
+# (its statuses written out, so SQLite can match the index's WHERE): not a scan of the org's history.
+_ACTIVE_IN_ORG = (
+    sa.select(sa.func.count())
+    .select_from(deployments.join(stacks, stacks.c.id == deployments.c.stack_id))
+    .where(stacks.c.org == sa.bindparam("b_org"), deployments.c.status.in_(_active_literal()))
+)
+_NEXT_ORG = _next_org(set())
+_HEAD_OF_LINE = _head_of_line(sa.bindparam("b_org"))
+
+
 async def _active_in_org(conn: AsyncConnection, org: str) -> int:
-    query = (
-        sa.select(sa.func.count())
-        .select_from(deployments)
-        .where(deployments.c.org == org, deployments.c.status.in_(ACTIVE_STATUSES))
-    )
-    return int(await conn.scalar(query) or 0)
+    return int(await conn.scalar(_ACTIVE_IN_ORG, {"b_org": org}) or 0)
 
 
 async def claim(
@@ -212,13 +267,13 @@ async def claim(
     """
     excluded: set[str] = set()
     for _ in range(attempts):
-        org = (await conn.execute(_next_org(excluded))).first()
+        org = (await conn.execute(_next_org(excluded) if excluded else _NEXT_ORG)).first()
         if org is None:
             return None
         if await _active_in_org(conn, org.name) >= int(org.concurrency):
             excluded.add(str(org.name))
             continue
-        candidate = (await conn.execute(_head_of_line(org.name))).first()
+        candidate = (await conn.execute(_HEAD_OF_LINE, {"b_org": org.name})).first()
         if candidate is None:
             excluded.add(str(org.name))
             continue

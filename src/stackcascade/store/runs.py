@@ -28,90 +28,132 @@ class StepUpdate:
     index: int
     name: str
     status: str
+    at: float | None = None  # when the runner saw the transition (epoch seconds); None: when it arrives
 
 
-async def apply_steps(conn: AsyncConnection, deployment_id: str, updates: list[StepUpdate], now: float) -> None:
-    for update in updates:
-        await upsert_step(conn, deployment_id, update.index, update.name, update.status, now)
+_TERMINAL_STEP = frozenset({"succeeded", "failed"})
 
-
-async def upsert_step(conn: AsyncConnection, deployment_id: str, idx: int, name: str, status: str, now: float) -> None:
-    current = (
-        await conn.execute(
-            sa.select(deployment_steps).where(
-                deployment_steps.c.deployment_id == deployment_id, deployment_steps.c.idx == idx
-            )
-        )
-    ).first()
-    started = now if status == "running" else None
-    finished = now if status in {"succeeded", "failed"} else None
-    if current is None:
-        await conn.execute(
-            deployment_steps.insert().values(
-                deployment_id=deployment_id,
-                idx=idx,
-                name=name,
-                status=status,
-                started_at=started or (now if finished else None),
-                finished_at=finished,
-            )
-        )
-        return
-    values: dict[str, Any] = {"status": status, "name": name}
-    if started and current.started_at is None:
-        values["started_at"] = started
-    if finished:
-        values["finished_at"] = finished
-        if current.started_at is None:
-            values["started_at"] = finished
-    await conn.execute(
-        deployment_steps.update()
-        .where(deployment_steps.c.deployment_id == deployment_id, deployment_steps.c.idx == idx)
-        .values(**values)
+# The statements of the runner protocol and the log readers are built once with bind parameters
+# (named b_* where UPDATE reserves column names for SET): building a statement and its cache key
+# anew costs several times what SQLite takes to run it.
+_DEPLOYMENT = sa.bindparam("b_deployment_id")
+_STEPS_AMONG = sa.select(deployment_steps).where(
+    deployment_steps.c.deployment_id == _DEPLOYMENT,
+    deployment_steps.c.idx.in_(sa.bindparam("b_indices", expanding=True)),
+)
+_INSERT_STEP = deployment_steps.insert()
+_UPDATE_STEP = deployment_steps.update().where(  # SET: the parameters named like columns
+    deployment_steps.c.deployment_id == _DEPLOYMENT, deployment_steps.c.idx == sa.bindparam("b_idx")
+)
+_STEPS = (
+    sa.select(deployment_steps).where(deployment_steps.c.deployment_id == _DEPLOYMENT).order_by(deployment_steps.c.idx)
+)
+_FAIL_RUNNING = (
+    deployment_steps.update()
+    .where(deployment_steps.c.deployment_id == _DEPLOYMENT, deployment_steps.c.status == "running")
+    .values(status="failed", finished_at=sa.bindparam("b_now", type_=sa.Double))
+)
+_LOG_STATE = sa.select(deployments.c.log_bytes, deployments.c.log_truncated).where(deployments.c.id == _DEPLOYMENT)
+_KNOWN_LINES = sa.select(deployment_logs.c.step, deployment_logs.c.seq).where(
+    deployment_logs.c.deployment_id == _DEPLOYMENT, deployment_logs.c.seq.in_(sa.bindparam("b_seqs", expanding=True))
+)
+_INSERT_LINE = deployment_logs.insert()
+_COUNT_LOG_BYTES = (
+    deployments.update()
+    .where(deployments.c.id == _DEPLOYMENT)
+    .values(
+        log_bytes=deployments.c.log_bytes + sa.bindparam("b_used", type_=sa.Integer),
+        log_truncated=sa.bindparam("b_truncated", type_=sa.Boolean),
     )
+)
+_LOGS_AFTER = (
+    sa.select(deployment_logs.c.id, deployment_logs.c.step, deployment_logs.c.line, deployment_logs.c.created_at)
+    .where(deployment_logs.c.deployment_id == _DEPLOYMENT, deployment_logs.c.id > sa.bindparam("b_after"))
+    .order_by(deployment_logs.c.id)
+    .limit(sa.bindparam("b_limit"))
+)
+_LOGS_OF_STEP = (
+    sa.select(deployment_logs.c.line, deployment_logs.c.created_at)
+    .where(deployment_logs.c.deployment_id == _DEPLOYMENT, deployment_logs.c.step == sa.bindparam("b_step"))
+    .order_by(deployment_logs.c.seq)
+    .offset(sa.bindparam("b_offset"))
+    .limit(sa.bindparam("b_limit"))
+)
+_SET_STACK_OUTPUTS = stacks.update().where(stacks.c.id == sa.bindparam("b_stack_id"))
+
+
+async def apply_steps(
+    conn: AsyncConnection, deployment_id: str, updates: list[StepUpdate], now: float, *, earliest: float | None = None
+) -> None:
+    """Apply step transitions in order: one read of the steps involved, then one write per step.
+
+    A transition takes effect at its ``at`` (the runner's clock, so transitions sent together keep
+    their own times), kept within ``[earliest, now]``; without ``at`` it takes effect ``now``. Running
+    sets ``started_at`` once; succeeded/failed set ``finished_at`` (and ``started_at`` if never set).
+    """
+    if not updates:
+        return
+    floor = now if earliest is None else min(earliest, now)
+    indices = sorted({update.index for update in updates})
+    where = {"b_deployment_id": deployment_id}
+    stored = {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
+    state: dict[int, dict[str, Any]] = {}
+    new: list[int] = []
+    for update in updates:
+        at = now if update.at is None else min(max(update.at, floor), now)
+        current = state.get(update.index)
+        if current is None:
+            row = stored.get(update.index)
+            if row is None:
+                new.append(update.index)
+                current = state[update.index] = {"started_at": None, "finished_at": None}
+            else:
+                current = state[update.index] = {"started_at": row.started_at, "finished_at": row.finished_at}
+        current["name"] = update.name
+        current["status"] = update.status
+        if update.status == "running" and current["started_at"] is None:
+            current["started_at"] = at
+        if update.status in _TERMINAL_STEP:
+            current["finished_at"] = at
+            if current["started_at"] is None:
+                current["started_at"] = at
+    if new:
+        await conn.execute(_INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
+    for idx, values in state.items():
+        if idx not in new:
+            await conn.execute(_UPDATE_STEP, {**where, "b_idx": idx, **values})
 
 
 async def steps(conn: AsyncConnection, deployment_id: str) -> list[sa.Row[Any]]:
-    query = (
-        sa.select(deployment_steps)
-        .where(deployment_steps.c.deployment_id == deployment_id)
-        .order_by(deployment_steps.c.idx)
-    )
-    return list((await conn.execute(query)).all())
+    return list((await conn.execute(_STEPS, {"b_deployment_id": deployment_id})).all())
 
 
 async def fail_running_steps(conn: AsyncConnection, deployment_id: str, now: float) -> None:
-    await conn.execute(
-        deployment_steps.update()
-        .where(deployment_steps.c.deployment_id == deployment_id, deployment_steps.c.status == "running")
-        .values(status="failed", finished_at=now)
-    )
+    await conn.execute(_FAIL_RUNNING, {"b_deployment_id": deployment_id, "b_now": now})
 
 
 async def append_logs(
-    conn: AsyncConnection, deployment_id: str, lines: list[LogLine], *, max_bytes: int, now: float
+    conn: AsyncConnection,
+    deployment_id: str,
+    lines: list[LogLine],
+    *,
+    max_bytes: int,
+    now: float,
+    state: Any = None,
 ) -> None:
-    """Store new lines once (a retried batch is ignored) and stop at ``max_bytes`` with a marker line."""
+    """Store new lines once (a retried batch is ignored) and stop at ``max_bytes`` with a marker line.
+
+    ``state``: the deployment's row (``log_bytes``, ``log_truncated``) when this transaction already read it.
+    """
     if not lines:
         return
-    state = (
-        await conn.execute(
-            sa.select(deployments.c.log_bytes, deployments.c.log_truncated).where(deployments.c.id == deployment_id)
-        )
-    ).one()
+    where = {"b_deployment_id": deployment_id}
+    if state is None:
+        state = (await conn.execute(_LOG_STATE, where)).one()
     if state.log_truncated:
         return
-    known = {
-        (r.step, r.seq)
-        for r in (
-            await conn.execute(
-                sa.select(deployment_logs.c.step, deployment_logs.c.seq).where(
-                    deployment_logs.c.deployment_id == deployment_id,
-                    deployment_logs.c.seq.in_({line.seq for line in lines}),
-                )
-            )
-        ).all()
-    }
+    seqs = sorted({line.seq for line in lines})
+    known = {(r.step, r.seq) for r in (await conn.execute(_KNOWN_LINES, {**where, "b_seqs": seqs})).all()}
     budget = max_bytes - int(state.log_bytes)
     rows: list[dict[str, Any]] = []
     truncated_at: LogLine | None = None
@@ -145,36 +187,21 @@ async def append_logs(
             }
         )
     if rows:
-        await conn.execute(deployment_logs.insert().values(rows))
-    await conn.execute(
-        deployments.update()
-        .where(deployments.c.id == deployment_id)
-        .values(log_bytes=deployments.c.log_bytes + used, log_truncated=truncated_at is not None)
-    )
+        await conn.execute(_INSERT_LINE, rows)
+    await conn.execute(_COUNT_LOG_BYTES, {**where, "b_used": used, "b_truncated": truncated_at is not None})
 
 
 async def logs_after(conn: AsyncConnection, deployment_id: str, after_id: int, limit: int) -> list[sa.Row[Any]]:
-    query = (
-        sa.select(deployment_logs.c.id, deployment_logs.c.step, deployment_logs.c.line, deployment_logs.c.created_at)
-        .where(deployment_logs.c.deployment_id == deployment_id, deployment_logs.c.id > after_id)
-        .order_by(deployment_logs.c.id)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).all())
+    parameters = {"b_deployment_id": deployment_id, "b_after": after_id, "b_limit": limit}
+    return list((await conn.execute(_LOGS_AFTER, parameters)).all())
 
 
 async def logs_of_step(
     conn: AsyncConnection, deployment_id: str, step: int, offset: int, limit: int
 ) -> list[sa.Row[Any]]:
-    query = (
-        sa.select(deployment_logs.c.line, deployment_logs.c.created_at)
-        .where(deployment_logs.c.deployment_id == deployment_id, deployment_logs.c.step == step)
-        .order_by(deployment_logs.c.seq)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).all())
+    parameters = {"b_deployment_id": deployment_id, "b_step": step, "b_offset": offset, "b_limit": limit}
+    return list((await conn.execute(_LOGS_OF_STEP, parameters)).all())
 
 
 async def set_stack_outputs(conn: AsyncConnection, stack_id: str, outputs: dict[str, Any]) -> None:
-    await conn.execute(stacks.update().where(stacks.c.id == stack_id).values(outputs=outputs))
+    await conn.execute(_SET_STACK_OUTPUTS, {"b_stack_id": stack_id, "outputs": outputs})

@@ -72,7 +72,9 @@ async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
     wait = body.get("waitSeconds", 0)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT_SECONDS:
         raise InvalidInput(f"'waitSeconds' must be between 0 and {MAX_WAIT_SECONDS:g}")
-    job = await runs.claim(ctx, caller, _runner_id(body), float(wait))
+    # "start" (optional): the first step transitions; the claimed deployment is started at once with them.
+    start = _steps({"steps": body["start"]}) if body.get("start") is not None else None
+    job = await runs.claim(ctx, caller, _runner_id(body), float(wait), start)
     return JSONResponse(job) if job is not None else Response(status_code=204)
 
 

@@ -1,0 +1,116 @@
+"""One deployment on a runner, against a recording client: the calls it makes with each protocol version."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stackcascade.runner.job import JobRun
+
+
+class Recorder:
+    """The parts of RunnerClient a JobRun uses; every call is recorded as (name, summary)."""
+
+    base_url = "http://stackcascade.local"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def start(self, deployment_id: str, steps: list[dict[str, Any]] | None = None) -> None:
+        self.calls.append(("start", _steps(steps or [])))
+
+    async def steps(self, deployment_id: str, steps: list[dict[str, Any]]) -> None:
+        self.calls.append(("steps", _steps(steps)))
+
+    async def logs(
+        self, deployment_id: str, lines: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.calls.append(("logs", (len(lines), _steps(steps or []))))
+
+    async def heartbeat(self, deployment_id: str) -> bool:
+        return False
+
+    async def finish(self, deployment_id: str, result: dict[str, Any]) -> None:
+        self.calls.append(("finish", result))
+
+
+def _steps(steps: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return [(step["index"], step["status"]) for step in steps]
+
+
+def _job(project: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "deploymentId": "0f8c2a52-5b7e-4c55-9a43-3c4b1c8d9e01",
+        "org": "acme",
+        "project": "net",
+        "stack": "prod",
+        "operation": "update",
+        "version": 1,
+        "source": {"repoUrl": str(project)},
+        "deploymentToken": "csc_deployment_token",
+        "leaseSeconds": 60,
+        **extra,
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    update = """echo hello; printf '{"url": "https://x"}' > "$CASCADE_OUTPUTS"
+"""
+    (directory / "Cascade.yaml").write_text(f"operations:\n  update: |\n    {update}")
+    return directory
+
+
+async def _run(job: dict[str, Any], tmp_path: Path) -> Recorder:
+    client = Recorder()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    await JobRun(client, job, work_dir=tmp_path / "work", base_env=env).execute()  # type: ignore[arg-type]
+    return client
+
+
+async def test_protocol_2_a_started_short_run_is_reported_by_the_finish_call_alone(
+    project: Path, tmp_path: Path
+) -> None:
+    client = await _run(_job(project, protocol=2, started=True), tmp_path)
+    [(name, result)] = client.calls
+    assert name == "finish"
+    assert result["status"] == "succeeded" and result["outputs"] == {"url": "https://x"}
+    assert _steps(result["steps"]) == [
+        (0, "succeeded"),
+        (1, "running"),
+        (1, "succeeded"),
+        (2, "running"),
+        (2, "succeeded"),
+        (3, "running"),
+        (3, "succeeded"),
+    ]
+    assert all(isinstance(step["at"], float) for step in result["steps"][:-1])
+    assert "hello" in [line["line"] for line in result["lines"]]
+
+
+async def test_protocol_2_a_failure_reports_the_failed_step_with_finish(tmp_path: Path) -> None:
+    client = await _run(_job(tmp_path / "missing", protocol=2, started=True), tmp_path)
+    [(name, result)] = client.calls
+    assert name == "finish"
+    assert result["status"] == "failed" and "does not exist" in result["reason"]
+    assert _steps(result["steps"]) == [(0, "failed")]
+    assert any(line["line"].startswith("error: ") for line in result["lines"])
+
+
+async def test_an_older_server_gets_a_start_call_and_a_call_per_transition(project: Path, tmp_path: Path) -> None:
+    client = await _run(_job(project), tmp_path)
+    names = [name for name, _ in client.calls]
+    assert names == ["start", "steps", "steps", "steps", "logs", "finish"]
+    assert client.calls[0] == ("start", [(0, "running")])
+    assert [summary for name, summary in client.calls if name == "steps"] == [
+        [(0, "succeeded"), (1, "running")],
+        [(1, "succeeded"), (2, "running")],
+        [(2, "succeeded"), (3, "running")],
+    ]
+    finish = client.calls[-1][1]
+    assert _steps(finish["steps"]) == [(3, "succeeded")] and "lines" not in finish
