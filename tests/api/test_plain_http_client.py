@@ -336,6 +336,7 @@ def test_the_whole_journey_has_exact_shapes_and_never_returns_the_secret(
     assert expect(api.patch(f"/api/orgs/{org}/settings", json={"concurrency": 7}), 200) == {
         "paused": False,
         "concurrency": 7,
+        "cascadeMode": "coalesced",
         "deploymentCounts": counts(notStarted=2),
     }
 
@@ -346,6 +347,7 @@ def test_the_whole_journey_has_exact_shapes_and_never_returns_the_secret(
     assert expect(api.get(org_meta_url), 200) == {
         "paused": True,
         "concurrency": 7,
+        "cascadeMode": "coalesced",
         "deploymentCounts": counts(notStarted=2),
     }
     assert [d["paused"] for d in expect(api.get(deployments), 200)["deployments"]] == [True, True]
