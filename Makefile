@@ -35,6 +35,9 @@ openapi: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/runner_overhead.py
+	$(BIN)/python bench/webhook_delivery.py
+	$(BIN)/python bench/cascade.py
+	$(BIN)/python bench/graph_scale.py
 
 lock: | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
