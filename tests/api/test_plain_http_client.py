@@ -262,6 +262,7 @@ def test_the_whole_journey_has_exact_shapes_and_never_returns_the_secret(
         "stackName": STACK,
         "reason": None,
         "cascadeId": None,
+        "triggeredBy": None,
         "started": None,
         "finished": None,
         "consoleUrl": first["consoleUrl"],

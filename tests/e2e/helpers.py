@@ -41,7 +41,9 @@ def deploy(api: httpx2.Client, stack: str, body: dict[str, Any] | None = None) -
     return str(response.json()["id"])
 
 
-def wait_for(api: httpx2.Client, stack: str, deployment_id: str, *, statuses: set[str] = TERMINAL, seconds: float = 90) -> dict[str, Any]:
+def wait_for(
+    api: httpx2.Client, stack: str, deployment_id: str, *, statuses: set[str] = TERMINAL, seconds: float = 90
+) -> dict[str, Any]:
     """Poll until the deployment reaches one of ``statuses`` (bounded in time)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -62,6 +62,9 @@ def test_one_change_deploys_the_diamond_once_each_with_app_after_both(
             ("app/prod", "succeeded", 1),
         ]
         app, database, cluster = member(cascade, "app"), member(cascade, "database"), member(cascade, "cluster")
+        root = member(cascade, "network")["deploymentId"]
+        app_deployment = api.get(f"/api/stacks/{org}/app/prod/deployments/{app['deploymentId']}").json()
+        assert (app_deployment["initiator"], app_deployment["triggeredBy"]) == ("cascade", root)
         assert app["started"] >= max(database["finished"], cluster["finished"])  # RFC 3339 UTC sorts as text
         for project in ("database", "cluster", "app"):
             listed = api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"]

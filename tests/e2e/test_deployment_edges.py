@@ -39,6 +39,7 @@ echo "upstream: $(cat "$CASCADE_UPSTREAM_OUTPUTS")"
             finished = wait_for(api, stack, listed[0]["id"])
             assert finished["status"] == "succeeded"
             assert finished["initiator"] == "webhook" and finished["version"] == 1
+            assert finished["triggeredBy"] == upstream  # linked to the upstream deployment
             # CASCADE_UPSTREAM_OUTPUTS holds network's outputs, and the secret one is masked in the log.
             lines = [x["line"] for x in all_logs(api, stack, listed[0]["id"])]
             printed = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("upstream: {")) :])

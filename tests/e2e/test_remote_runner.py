@@ -33,7 +33,9 @@ def bare_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def api(bare_server: LiveServer) -> Iterator[httpx2.Client]:
-    with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {bare_server.admin_token}"}, timeout=30) as client:
+    with httpx2.Client(
+        base_url=bare_server.url, headers={"Authorization": f"token {bare_server.admin_token}"}, timeout=30
+    ) as client:
         yield client
 
 
@@ -69,8 +71,13 @@ def make_stack(api: httpx2.Client, org: str, repo: str) -> str:
     return f"{org}/app/prod"
 
 
-def test_a_remote_runner_runs_deployments_and_exits_cleanly_on_sigterm(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
-    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo remote-run\necho '{\"where\": \"remote\"}' > \"$CASCADE_OUTPUTS\"")})
+def test_a_remote_runner_runs_deployments_and_exits_cleanly_on_sigterm(
+    api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    repo = git_repo(
+        tmp_path / "repo",
+        {"Cascade.yaml": cascade_yaml(update='echo remote-run\necho \'{"where": "remote"}\' > "$CASCADE_OUTPUTS"')},
+    )
     stack = make_stack(api, org, repo)
     runner = start_runner(api, bare_server, tmp_path / "work", "--concurrency", "2")
     try:
@@ -84,7 +91,9 @@ def test_a_remote_runner_runs_deployments_and_exits_cleanly_on_sigterm(api: http
     assert "runner stopped after 2 deployment(s)" in output
 
 
-def test_sigterm_lets_the_running_deployment_finish_first(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
+def test_sigterm_lets_the_running_deployment_finish_first(
+    api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     update = f"echo waiting\nwhile [ ! -f {gate} ]; do sleep 0.05; done\necho finished-after-sigterm"
     stack = make_stack(api, org, git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}))
@@ -100,7 +109,9 @@ def test_sigterm_lets_the_running_deployment_finish_first(api: httpx2.Client, ba
     assert runner.returncode == 0, output
 
 
-def test_a_killed_runner_fails_its_deployment_as_runner_lost(api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path) -> None:
+def test_a_killed_runner_fails_its_deployment_as_runner_lost(
+    api: httpx2.Client, bare_server: LiveServer, org: str, tmp_path: Path
+) -> None:
     pid_file = tmp_path / "child.pid"
     update = f"sleep 300 &\necho $! > {pid_file}\necho started\nwait"
     stack = make_stack(api, org, git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}))
@@ -121,7 +132,9 @@ def test_a_killed_runner_fails_its_deployment_as_runner_lost(api: httpx2.Client,
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
-def test_runner_tokens_can_do_nothing_but_the_runner_protocol(api: httpx2.Client, bare_server: LiveServer, org: str) -> None:
+def test_runner_tokens_can_do_nothing_but_the_runner_protocol(
+    api: httpx2.Client, bare_server: LiveServer, org: str
+) -> None:
     token = api.post("/api/tokens", json={"runner": True}).json()["token"]
     with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {token}"}) as runner_api:
         assert runner_api.get("/api/user/stacks", params={"organization": org}).status_code == 404

@@ -25,7 +25,9 @@ printf '{"endpoint": "https://%s.example", "password": {"secret": "%s"}}' "$LAYE
 
 @pytest.fixture
 def api(pool_server: LiveServer) -> Iterator[httpx2.Client]:
-    with httpx2.Client(base_url=pool_server.url, headers={"Authorization": f"token {pool_server.admin_token}"}, timeout=30) as client:
+    with httpx2.Client(
+        base_url=pool_server.url, headers={"Authorization": f"token {pool_server.admin_token}"}, timeout=30
+    ) as client:
         yield client
 
 
@@ -40,15 +42,25 @@ def new_stack(api: httpx2.Client, org: str, repo_url: str, **settings_extra: obj
     return f"{org}/net/prod"
 
 
-def test_a_deployment_runs_every_step_streams_masked_logs_and_records_outputs(api: httpx2.Client, org: str, tmp_path: Path, pool_server: LiveServer) -> None:
+def test_a_deployment_runs_every_step_streams_masked_logs_and_records_outputs(
+    api: httpx2.Client, org: str, tmp_path: Path, pool_server: LiveServer
+) -> None:
     repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=UPDATE)})
     stack = new_stack(api, org, repo)
-    api.post(f"/api/stacks/{stack}/deployments/settings", json={"operationContext": {"preRunCommands": ["echo FROM_PRERUN=hello >> \"$CASCADE_ENV\"", "echo pre-run ran"]}})
+    api.post(
+        f"/api/stacks/{stack}/deployments/settings",
+        json={"operationContext": {"preRunCommands": ['echo FROM_PRERUN=hello >> "$CASCADE_ENV"', "echo pre-run ran"]}},
+    )
     deployment_id = deploy(api, stack)
     body = wait_for(api, stack, deployment_id)
     assert body["status"] == "succeeded", body
     steps = body["jobs"][0]["steps"]
-    assert [(s["name"], s["status"]) for s in steps] == [("source", "succeeded"), ("pre-run", "succeeded"), ("operation", "succeeded"), ("outputs", "succeeded")]
+    assert [(s["name"], s["status"]) for s in steps] == [
+        ("source", "succeeded"),
+        ("pre-run", "succeeded"),
+        ("operation", "succeeded"),
+        ("outputs", "succeeded"),
+    ]
     lines = all_logs(api, stack, deployment_id)
     text = "\n".join(line["line"] for line in lines)
     assert "layer=net secret=[secret] from-prerun=hello" in text
@@ -56,15 +68,24 @@ def test_a_deployment_runs_every_step_streams_masked_logs_and_records_outputs(ap
     assert "identity ok" in text and "pre-run ran" in text
     assert {line["header"] for line in lines} >= {"source", "pre-run", "operation"}
     outputs = api.get(f"/api/stacks/{stack}/outputs").json()
-    assert outputs == {"outputs": {"endpoint": "https://net.example", "password": "[secret]"}, "secretOutputs": ["password"]}
+    assert outputs == {
+        "outputs": {"endpoint": "https://net.example", "password": "[secret]"},
+        "secretOutputs": ["password"],
+    }
     revealed = api.get(f"/api/stacks/{stack}/outputs", params={"showSecrets": "true"}).json()
     assert revealed["outputs"]["password"] == SECRET
-    for path in (f"/api/stacks/{stack}/deployments/{deployment_id}", f"/api/stacks/{stack}/deployments/settings", f"/api/stacks/{stack}/outputs"):
+    for path in (
+        f"/api/stacks/{stack}/deployments/{deployment_id}",
+        f"/api/stacks/{stack}/deployments/settings",
+        f"/api/stacks/{stack}/outputs",
+    ):
         assert SECRET not in api.get(path).text
     assert SECRET not in text
 
 
-def test_events_of_a_run_are_in_the_outbox_in_order(api: httpx2.Client, org: str, tmp_path: Path, pool_server: LiveServer) -> None:
+def test_events_of_a_run_are_in_the_outbox_in_order(
+    api: httpx2.Client, org: str, tmp_path: Path, pool_server: LiveServer
+) -> None:
     repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo '{}' > \"$CASCADE_OUTPUTS\"")})
     stack = new_stack(api, org, repo)
     deployment_id = deploy(api, stack)
@@ -74,14 +95,21 @@ def test_events_of_a_run_are_in_the_outbox_in_order(api: httpx2.Client, org: str
         db = Database(pool_server.database_url)
         try:
             async with db.read() as conn:
-                rows = await conn.execute(sa.text("SELECT kind FROM events WHERE deployment_id = :d ORDER BY id"), {"d": deployment_id})
+                rows = await conn.execute(
+                    sa.text("SELECT kind FROM events WHERE deployment_id = :d ORDER BY id"), {"d": deployment_id}
+                )
                 return [r.kind for r in rows]
         finally:
             await db.dispose()
 
     import asyncio
 
-    assert asyncio.run(kinds()) == ["deployment_queued", "deployment_started", "deployment_succeeded", "update_succeeded"]
+    assert asyncio.run(kinds()) == [
+        "deployment_queued",
+        "deployment_started",
+        "deployment_succeeded",
+        "update_succeeded",
+    ]
 
 
 def test_a_failed_update_keeps_the_previous_outputs(api: httpx2.Client, org: str, tmp_path: Path) -> None:
@@ -89,8 +117,14 @@ def test_a_failed_update_keeps_the_previous_outputs(api: httpx2.Client, org: str
     repo = git_repo(repo_dir, {"Cascade.yaml": cascade_yaml(update=UPDATE)})
     stack = new_stack(api, org, repo)
     assert wait_for(api, stack, deploy(api, stack))["status"] == "succeeded"
-    (repo_dir / "Cascade.yaml").write_text(cascade_yaml(update="echo '{\"endpoint\": \"broken\"}' > \"$CASCADE_OUTPUTS\"\nexit 3"))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-qam", "broken"], cwd=repo_dir, check=True)
+    (repo_dir / "Cascade.yaml").write_text(
+        cascade_yaml(update='echo \'{"endpoint": "broken"}\' > "$CASCADE_OUTPUTS"\nexit 3')
+    )
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-qam", "broken"],
+        cwd=repo_dir,
+        check=True,
+    )
     failed = wait_for(api, stack, deploy(api, stack))
     assert failed["status"] == "failed"
     assert "exit 3" in failed["reason"]
@@ -100,16 +134,47 @@ def test_a_failed_update_keeps_the_previous_outputs(api: httpx2.Client, org: str
 @pytest.mark.parametrize(
     ("case", "files", "settings", "reason_part", "log_part"),
     [
-        ("bad repository", None, {"sourceContext": {"git": {"repoUrl": "file:///nonexistent/repo.git"}}}, "nonexistent", "nonexistent"),
-        ("bad branch", {"Cascade.yaml": cascade_yaml(update="true")}, {"sourceContext": {"git": {"branch": "no-such-branch"}}}, "no-such-branch", "no-such-branch"),
-        ("failing pre-run", {"Cascade.yaml": cascade_yaml(update="true")}, {"operationContext": {"preRunCommands": ["echo before", "exit 7"]}}, "pre-run command 2 failed (exit 7)", "before"),
+        (
+            "bad repository",
+            None,
+            {"sourceContext": {"git": {"repoUrl": "file:///nonexistent/repo.git"}}},
+            "nonexistent",
+            "nonexistent",
+        ),
+        (
+            "bad branch",
+            {"Cascade.yaml": cascade_yaml(update="true")},
+            {"sourceContext": {"git": {"branch": "no-such-branch"}}},
+            "no-such-branch",
+            "no-such-branch",
+        ),
+        (
+            "failing pre-run",
+            {"Cascade.yaml": cascade_yaml(update="true")},
+            {"operationContext": {"preRunCommands": ["echo before", "exit 7"]}},
+            "pre-run command 2 failed (exit 7)",
+            "before",
+        ),
         ("no project", {"README.md": "nothing to run"}, {}, "no recognisable project", "no recognisable project"),
         ("missing operation", {"Cascade.yaml": cascade_yaml(preview="true")}, {}, "update", "update"),
-        ("missing pulumi CLI", {"Pulumi.yaml": "name: x\nruntime: yaml\n"}, {}, "pulumi CLI is not installed", "pulumi"),
+        (
+            "missing pulumi CLI",
+            {"Pulumi.yaml": "name: x\nruntime: yaml\n"},
+            {},
+            "pulumi CLI is not installed",
+            "pulumi",
+        ),
     ],
 )
 def test_failure_paths_end_failed_with_a_reason_and_a_log(
-    api: httpx2.Client, org: str, tmp_path: Path, case: str, files: dict[str, str] | None, settings: dict[str, object], reason_part: str, log_part: str
+    api: httpx2.Client,
+    org: str,
+    tmp_path: Path,
+    case: str,
+    files: dict[str, str] | None,
+    settings: dict[str, object],
+    reason_part: str,
+    log_part: str,
 ) -> None:
     repo = git_repo(tmp_path / "repo", files) if files else "file:///nonexistent/repo.git"
     stack = new_stack(api, org, repo)
@@ -179,9 +244,14 @@ def test_log_step_mode_pages_one_step(api: httpx2.Client, org: str, tmp_path: Pa
     stack = new_stack(api, org, git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}))
     deployment_id = deploy(api, stack)
     assert wait_for(api, stack, deployment_id)["status"] == "succeeded"
-    page = api.get(f"/api/stacks/{stack}/deployments/{deployment_id}/logs", params={"job": 0, "step": 2, "offset": 0, "count": 10}).json()
+    page = api.get(
+        f"/api/stacks/{stack}/deployments/{deployment_id}/logs", params={"job": 0, "step": 2, "offset": 0, "count": 10}
+    ).json()
     assert page["__type"] == "DeploymentLogsStep"
     assert len(page["lines"]) == 10 and page["nextOffset"] == 10
-    rest = api.get(f"/api/stacks/{stack}/deployments/{deployment_id}/logs", params={"job": 0, "step": 2, "offset": 10, "count": 499}).json()
+    rest = api.get(
+        f"/api/stacks/{stack}/deployments/{deployment_id}/logs",
+        params={"job": 0, "step": 2, "offset": 10, "count": 499},
+    ).json()
     assert "line-30" in [line["line"] for line in rest["lines"]]
     assert api.get(f"/api/stacks/{stack}/deployments/{deployment_id}/logs", params={"count": 500}).status_code == 400

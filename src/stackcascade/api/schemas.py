@@ -177,6 +177,9 @@ class _DeploymentBase(_Doc):
     stackName: str
     reason: str | None = Field(None, description="why it failed or was skipped")
     cascadeId: str | None = None
+    triggeredBy: str | None = Field(
+        None, description="the upstream deployment whose deployment webhook or cascade queued this one"
+    )
     consoleUrl: str
 
 

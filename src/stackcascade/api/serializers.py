@@ -102,6 +102,7 @@ def _common(ctx: Context, row: Any) -> dict[str, Any]:
         "stackName": row.stack,
         "reason": row.reason,
         "cascadeId": row.cascade_id,
+        "triggeredBy": row.triggered_by,
         "started": iso(row.started_at),
         "finished": iso(row.finished_at),
         "consoleUrl": deployment_url(ctx, row),
