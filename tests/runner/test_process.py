@@ -215,3 +215,16 @@ async def test_a_process_that_escaped_the_group_cannot_hold_the_step_open(tmp_pa
     finally:
         with contextlib.suppress(ProcessLookupError, ValueError, IndexError):
             os.kill(int(log.lines[0]), signal.SIGKILL)
+
+
+async def test_without_pidfd_the_exit_is_noticed_by_polling(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(_pid: int) -> int:
+        raise OSError("pidfd_open is not available here")
+
+    monkeypatch.setattr(os, "pidfd_open", unavailable)
+    log = Log()
+    result = await run_process("echo polled; exit 5", cwd=tmp_path, ctx=make_context(env, log=log, timeout=20))
+    assert result.exit_code == 5 and result.stopped is None
+    assert "polled" in log.lines

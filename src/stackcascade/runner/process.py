@@ -122,6 +122,8 @@ class _ExitWatch:
             self._pidfd = os.pidfd_open(proc.pid)
             loop.add_reader(self._pidfd, self._check)
         except (AttributeError, OSError, NotImplementedError, ValueError):
+            # No pidfd_open (not Linux, or a kernel before 5.3: AttributeError/OSError), or a loop that
+            # cannot watch file descriptors (NotImplementedError, ValueError): poll for the exit instead.
             if self._pidfd is not None:
                 os.close(self._pidfd)
                 self._pidfd = None
