@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from graphlib import CycleError, TopologicalSorter
-
-from stackcascade.domain.errors import Conflict
 
 Edge = tuple[str, str]
 
@@ -155,28 +152,3 @@ def descendants(edges: Iterable[Edge], node: str) -> set[str]:
         seen.add(current)
         queue.extend(graph[current])
     return seen
-
-
-def topological_waves(edges: Iterable[Edge], nodes: Iterable[str]) -> list[list[str]]:
-    """``nodes`` in waves: each wave only after everything upstream of it; each wave sorted.
-
-    Only edges between two of ``nodes`` order them; raises Conflict if those edges form a cycle.
-    """
-    members = set(nodes)
-    inside = [(s, t) for s, t in edges if s in members and t in members]
-    sorter: TopologicalSorter[str] = TopologicalSorter()
-    for node in members:
-        sorter.add(node)
-    for source, target in inside:
-        sorter.add(target, source)
-    try:
-        sorter.prepare()
-    except CycleError:
-        cycle = find_cycle(inside) or []
-        raise Conflict(f"the deployment graph has a cycle: {format_cycle(cycle)}; remove one of its edges") from None
-    waves: list[list[str]] = []
-    while sorter.is_active():
-        wave = sorted(sorter.get_ready())
-        sorter.done(*wave)
-        waves.append(wave)
-    return waves

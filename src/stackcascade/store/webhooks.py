@@ -265,11 +265,6 @@ async def delivery_of(conn: AsyncConnection, webhook_id: str, identifier: str) -
     return (await conn.execute(query)).first()
 
 
-async def pending_count(conn: AsyncConnection) -> int:
-    query = sa.select(sa.func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.status == PENDING)
-    return int(await conn.scalar(query) or 0)
-
-
 async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[Any]]:
     """The current (sealed) outputs of every direct upstream of a stack in the deployment graph."""
     source = stacks.alias("source")
