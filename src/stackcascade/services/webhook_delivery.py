@@ -130,18 +130,7 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
                     body = encode(payloads.render(WebhookFormat(hook.format), _event_view(event), ctx.public_url))
                     bodies[hook.format] = body
                 new_deliveries.append(
-                    {
-                        "id": str(uuid.uuid4()),
-                        "webhook_id": hook.id,
-                        "event_id": event.id,
-                        "event": event.kind,
-                        "kind": webhook_kind(event.kind),
-                        "body": body,
-                        "status": rows.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
+                    _delivery_row(str(uuid.uuid4()), hook.id, event.id, event.kind, body, now, rows.PENDING)
                 )
         await rows.insert_deliveries(conn, new_deliveries)
         await rows.mark_dispatched(conn, [event.id for event in batch])
@@ -186,24 +175,8 @@ async def _fire_edge(ctx: Context, conn: AsyncConnection, hook: Any, event: Any,
         }
     delivery_id = str(uuid.uuid4())
     body = encode(payloads.render(WebhookFormat.RAW, _event_view(event), ctx.public_url))
-    await rows.insert_deliveries(
-        conn,
-        [
-            {
-                "id": delivery_id,
-                "webhook_id": hook.id,
-                "event_id": event.id,
-                "event": event.kind,
-                "kind": webhook_kind(event.kind),
-                "body": body,
-                "status": rows.SUCCEEDED if queued is not None else rows.FAILED,
-                "attempts": 1,
-                "next_attempt_at": None,
-                "created_at": now,
-                "finished_at": now,
-            }
-        ],
-    )
+    outcome = rows.SUCCEEDED if queued is not None else rows.FAILED
+    await rows.insert_deliveries(conn, [_delivery_row(delivery_id, hook.id, event.id, event.kind, body, now, outcome)])
     result = AttemptResult(sent_at=now, duration_ms=0, response_code=code, response_body=encode(response))
     await rows.insert_attempts(
         conn,
@@ -232,6 +205,34 @@ async def claim_due(ctx: Context, limit: int, lease_seconds: float = 60.0) -> li
         refused = None if row.active else "the webhook is inactive"
         due.append(DueDelivery(row.id, row.webhook_id, row.attempts + 1, request, refused))
     return due
+
+
+def _delivery_row(
+    delivery_id: str,
+    webhook_id: str,
+    event_id: int | None,
+    event: str,
+    body: str,
+    now: float,
+    status: str,
+    *,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """A delivery to send (``pending``: due now), or one already sent once (ping, redeliver, an edge)."""
+    pending = status == rows.PENDING
+    return {
+        "id": delivery_id,
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "event": event,
+        "kind": kind or webhook_kind(event),
+        "body": body,
+        "status": status,
+        "attempts": 0 if pending else 1,
+        "next_attempt_at": now if pending else None,
+        "created_at": now,
+        "finished_at": None if pending else now,
+    }
 
 
 def _attempt_row(
@@ -307,24 +308,9 @@ async def _send_now(ctx: Context, hook: Any, *, event: str, kind: str, body_text
     now = ctx.now()
     attempt = _attempt_row(delivery_id, hook.id, 1, hook.payload_url, headers, result)
     async with ctx.db.write() as conn:
-        await rows.insert_deliveries(
-            conn,
-            [
-                {
-                    "id": delivery_id,
-                    "webhook_id": hook.id,
-                    "event_id": None,
-                    "event": event,
-                    "kind": kind,
-                    "body": body_text,
-                    "status": rows.SUCCEEDED if result.succeeded else rows.FAILED,
-                    "attempts": 1,
-                    "next_attempt_at": None,
-                    "created_at": now,
-                    "finished_at": now,
-                }
-            ],
-        )
+        outcome = rows.SUCCEEDED if result.succeeded else rows.FAILED
+        row = _delivery_row(delivery_id, hook.id, None, event, body_text, now, outcome, kind=kind)
+        await rows.insert_deliveries(conn, [row])
         await rows.insert_attempts(conn, [attempt])
         return await rows.attempt(conn, attempt["id"])
 

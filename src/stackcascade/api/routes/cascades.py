@@ -38,8 +38,7 @@ async def list_cascades(ctx: Ctx, caller: Caller, org: str, page_size: PageSize 
 
 @router.get(BASE + "/{cascade_id}", response_model=None, responses={200: {"model": Cascade}})
 async def get_cascade(ctx: Ctx, caller: Caller, org: str, cascade_id: str) -> JSONResponse:
-    row, members = await cascades.get(ctx, caller, org, cascade_id)
-    return JSONResponse(serializers.cascade(row, members))
+    return await _answer(ctx, caller, org, cascade_id)
 
 
 async def _answer(ctx: Ctx, caller: Caller, org: str, cascade_id: str) -> JSONResponse:
