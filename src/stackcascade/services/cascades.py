@@ -259,9 +259,9 @@ async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: 
 
 
 async def reconcile(ctx: Context) -> int:
-    """Advance every running cascade: catches members that changed outside a finish (superseded at claim)."""
+    """Advance the running cascades a member of which ended outside a finish (superseded at a claim)."""
     async with ctx.db.read() as conn:
-        running = await rows.running_ids(conn)
+        running = await rows.behind_ids(conn)  # one read; a write only where there is something to do
     queued = False
     for cascade_id in running:
         async with ctx.db.write() as conn:

@@ -129,8 +129,19 @@ async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed
     )
 
 
-async def running_ids(conn: AsyncConnection) -> list[str]:
-    query = sa.select(cascades.c.id).where(cascades.c.status == RUNNING).order_by(cascades.c.created_at)
+async def behind_ids(conn: AsyncConnection) -> list[str]:
+    """Running cascades with a member whose deployment ended outside a finish (superseded at a claim)."""
+    query = (
+        sa.select(cascade_members.c.cascade_id)
+        .join(cascades, cascades.c.id == cascade_members.c.cascade_id)
+        .join(deployments, deployments.c.id == cascade_members.c.deployment_id)
+        .where(
+            cascades.c.status == RUNNING,
+            cascade_members.c.status == "queued",
+            deployments.c.status.in_(("succeeded", "failed", "skipped")),
+        )
+        .distinct()
+    )
     return [row[0] for row in (await conn.execute(query)).all()]
 
 
