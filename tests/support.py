@@ -85,9 +85,9 @@ class LiveServer:
 def start_server(
     database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object
 ) -> LiveServer:
-    from stackcascade.api.app import create_app
     from stackcascade.config import Config
     from stackcascade.server import LocalPool, prepare, sweep_leases
+    from stackcascade.web.app import build_app
     from stackcascade.webhooks.dispatcher import Dispatcher
 
     port = free_port()
@@ -101,9 +101,11 @@ def start_server(
     def run() -> None:
         async def main() -> None:
             ctx, _, _ = await prepare(config)
-            app = create_app(ctx, max_body_bytes=max_body_bytes)
+            app = build_app(ctx, max_body_bytes=max_body_bytes)
             server = uvicorn.Server(
-                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+                uvicorn.Config(
+                    app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3
+                )
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             holder["server"] = server

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from stackcascade.api.app import create_app
 from stackcascade.config import Config
 from stackcascade.services import cascades, demo, queue, tokens
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox, load_or_create_key
 from stackcascade.store.db import Database
+from stackcascade.web.app import build_app
 
 if TYPE_CHECKING:  # the runner and httpx2 are imported only when `--runners` starts a local pool
     from fastapi import FastAPI
@@ -144,9 +144,17 @@ class LocalPool:
 
 async def serve(config: Config) -> None:
     ctx, new_token, seeded = await prepare(config)
-    app = create_app(ctx, max_body_bytes=config.max_body_bytes)
+    app = build_app(ctx, max_body_bytes=config.max_body_bytes)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
     )
     sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
     from stackcascade.webhooks.dispatcher import Dispatcher
@@ -178,7 +186,7 @@ async def serve(config: Config) -> None:
 def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool) -> None:
     where = "PostgreSQL" if ctx.db.is_postgres else f"SQLite in {config.data_dir.resolve()}"
     lines = [
-        f"stackcascade listening on {ctx.public_url}  (API docs: {ctx.public_url}/api/docs; the web console is not built yet)",
+        f"stackcascade listening on {ctx.public_url}  (web console: {ctx.public_url}/  API docs: {ctx.public_url}/api/docs)",
         f"database: {where}",
         f"local runners: {config.runners}" + ("" if config.runners else " (deployments wait for a `cascade runner`)"),
     ]

@@ -58,7 +58,6 @@ def queue_deployment(client: httpx2.Client, org: str, project: str = "proj", sta
     return dict(response.json())
 
 
-
 # --- authentication ------------------------------------------------------------------------------
 
 
@@ -72,7 +71,9 @@ def test_every_api_route_refuses_a_request_without_a_token(anonymous: httpx2.Cli
         for method in methods:
             if method not in {"get", "post", "put", "patch", "delete", "head"}:
                 continue
-            response = anonymous.request(method.upper(), concrete, json={} if method in {"post", "put", "patch"} else None)
+            response = anonymous.request(
+                method.upper(), concrete, json={} if method in {"post", "put", "patch"} else None
+            )
             assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"
             if method != "head":
                 assert_error(response, 401, f"missing Authorization header: {HEADER_HINT}")
@@ -94,7 +95,11 @@ def test_a_malformed_authorization_header_is_refused_with_the_expected_format(
 
 
 def test_the_admin_token_works_with_either_scheme_spelling(live_server: LiveServer, anonymous: httpx2.Client) -> None:
-    for header in (f"token {live_server.admin_token}", f"TOKEN {live_server.admin_token}", f"Bearer {live_server.admin_token}"):
+    for header in (
+        f"token {live_server.admin_token}",
+        f"TOKEN {live_server.admin_token}",
+        f"Bearer {live_server.admin_token}",
+    ):
         assert anonymous.get("/api/tokens", headers={"Authorization": header}).status_code == 200
 
 
@@ -316,7 +321,9 @@ def test_an_org_admin_can_pause_and_resume_its_org(admin: httpx2.Client, login: 
 
 
 @pytest.mark.parametrize("role", ["member", "viewer"])
-def test_an_org_admin_creates_working_tokens_for_its_org(admin: httpx2.Client, login: Login, org: str, role: str) -> None:
+def test_an_org_admin_creates_working_tokens_for_its_org(
+    admin: httpx2.Client, login: Login, org: str, role: str
+) -> None:
     make_stack(admin, org)
     owner = org_client(admin, login, org, "admin")
     created = issue(owner, org=org, role=role)
@@ -331,7 +338,9 @@ def test_an_org_admin_cannot_create_tokens_for_another_org(admin: httpx2.Client,
     owner = org_client(admin, login, org, "admin")
     other = org + "-other"
     for role in ("member", "viewer", "admin"):
-        assert_error(owner.post("/api/tokens", json={"org": other, "role": role}), 404, f"organization {other!r} not found")
+        assert_error(
+            owner.post("/api/tokens", json={"org": other, "role": role}), 404, f"organization {other!r} not found"
+        )
 
 
 def test_an_org_admin_cannot_create_admin_or_runner_tokens(admin: httpx2.Client, login: Login, org: str) -> None:
@@ -342,7 +351,9 @@ def test_an_org_admin_cannot_create_admin_or_runner_tokens(admin: httpx2.Client,
 
 
 @pytest.mark.parametrize("role", ["member", "viewer"])
-def test_members_and_viewers_cannot_create_or_list_tokens(admin: httpx2.Client, login: Login, org: str, role: str) -> None:
+def test_members_and_viewers_cannot_create_or_list_tokens(
+    admin: httpx2.Client, login: Login, org: str, role: str
+) -> None:
     client = org_client(admin, login, org, role)
     for wanted in ("viewer", "member"):
         response = client.post("/api/tokens", json={"org": org, "role": wanted})
@@ -417,7 +428,9 @@ def test_concurrent_token_creation_for_a_new_org_all_succeed(live_server: LiveSe
     assert len({r.json()["token"] for r in responses}) == 8
 
 
-def test_a_revoked_token_stops_working_at_once_despite_the_auth_cache(admin: httpx2.Client, live_server: LiveServer, org: str) -> None:
+def test_a_revoked_token_stops_working_at_once_despite_the_auth_cache(
+    admin: httpx2.Client, live_server: LiveServer, org: str
+) -> None:
     created = admin.post("/api/tokens", json={"org": org, "role": "viewer"}).json()
     with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {created['token']}"}) as viewer:
         assert viewer.get("/api/user/stacks", params={"organization": org}).status_code == 200  # now cached

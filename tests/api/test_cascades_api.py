@@ -92,7 +92,9 @@ def test_a_failed_external_update_skips_what_needed_it(admin: httpx2.Client, dia
     body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()
     cascade = admin.get(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}").json()
     assert cascade["status"] == "failed"
-    assert {m["stack"]: m["reason"] for m in cascade["members"]}["app/prod"] == "upstreams cluster/prod and database/prod skipped"
+    assert {m["stack"]: m["reason"] for m in cascade["members"]}[
+        "app/prod"
+    ] == "upstreams cluster/prod and database/prod skipped"
     assert all(m["status"] in {"failed", "skipped"} for m in cascade["members"])
 
 

@@ -49,7 +49,6 @@ def deploy(client: httpx2.Client, url: str, operation: str = "update", **body: A
     return dict(response.json())
 
 
-
 async def claim_this(db: Database, deployment_id: str) -> Context:
     """Lease ``deployment_id`` as a runner would; other queued work on the shared server is claimed first."""
     ctx = Context(db=db, secrets=SecretBox.generate(), lease_seconds=600)
@@ -105,15 +104,24 @@ def test_concurrent_creates_get_distinct_sequential_versions(live_server: LiveSe
         ({"operation": "deploy"}, f"unknown operation 'deploy': use one of {CHOICES}"),
         ({"operation": "UPDATE"}, f"unknown operation 'UPDATE': use one of {CHOICES}"),
         ({"operation": 1}, f"'operation' must be a string: one of {CHOICES}"),
-        ({"operation": "detect-drift"}, f"operation 'detect-drift' is not supported by stackcascade; use one of {CHOICES}"),
-        ({"operation": "update", "operationContext": {"operation": "update"}},
-         "give 'operation' at the top level of the request, not inside operationContext"),
-        ({"operation": "update", "operationContext": {"Operation": "preview"}},
-         "give 'operation' at the top level of the request, not inside operationContext"),
+        (
+            {"operation": "detect-drift"},
+            f"operation 'detect-drift' is not supported by stackcascade; use one of {CHOICES}",
+        ),
+        (
+            {"operation": "update", "operationContext": {"operation": "update"}},
+            "give 'operation' at the top level of the request, not inside operationContext",
+        ),
+        (
+            {"operation": "update", "operationContext": {"Operation": "preview"}},
+            "give 'operation' at the top level of the request, not inside operationContext",
+        ),
         ({"operation": "update", "inheritSettings": "false"}, "'inheritSettings' must be true or false"),
         ({"operation": "update", "sourceContext": {"git": {"branch": 3}}}, "sourceContext.git.branch must be a string"),
-        ({"operation": "update", "sourceContext": {"git": {"commit": "abc", "branch": "x"}}},
-         "sourceContext.git: give either 'branch' or 'commit', not both"),
+        (
+            {"operation": "update", "sourceContext": {"git": {"commit": "abc", "branch": "x"}}},
+            "sourceContext.git: give either 'branch' or 'commit', not both",
+        ),
     ],
 )
 def test_invalid_create_requests_are_a_400_and_create_nothing(
@@ -150,7 +158,10 @@ def configuration(client: httpx2.Client, stack: str, deployment_id: str) -> dict
 def test_inherited_settings_are_merged_under_the_request(admin: httpx2.Client, stack: str) -> None:
     admin.post(
         f"{stack}/settings",
-        json={"sourceContext": {"git": {"repoDir": "net"}}, "operationContext": {"environmentVariables": {"A": "1", "B": "2"}}},
+        json={
+            "sourceContext": {"git": {"repoDir": "net"}},
+            "operationContext": {"environmentVariables": {"A": "1", "B": "2"}},
+        },
     ).raise_for_status()
     created = deploy(
         admin,
@@ -179,7 +190,9 @@ def test_a_request_commit_replaces_the_saved_branch(admin: httpx2.Client, stack:
 
 def test_request_nulls_never_delete_inherited_values(admin: httpx2.Client, stack: str) -> None:
     """The Pulumi SDK sends every unset field as null; a one-off override must not wipe saved settings."""
-    admin.post(f"{stack}/settings", json={"operationContext": {"environmentVariables": {"A": "1", "B": "2"}}}).raise_for_status()
+    admin.post(
+        f"{stack}/settings", json={"operationContext": {"environmentVariables": {"A": "1", "B": "2"}}}
+    ).raise_for_status()
     created = deploy(
         admin,
         stack,
@@ -195,7 +208,9 @@ def test_request_nulls_never_delete_inherited_values(admin: httpx2.Client, stack
 
 
 def test_without_inheritance_only_the_request_counts(admin: httpx2.Client, stack: str) -> None:
-    admin.post(f"{stack}/settings", json={"operationContext": {"environmentVariables": {"SAVED": "1"}}}).raise_for_status()
+    admin.post(
+        f"{stack}/settings", json={"operationContext": {"environmentVariables": {"SAVED": "1"}}}
+    ).raise_for_status()
     created = deploy(
         admin,
         stack,
@@ -211,7 +226,9 @@ def test_without_inheritance_only_the_request_counts(admin: httpx2.Client, stack
 def test_without_inheritance_a_request_without_source_is_a_400(admin: httpx2.Client, org: str, stack: str) -> None:
     response = admin.post(stack, json={"operation": "update", "inheritSettings": False})
     assert_error(
-        response, 400, f"no source for stack {org}/proj/dev: inheritSettings is false, or give sourceContext in the request"
+        response,
+        400,
+        f"no source for stack {org}/proj/dev: inheritSettings is false, or give sourceContext in the request",
     )
     assert admin.get(stack).json()["total"] == 0
 
@@ -248,8 +265,19 @@ def test_the_settings_are_a_snapshot_taken_at_creation(admin: httpx2.Client, sta
 
 def assert_contract_shape(item: dict[str, Any]) -> None:
     assert {
-        "id", "created", "modified", "status", "version", "requestedBy", "pulumiOperation",
-        "initiator", "jobs", "orgName", "projectName", "stackName", "consoleUrl",
+        "id",
+        "created",
+        "modified",
+        "status",
+        "version",
+        "requestedBy",
+        "pulumiOperation",
+        "initiator",
+        "jobs",
+        "orgName",
+        "projectName",
+        "stackName",
+        "consoleUrl",
     } <= item.keys()
     assert item["status"] in STATUSES
     assert item["requestedBy"].keys() >= {"name", "githubLogin", "avatarUrl"}
@@ -307,7 +335,9 @@ def test_a_deployment_is_not_reachable_through_another_stack(admin: httpx2.Clien
     created = deploy(admin, stack)
     admin.post(f"/api/stacks/{org}/proj", json={"stackName": "prod"}).raise_for_status()
     other = f"/api/stacks/{org}/proj/prod/deployments"
-    assert_error(admin.get(f"{other}/{created['id']}"), 404, f"deployment {created['id']} not found on stack {org}/proj/prod")
+    assert_error(
+        admin.get(f"{other}/{created['id']}"), 404, f"deployment {created['id']} not found on stack {org}/proj/prod"
+    )
     assert_error(admin.post(f"{other}/{created['id']}/cancel"), 404)
     assert admin.get(f"{stack}/{created['id']}").json()["status"] == "not-started"
 
@@ -399,7 +429,12 @@ def test_cancelling_a_queued_deployment_skips_it_naming_who(
     with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {token}"}, timeout=30) as carol:
         response = carol.post(f"{stack}/{created['id']}/cancel")
     assert response.status_code == 200
-    assert response.json() == {"id": created["id"], "status": "skipped", "reason": "cancelled by carol", "cancelRequested": False}
+    assert response.json() == {
+        "id": created["id"],
+        "status": "skipped",
+        "reason": "cancelled by carol",
+        "cancelRequested": False,
+    }
     got = admin.get(f"{stack}/{created['id']}").json()
     assert (got["status"], got["reason"]) == ("skipped", "cancelled by carol")
     assert got["jobs"][0]["status"] == "skipped"
@@ -506,7 +541,12 @@ def test_deployment_counts_follow_the_statuses(admin: httpx2.Client, org: str, s
     deploy(admin, f"/api/stacks/{org}/net/dev/deployments", **SOURCE)
     assert admin.get(f"{stack}/metadata").json()["deploymentCounts"] == counts(notStarted=2, skipped=1)
     org_meta = admin.get(f"/api/orgs/{org}/deployments/metadata").json()
-    assert org_meta == {"paused": False, "concurrency": 25, "cascadeMode": "coalesced", "deploymentCounts": counts(notStarted=3, skipped=1)}
+    assert org_meta == {
+        "paused": False,
+        "concurrency": 25,
+        "cascadeMode": "coalesced",
+        "deploymentCounts": counts(notStarted=3, skipped=1),
+    }
 
 
 def test_org_metadata_of_an_org_never_seen_is_the_default(admin: httpx2.Client, org: str) -> None:
@@ -557,7 +597,9 @@ async def test_a_paused_stack_holds_its_queued_work(admin: httpx2.Client, db: Da
 # --- events --------------------------------------------------------------------------------------
 
 
-async def test_each_creation_writes_a_deployment_queued_event(admin: httpx2.Client, db: Database, org: str, stack: str) -> None:
+async def test_each_creation_writes_a_deployment_queued_event(
+    admin: httpx2.Client, db: Database, org: str, stack: str
+) -> None:
     created = [deploy(admin, stack), deploy(admin, stack, "preview")]
     assert admin.post(stack, json={"operation": "nope"}).status_code == 400
     assert admin.post(stack, json={"operation": "update", "inheritSettings": False}).status_code == 400

@@ -18,7 +18,6 @@ TOO_LARGE = f"request body is larger than {LIMIT} bytes (CASCADE_MAX_BODY_BYTES)
 SOURCE = {"sourceContext": {"git": {"repoUrl": "https://example.com/infra.git", "branch": "main"}}}
 
 
-
 @pytest.fixture
 def stack(admin: httpx2.Client, org: str) -> str:
     admin.post(f"/api/stacks/{org}/proj", json={"stackName": "dev"}).raise_for_status()
@@ -76,16 +75,26 @@ def test_a_wrong_method_is_a_json_405(admin: httpx2.Client, method: str, path: s
     ("raw", "message"),
     [
         (b'{"stackName": ', "malformed JSON in request body: Expecting value at line 1 column 15"),
-        (b"{'stackName': 'dev'}", "malformed JSON in request body: Expecting property name enclosed in double quotes at line 1 column 2"),
-        (b'{"a": 1,}', "malformed JSON in request body: Expecting property name enclosed in double quotes at line 1 column 9"),
+        (
+            b"{'stackName': 'dev'}",
+            "malformed JSON in request body: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        (
+            b'{"a": 1,}',
+            "malformed JSON in request body: Expecting property name enclosed in double quotes at line 1 column 9",
+        ),
         (b"stackName=dev", "malformed JSON in request body: Expecting value at line 1 column 1"),
         (b'{"a": 1}\n{"b": 2}', "malformed JSON in request body: Extra data at line 2 column 1"),
         (b'{"a": tru}', None),
     ],
 )
-def test_malformed_json_is_a_400_saying_where(admin: httpx2.Client, org: str, stack: str, raw: bytes, message: str | None) -> None:
+def test_malformed_json_is_a_400_saying_where(
+    admin: httpx2.Client, org: str, stack: str, raw: bytes, message: str | None
+) -> None:
     for method, url in write_targets(org, stack):
-        text = assert_error(admin.request(method, url, content=raw, headers={"Content-Type": "application/json"}), 400, message)
+        text = assert_error(
+            admin.request(method, url, content=raw, headers={"Content-Type": "application/json"}), 400, message
+        )
         assert text.startswith("malformed JSON in request body: ")
 
 
@@ -95,11 +104,19 @@ def test_malformed_json_is_a_400_saying_where(admin: httpx2.Client, org: str, st
         (b'{"tag": NaN}', "NaN is not valid JSON; send a finite number"),
         (b'{"operationContext": {"oidc": {"x": Infinity}}}', "Infinity is not valid JSON; send a finite number"),
         (b'{"operationContext": {"oidc": {"x": -Infinity}}}', "-Infinity is not valid JSON; send a finite number"),
-        (b'{"operationContext": {"oidc": {"x": 1e400}}}', "a number in the request body is out of range; send a finite number"),
-        (b'{"operationContext": {"oidc": {"x": ' + b"9" * 5000 + b"}}}", "a number in the request body has too many digits"),
+        (
+            b'{"operationContext": {"oidc": {"x": 1e400}}}',
+            "a number in the request body is out of range; send a finite number",
+        ),
+        (
+            b'{"operationContext": {"oidc": {"x": ' + b"9" * 5000 + b"}}}",
+            "a number in the request body has too many digits",
+        ),
     ],
 )
-def test_numbers_json_cannot_carry_are_a_400(admin: httpx2.Client, org: str, stack: str, raw: bytes, message: str) -> None:
+def test_numbers_json_cannot_carry_are_a_400(
+    admin: httpx2.Client, org: str, stack: str, raw: bytes, message: str
+) -> None:
     """Python's parser accepts them, but neither PostgreSQL jsonb nor a JSON response can hold them."""
     for method, url in write_targets(org, stack):
         assert_error(admin.request(method, url, content=raw), 400, message)
@@ -110,14 +127,19 @@ def test_big_but_finite_numbers_in_free_form_objects_are_kept(admin: httpx2.Clie
     body = {"operationContext": {"oidc": {"big": 10**30, "ratio": -2.5, "zero": 0}}}
     response = admin.post(f"{stack}/deployments/settings", json=body)
     assert response.status_code == 200, response.text
-    assert admin.get(f"{stack}/deployments/settings").json()["operationContext"]["oidc"] == body["operationContext"]["oidc"]
+    assert (
+        admin.get(f"{stack}/deployments/settings").json()["operationContext"]["oidc"]
+        == body["operationContext"]["oidc"]
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "kind"),
     [([1, 2], "list"), ("dev", "str"), (42, "int"), (1.5, "float"), (True, "bool"), (None, "null")],
 )
-def test_a_body_that_is_not_an_object_is_a_400(admin: httpx2.Client, org: str, stack: str, value: object, kind: str) -> None:
+def test_a_body_that_is_not_an_object_is_a_400(
+    admin: httpx2.Client, org: str, stack: str, value: object, kind: str
+) -> None:
     for method, url in write_targets(org, stack):
         response = admin.request(method, url, content=json.dumps(value).encode())
         assert_error(response, 400, f"the request body must be a JSON object, not {kind}")
@@ -285,11 +307,44 @@ def test_an_overlong_token_name_is_a_400(admin: httpx2.Client, org: str, body: d
 # --- fuzz ----------------------------------------------------------------------------------------
 
 KEYS = [
-    "operation", "Operation", "inheritSettings", "sourceContext", "git", "repoUrl", "repoURL", "branch", "commit",
-    "repoDir", "gitAuth", "accessToken", "basicAuth", "userName", "password", "sshAuth", "sshPrivateKey",
-    "operationContext", "preRunCommands", "environmentVariables", "options", "timeout", "shell",
-    "skipIntermediateDeployments", "oidc", "secret", "ciphertext", "plaintext", "stackName", "tags", "tag",
-    "agentPoolID", "agentPoolId", "executorContext", "executorImage", "cacheOptions", "A", "PATH",
+    "operation",
+    "Operation",
+    "inheritSettings",
+    "sourceContext",
+    "git",
+    "repoUrl",
+    "repoURL",
+    "branch",
+    "commit",
+    "repoDir",
+    "gitAuth",
+    "accessToken",
+    "basicAuth",
+    "userName",
+    "password",
+    "sshAuth",
+    "sshPrivateKey",
+    "operationContext",
+    "preRunCommands",
+    "environmentVariables",
+    "options",
+    "timeout",
+    "shell",
+    "skipIntermediateDeployments",
+    "oidc",
+    "secret",
+    "ciphertext",
+    "plaintext",
+    "stackName",
+    "tags",
+    "tag",
+    "agentPoolID",
+    "agentPoolId",
+    "executorContext",
+    "executorImage",
+    "cacheOptions",
+    "A",
+    "PATH",
 ]
 WORDS = ["update", "preview", "destroy", "detect-drift", "main", "[secret]", "", "dev", ".x", "gAAAAA", "Z0FBQUFB"]
 
@@ -313,17 +368,36 @@ secret_values = maybe(st.fixed_dictionaries({}, optional={"secret": texts, "ciph
 git = st.fixed_dictionaries(
     {},
     optional={
-        "repoUrl": texts, "repoURL": texts, "branch": texts, "commit": texts, "repoDir": texts,
-        "gitAuth": maybe(st.fixed_dictionaries({}, optional={"accessToken": secret_values, "basicAuth": maybe(
-            st.fixed_dictionaries({}, optional={"userName": secret_values, "password": secret_values}))})),
+        "repoUrl": texts,
+        "repoURL": texts,
+        "branch": texts,
+        "commit": texts,
+        "repoDir": texts,
+        "gitAuth": maybe(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "accessToken": secret_values,
+                    "basicAuth": maybe(
+                        st.fixed_dictionaries({}, optional={"userName": secret_values, "password": secret_values})
+                    ),
+                },
+            )
+        ),
     },
 )
 operation_context = st.fixed_dictionaries(
     {},
     optional={
         "preRunCommands": maybe(st.lists(texts, max_size=3)),
-        "environmentVariables": maybe(st.dictionaries(st.sampled_from(["A", "PATH", "B_2"]) | texts, texts | secret_values, max_size=3)),
-        "options": maybe(st.fixed_dictionaries({}, optional={"shell": texts, "timeout": numbers, "skipIntermediateDeployments": leaves})),
+        "environmentVariables": maybe(
+            st.dictionaries(st.sampled_from(["A", "PATH", "B_2"]) | texts, texts | secret_values, max_size=3)
+        ),
+        "options": maybe(
+            st.fixed_dictionaries(
+                {}, optional={"shell": texts, "timeout": numbers, "skipIntermediateDeployments": leaves}
+            )
+        ),
         "oidc": json_values,
         "operation": texts,
     },
@@ -366,7 +440,12 @@ def test_fuzzed_json_bodies_never_cause_a_500(live_server: LiveServer, body: obj
             if response.status_code >= 400:
                 assert response.json().keys() == {"code", "message"}
         # Whatever was accepted can be read back.
-        for url in (stack, f"{stack}/deployments", f"{stack}/deployments/settings", f"/api/user/stacks?organization={org}"):
+        for url in (
+            stack,
+            f"{stack}/deployments",
+            f"{stack}/deployments/settings",
+            f"/api/user/stacks?organization={org}",
+        ):
             assert client.get(url).status_code in {200, 404}
 
 
@@ -376,6 +455,10 @@ def test_fuzzed_raw_bytes_never_cause_a_500(live_server: LiveServer, raw: bytes)
     headers = {"Authorization": f"token {live_server.admin_token}"}
     with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as client:
         client.post("/api/stacks/fuzz-org/proj", json={"stackName": "raw"})
-        for url in ("/api/stacks/fuzz-org/proj", "/api/stacks/fuzz-org/proj/raw/deployments/settings", "/api/stacks/fuzz-org/proj/raw/deployments"):
+        for url in (
+            "/api/stacks/fuzz-org/proj",
+            "/api/stacks/fuzz-org/proj/raw/deployments/settings",
+            "/api/stacks/fuzz-org/proj/raw/deployments",
+        ):
             response = client.post(url, content=raw)
             assert response.status_code < 500, f"POST {url} {raw!r}: {response.text}"

@@ -50,7 +50,6 @@ def body_of(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in {"version", "source"}}
 
 
-
 def env(settings: dict[str, Any]) -> dict[str, Any]:
     return dict(settings["operationContext"]["environmentVariables"])
 
@@ -171,7 +170,11 @@ def test_put_replaces_the_whole_document(admin: httpx2.Client, stack: str) -> No
     post(
         admin,
         stack,
-        {"sourceContext": {"git": {"repoUrl": REPO, "branch": "main"}}, "tag": "old", "operationContext": {"preRunCommands": ["a"]}},
+        {
+            "sourceContext": {"git": {"repoUrl": REPO, "branch": "main"}},
+            "tag": "old",
+            "operationContext": {"preRunCommands": ["a"]},
+        },
     )
     replaced = put(admin, stack, {"sourceContext": {"git": {"repoUrl": "https://example.com/other.git"}}})
     assert body_of(replaced) == {"sourceContext": {"git": {"repoUrl": "https://example.com/other.git"}}}
@@ -219,7 +222,9 @@ SECRETS = {
     "sourceContext": {
         "git": {
             "repoUrl": REPO,
-            "gitAuth": {"basicAuth": {"userName": {"secret": "plain-user-9f1"}, "password": {"secret": "plain-pass-7c2"}}},
+            "gitAuth": {
+                "basicAuth": {"userName": {"secret": "plain-user-9f1"}, "password": {"secret": "plain-pass-7c2"}}
+            },
         }
     },
     "operationContext": {"environmentVariables": {"TOKEN": {"secret": "plain-token-3e8"}, "REGION": "eu-west-1"}},
@@ -227,7 +232,9 @@ SECRETS = {
 PLAINTEXTS = ("plain-user-9f1", "plain-pass-7c2", "plain-token-3e8")
 
 
-def test_secrets_come_back_masked_with_their_ciphertext(admin: httpx2.Client, stack: str, server_box: SecretBox) -> None:
+def test_secrets_come_back_masked_with_their_ciphertext(
+    admin: httpx2.Client, stack: str, server_box: SecretBox
+) -> None:
     saved = post(admin, stack, SECRETS)
     token = env(saved)["TOKEN"]
     assert token["secret"] == MASK
@@ -251,7 +258,9 @@ def test_secret_plaintext_never_appears_in_any_response(admin: httpx2.Client, or
             assert plaintext not in response.text
 
 
-def test_sending_back_the_masked_values_keeps_the_secrets(admin: httpx2.Client, stack: str, server_box: SecretBox) -> None:
+def test_sending_back_the_masked_values_keeps_the_secrets(
+    admin: httpx2.Client, stack: str, server_box: SecretBox
+) -> None:
     saved = post(admin, stack, SECRETS)
     again = post(admin, stack, body_of(saved))
     assert body_of(again) == body_of(saved)
@@ -270,7 +279,9 @@ def test_a_new_secret_value_replaces_the_old_one(admin: httpx2.Client, stack: st
 
 def test_a_ciphertext_sealed_with_another_key_is_refused(admin: httpx2.Client, stack: str) -> None:
     foreign = wrap_ciphertext(SecretBox.generate().seal("smuggled"))
-    response = admin.post(stack, json={"operationContext": {"environmentVariables": {"X": {"secret": MASK, "ciphertext": foreign}}}})
+    response = admin.post(
+        stack, json={"operationContext": {"environmentVariables": {"X": {"secret": MASK, "ciphertext": foreign}}}}
+    )
     assert_error(
         response,
         400,
@@ -292,7 +303,9 @@ def test_keys_are_matched_case_insensitively(admin: httpx2.Client, stack: str) -
     assert saved["sourceContext"] == {"git": {"repoUrl": REPO, "branch": "main"}}
     assert saved["agentPoolID"] == "pool-a"
     assert "agentPoolId" not in saved
-    merged = post(admin, stack, {"SourceContext": {"GIT": {"repoUrl": "https://example.com/new.git"}}, "AGENTPOOLID": "pool-b"})
+    merged = post(
+        admin, stack, {"SourceContext": {"GIT": {"repoUrl": "https://example.com/new.git"}}, "AGENTPOOLID": "pool-b"}
+    )
     assert merged["sourceContext"] == {"git": {"repoUrl": "https://example.com/new.git", "branch": "main"}}
     assert merged["agentPoolID"] == "pool-b"
 
@@ -318,16 +331,27 @@ def test_unknown_fields_are_ignored(admin: httpx2.Client, stack: str) -> None:
         ({"agentPoolID": False}, "agentPoolID must be a string"),
         ({"sourceContext": "git"}, "sourceContext must be a JSON object"),
         ({"sourceContext": {"git": {"repoUrl": 42}}}, "sourceContext.git.repoUrl must be a string"),
-        ({"sourceContext": {"git": {"gitAuth": {"accessToken": 7}}}}, 'sourceContext.git.gitAuth.accessToken must be {"secret": "value"}'),
+        (
+            {"sourceContext": {"git": {"gitAuth": {"accessToken": 7}}}},
+            'sourceContext.git.gitAuth.accessToken must be {"secret": "value"}',
+        ),
         ({"operationContext": {"preRunCommands": "make"}}, "operationContext.preRunCommands must be a list of strings"),
-        ({"operationContext": {"options": {"skipIntermediateDeployments": "yes"}}},
-         "operationContext.options.skipIntermediateDeployments must be true or false"),
-        ({"operationContext": {"options": {"timeout": "60"}}},
-         "operationContext.options.timeout must be a whole number of seconds between 1 and 604800"),
-        ({"operationContext": {"environmentVariables": {"PORT": 8080}}},
-         'operationContext.environmentVariables.PORT must be a string or {"secret": "value"}; quote numbers and booleans'),
-        ({"operationContext": {"environmentVariables": {"BAD-NAME": "v"}}},
-         "operationContext.environmentVariables: 'BAD-NAME' is not a valid environment variable name (letters, digits, '_')"),
+        (
+            {"operationContext": {"options": {"skipIntermediateDeployments": "yes"}}},
+            "operationContext.options.skipIntermediateDeployments must be true or false",
+        ),
+        (
+            {"operationContext": {"options": {"timeout": "60"}}},
+            "operationContext.options.timeout must be a whole number of seconds between 1 and 604800",
+        ),
+        (
+            {"operationContext": {"environmentVariables": {"PORT": 8080}}},
+            'operationContext.environmentVariables.PORT must be a string or {"secret": "value"}; quote numbers and booleans',
+        ),
+        (
+            {"operationContext": {"environmentVariables": {"BAD-NAME": "v"}}},
+            "operationContext.environmentVariables: 'BAD-NAME' is not a valid environment variable name (letters, digits, '_')",
+        ),
     ],
 )
 @pytest.mark.parametrize("method", ["POST", "PUT"])
@@ -340,7 +364,9 @@ def test_wrong_types_are_a_400_naming_the_field_path(
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_branch_and_commit_together_are_a_400(admin: httpx2.Client, stack: str, method: str) -> None:
-    response = admin.request(method, stack, json={"sourceContext": {"git": {"repoUrl": REPO, "branch": "main", "commit": "abc"}}})
+    response = admin.request(
+        method, stack, json={"sourceContext": {"git": {"repoUrl": REPO, "branch": "main", "commit": "abc"}}}
+    )
     assert_error(response, 400, "sourceContext.git: give either 'branch' or 'commit', not both")
 
 

@@ -28,11 +28,12 @@ def create(client: httpx2.Client, org: str, project: str, stack: str, **body: An
     return client.post(f"/api/stacks/{org}/{project}", json={"stackName": stack, **body})
 
 
-def make_stack(client: httpx2.Client, org: str, project: str = "proj", stack: str = "dev", **body: Any) -> dict[str, Any]:
+def make_stack(
+    client: httpx2.Client, org: str, project: str = "proj", stack: str = "dev", **body: Any
+) -> dict[str, Any]:
     response = create(client, org, project, stack, **body)
     assert response.status_code == 200, response.text
     return dict(response.json())
-
 
 
 @pytest.fixture
@@ -79,7 +80,9 @@ def test_the_same_stack_name_in_another_project_or_org_is_a_different_stack(admi
 
 def test_concurrent_creates_of_one_stack_make_exactly_one(live_server: LiveServer, org: str) -> None:
     def attempt(_: int) -> int:
-        with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30) as c:
+        with httpx2.Client(
+            base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30
+        ) as c:
             return create(c, org, "proj", "race").status_code
 
     with ThreadPoolExecutor(8) as pool:
@@ -89,7 +92,9 @@ def test_concurrent_creates_of_one_stack_make_exactly_one(live_server: LiveServe
 
 def test_concurrent_creates_of_different_stacks_in_a_new_org_all_succeed(live_server: LiveServer, org: str) -> None:
     def attempt(i: int) -> httpx2.Response:
-        with httpx2.Client(base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30) as c:
+        with httpx2.Client(
+            base_url=live_server.url, headers={"Authorization": f"token {live_server.admin_token}"}, timeout=30
+        ) as c:
             return create(c, org, "proj", f"s{i}")
 
     with ThreadPoolExecutor(8) as pool:
@@ -110,7 +115,9 @@ def test_concurrent_creates_of_different_stacks_in_a_new_org_all_succeed(live_se
         (["dev"], f"invalid stack name ['dev']: use {RULE}"),
     ],
 )
-def test_invalid_stack_names_are_a_400_with_the_rule(admin: httpx2.Client, org: str, stack: object, message: str) -> None:
+def test_invalid_stack_names_are_a_400_with_the_rule(
+    admin: httpx2.Client, org: str, stack: object, message: str
+) -> None:
     assert_error(admin.post(f"/api/stacks/{org}/proj", json={"stackName": stack}), 400, message)
     assert admin.head(f"/api/stacks/{org}/proj").status_code == 404
 
@@ -129,7 +136,9 @@ def test_a_missing_stack_name_is_a_400(admin: httpx2.Client, org: str) -> None:
         ("a%2Bb", f"invalid project name 'a+b': use {RULE}"),
     ],
 )
-def test_invalid_project_names_are_a_400_with_the_rule(admin: httpx2.Client, org: str, project: str, message: str) -> None:
+def test_invalid_project_names_are_a_400_with_the_rule(
+    admin: httpx2.Client, org: str, project: str, message: str
+) -> None:
     assert_error(admin.post(f"/api/stacks/{org}/{project}", json={"stackName": "dev"}), 400, message)
 
 
@@ -251,7 +260,9 @@ def test_list_stacks_filters_by_tag_name_and_value(admin: httpx2.Client, org: st
     make_stack(admin, org, "p", "d")
     base = {"organization": org}
     assert names(admin.get("/api/user/stacks", params={**base, "tagName": "env"}).json()) == [("p", "a"), ("p", "b")]
-    assert names(admin.get("/api/user/stacks", params={**base, "tagName": "env", "tagValue": "dev"}).json()) == [("p", "b")]
+    assert names(admin.get("/api/user/stacks", params={**base, "tagName": "env", "tagValue": "dev"}).json()) == [
+        ("p", "b")
+    ]
     assert names(admin.get("/api/user/stacks", params={**base, "tagName": "team", "tagValue": "x"}).json()) == [
         ("p", "a"),
         ("p", "c"),
@@ -260,7 +271,9 @@ def test_list_stacks_filters_by_tag_name_and_value(admin: httpx2.Client, org: st
 
 
 def test_tag_value_without_tag_name_is_a_400(admin: httpx2.Client, org: str) -> None:
-    assert_error(admin.get("/api/user/stacks", params={"organization": org, "tagValue": "x"}), 400, "tagValue needs tagName")
+    assert_error(
+        admin.get("/api/user/stacks", params={"organization": org, "tagValue": "x"}), 400, "tagValue needs tagName"
+    )
 
 
 def page_through(client: httpx2.Client, params: dict[str, Any]) -> tuple[list[tuple[str, str]], int]:
@@ -283,7 +296,15 @@ def page_through(client: httpx2.Client, params: dict[str, Any]) -> tuple[list[tu
 
 @pytest.mark.parametrize("page_size", [1, 2, 3, 7, 8])
 def test_paging_covers_every_stack_exactly_once(admin: httpx2.Client, org: str, page_size: int) -> None:
-    wanted = [("a-proj", "Prod"), ("a-proj", "dev"), ("a-proj", "dev.eu"), ("a-proj", "dev_us"), ("b", "x"), ("b", "y"), ("c", "z")]
+    wanted = [
+        ("a-proj", "Prod"),
+        ("a-proj", "dev"),
+        ("a-proj", "dev.eu"),
+        ("a-proj", "dev_us"),
+        ("b", "x"),
+        ("b", "y"),
+        ("c", "z"),
+    ]
     for project, stack in wanted:
         make_stack(admin, org, project, stack)
     seen, pages = page_through(admin, {"organization": org, "maxResults": page_size})

@@ -134,7 +134,9 @@ def test_logs_of_a_finished_deployment_prints_every_line_across_pages(
     by_version = ok(cascade.as_admin("logs", stack, "1")).stdout.splitlines()
     assert by_version == expected
 
-    as_json = [json.loads(text) for text in ok(cascade.as_admin("logs", stack, deployment_id, "--json")).stdout.splitlines()]
+    as_json = [
+        json.loads(text) for text in ok(cascade.as_admin("logs", stack, deployment_id, "--json")).stdout.splitlines()
+    ]
     assert as_json == all_logs(api, stack, deployment_id)
     assert {"header", "timestamp", "line"} <= set(as_json[0])
 
@@ -191,7 +193,9 @@ def test_logs_follow_prints_lines_while_the_deployment_runs_and_ends_with_its_st
         assert "exit 3" in lines[-1]
 
 
-def test_logs_follow_of_a_skipped_deployment_exits_1(cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path) -> None:
+def test_logs_follow_of_a_skipped_deployment_exits_1(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
     stack = new_stack(api, org, tmp_path, "true")
     assert api.post(f"/api/stacks/{stack}/deployments/pause").status_code == 200  # it stays queued
     deployment_id = deploy(api, stack)
@@ -267,7 +271,9 @@ def deploy_follow_gated(cascade: Cascade, api: httpx2.Client, stack: str, gate: 
         return running.result(timeout=120), deployment_id
 
 
-def test_deploy_follow_prints_lines_steps_and_the_success(cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path) -> None:
+def test_deploy_follow_prints_lines_steps_and_the_success(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     stack = new_stack(api, org, tmp_path, gated(gate, f"echo 'hello {MARKUP}'"))
     result, deployment_id = deploy_follow_gated(cascade, api, stack, gate, f"hello {MARKUP}")
@@ -276,7 +282,9 @@ def test_deploy_follow_prints_lines_steps_and_the_success(cascade: Cascade, api:
     assert lines[:2] == [f"Queued update of {stack}: version 1", f"  id:      {deployment_id}"]
     assert printed_log(result.stdout) == expected_lines(api, stack, deployment_id)
     assert f"[operation] hello {MARKUP}" in lines
-    table = [line.split() for line in lines if line.split()[:1] in (["source"], ["pre-run"], ["operation"], ["outputs"])]
+    table = [
+        line.split() for line in lines if line.split()[:1] in (["source"], ["pre-run"], ["operation"], ["outputs"])
+    ]
     assert [row[:2] for row in table] == [
         ["source", "succeeded"],
         ["pre-run", "succeeded"],

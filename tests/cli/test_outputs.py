@@ -163,7 +163,9 @@ def test_a_deployment_reads_another_stacks_outputs_with_its_own_token(
     """The real executable, run by a deployment with nothing but CASCADE_API_URL, CASCADE_TOKEN and CASCADE_ORG."""
     org = net.split("/")[0]
     other = new_stack(api, f"org-{uuid.uuid4().hex[:10]}/net/prod", "file:///unused")  # another org's stack
-    only_identity = 'env -i CASCADE_API_URL="$CASCADE_API_URL" CASCADE_TOKEN="$CASCADE_TOKEN" CASCADE_ORG="$CASCADE_ORG"'
+    only_identity = (
+        'env -i CASCADE_API_URL="$CASCADE_API_URL" CASCADE_TOKEN="$CASCADE_TOKEN" CASCADE_ORG="$CASCADE_ORG"'
+    )
     no_org = 'env -i CASCADE_API_URL="$CASCADE_API_URL" CASCADE_TOKEN="$CASCADE_TOKEN"'
     update = f"""
 test "$CASCADE_API_URL" = "{pool_server.url}" || exit 9

@@ -80,9 +80,7 @@ def test_upgrading_to_webhooks_keeps_old_events_out_of_the_dispatcher(database_u
             config.attributes["connection"] = conn
             command.upgrade(config, "0002")
             conn.execute(
-                sa.text(
-                    "INSERT INTO events (org, kind, payload, created_at) VALUES ('o', 'stack_created', '{}', 1.0)"
-                )
+                sa.text("INSERT INTO events (org, kind, payload, created_at) VALUES ('o', 'stack_created', '{}', 1.0)")
             )
             command.upgrade(config, "head")
         with engine.connect() as conn:

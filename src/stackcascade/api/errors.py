@@ -26,30 +26,35 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+async def cascade_error(_request: Request, exc: CascadeError) -> JSONResponse:
+    return error_response(exc.status_code, exc.message)
+
+
+async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(400, _describe_validation(exc))
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    response = error_response(exc.status_code, message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Never echo the exception: it may carry secrets. Log its type and where it happened.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error; the server log has the details")
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(CascadeError)
-    async def _cascade_error(_request: Request, exc: CascadeError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, _describe_validation(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404 and exc.detail == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        else:
-            message = str(exc.detail)
-        response = error_response(exc.status_code, message)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Never echo the exception: it may carry secrets. Log its type and where it happened.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal server error; the server log has the details")
+    app.add_exception_handler(CascadeError, cascade_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected_error)

@@ -76,7 +76,7 @@ async def record(
         if outputs is not None:
             sealed = seal_outputs(ctx, outputs, secret_keys)
             changed = open_outputs(ctx, row.outputs, True) != open_outputs(ctx, sealed, True)
-            await runs.set_stack_outputs(conn, row.id, sealed)
+            await runs.set_stack_outputs(conn, row.id, sealed, now)
         started = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id)
         payload: dict[str, Any] = {
             "stack": {"organization": org, "projectName": project, "stackName": stack},

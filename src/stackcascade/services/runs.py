@@ -271,7 +271,7 @@ async def finish(
             changed = sealed is not None and open_outputs(ctx, before, True) != open_outputs(ctx, sealed, True)
             await cascade_rows.set_outputs_changed(conn, deployment_id, changed)
         if updated and sealed is not None:
-            await runs.set_stack_outputs(conn, row.stack_id, sealed)
+            await runs.set_stack_outputs(conn, row.stack_id, sealed, now)
         extra = {"resourceChanges": result.resource_changes} if result.resource_changes else {}
         finished = await queue.finish_in(
             conn,

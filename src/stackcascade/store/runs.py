@@ -203,5 +203,5 @@ async def logs_of_step(
     return list((await conn.execute(_LOGS_OF_STEP, parameters)).all())
 
 
-async def set_stack_outputs(conn: AsyncConnection, stack_id: str, outputs: dict[str, Any]) -> None:
-    await conn.execute(_SET_STACK_OUTPUTS, {"b_stack_id": stack_id, "outputs": outputs})
+async def set_stack_outputs(conn: AsyncConnection, stack_id: str, outputs: dict[str, Any], now: float) -> None:
+    await conn.execute(_SET_STACK_OUTPUTS, {"b_stack_id": stack_id, "outputs": outputs, "outputs_updated_at": now})

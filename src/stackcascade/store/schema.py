@@ -41,6 +41,7 @@ stacks = sa.Table(
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("tags", JSONDoc, nullable=False),
     sa.Column("outputs", JSONDoc, nullable=True),
+    sa.Column("outputs_updated_at", sa.Double, nullable=True),  # when ``outputs`` last changed hands
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
     # Settings versions never repeat, not even after the settings were deleted and saved again.

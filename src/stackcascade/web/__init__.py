@@ -1,1 +1,1 @@
-"""web layer."""
+"""The web console: server-rendered pages over the same services the API uses, live through SSE."""

@@ -1,0 +1,7 @@
+"""Console pages: deployments (being built)."""
+
+from __future__ import annotations
+
+from stackcascade.web.routing import console_router
+
+router = console_router()

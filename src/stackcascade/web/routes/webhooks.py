@@ -1,0 +1,7 @@
+"""Console pages: webhooks (being built)."""
+
+from __future__ import annotations
+
+from stackcascade.web.routing import console_router
+
+router = console_router()
