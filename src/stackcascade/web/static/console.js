@@ -22,7 +22,12 @@ const Console = (() => {
     const url = document.body.dataset.live;
     if (!url || source) return;
     source = new EventSource(url);
-    source.addEventListener("hello", () => setLiveState("live", "live"));
+    // On every (re)connection, catch up once: a change may have committed between this page being
+    // rendered (or the stream dropping) and the stream starting.
+    source.addEventListener("hello", () => {
+      setLiveState("live", "live");
+      for (const handler of listeners) handler({ events: [], cascades: true, connected: true });
+    });
     source.addEventListener("change", (message) => {
       let data = {};
       try { data = JSON.parse(message.data); } catch (_) { return; }

@@ -1,0 +1,39 @@
+"""In a real Chromium: a gated member of the demo cascade shows up live as awaiting approval, a click on
+Approve lets it run, and the cascade ends succeeded without a reload."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import deploy
+from tests.support import LiveServer
+from tests.web.console import artifact, browser_sign_in
+
+GATE = "/api/stacks/demo/app/prod/cascadesettings"
+
+
+def test_approving_a_gated_member_in_the_browser_finishes_the_cascade(demo_server: LiveServer, page: Page) -> None:
+    browser_sign_in(page, demo_server.url, demo_server.admin_token, "/demo/~/cascades")
+    with demo_server.client() as api:
+        assert api.patch(GATE, json={"requireApproval": True}).status_code == 200
+        try:
+            root = deploy(api, "demo/network/prod")
+            cascade_id = api.get(f"/api/stacks/demo/network/prod/deployments/{root}").json()["cascadeId"]
+            assert cascade_id in [c["id"] for c in api.get("/api/orgs/demo/cascades").json()["cascades"]]
+
+            page.goto(f"{demo_server.url}/demo/~/cascades/{cascade_id}")
+            page.evaluate("window.sameDocument = true")  # gone if the page reloads
+            app = page.locator('[data-stack="app/prod"]')
+            expect(app.locator(".badge")).to_have_text("waiting")  # network still runs
+            expect(app.locator(".badge")).to_have_text("awaiting approval", timeout=30_000)
+            assert page.evaluate("window.sameDocument === true"), "the page reloaded instead of refreshing in place"
+            expect(page.locator("#cascade-headline")).to_contain_text("Waiting for approval of app/prod")
+            page.screenshot(path=artifact("cascade-awaiting-approval.png"), full_page=True)
+
+            app.get_by_role("button", name="Approve").click()
+            expect(page.get_by_role("status").filter(has_text="Approved app/prod")).to_be_visible()
+            expect(page.locator("#cascade-headline .badge")).to_have_text("succeeded", timeout=30_000)
+            expect(app.locator(".badge")).to_have_text("succeeded")
+            expect(app).to_contain_text("approved by")
+        finally:
+            api.patch(GATE, json={"requireApproval": False})  # the demo server is shared by this module
