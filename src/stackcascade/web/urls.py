@@ -68,3 +68,13 @@ def deployment(org_name: str, project: str, stack_name: str, deployment_id: str)
 
 def static(name: str) -> str:
     return f"{STATIC}/{name}"
+
+
+def stack_action(org_name: str, project: str, stack_name: str, action: str) -> str:
+    """A stack's form targets: ``deploy``, ``pause``, ``resume``, ``gate``."""
+    return _path(org_name, project, stack_name, action)
+
+
+def deployment_action(org_name: str, project: str, stack_name: str, deployment_id: str, action: str) -> str:
+    """A deployment's ``cancel`` form and its ``live`` event stream."""
+    return _path(org_name, project, stack_name, "deployments", deployment_id, action)
