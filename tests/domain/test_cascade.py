@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from itertools import pairwise
@@ -207,13 +206,10 @@ def test_plan_scales_to_ten_thousand_stacks() -> None:
     for previous, layer in pairwise(layers):
         for stack in layer:
             edges.extend(edge(up, stack, "update_succeeded") for up in rng.sample(previous, 3))
-    started = time.perf_counter()
-    cascade = plan("root/prod", UPDATE, edges)
-    elapsed = time.perf_counter() - started
+    cascade = plan("root/prod", UPDATE, edges)  # its speed is measured by bench/graph_scale.py
     assert cascade is not None
     assert len(cascade.members) == 10_001
     assert len(cascade.waves) == 101
-    assert elapsed < 5, f"plan took {elapsed:.2f}s"
 
 
 # decide: the diamond
