@@ -111,7 +111,8 @@ def start_server(
             holder["server"] = server
             pool = LocalPool(ctx, app, config)
             await pool.start()
-            sweeper = asyncio.create_task(sweep_leases(ctx, 0.5))
+            stop_sweeping = asyncio.Event()
+            sweeper = asyncio.create_task(sweep_leases(ctx, 0.5, stop_sweeping))
             stop_dispatch = asyncio.Event()
             dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
             task = asyncio.create_task(server.serve())
@@ -122,7 +123,8 @@ def start_server(
             await pool.stop()
             stop_dispatch.set()
             await dispatcher
-            sweeper.cancel()
+            stop_sweeping.set()
+            await sweeper
             await ctx.db.dispose()
 
         try:

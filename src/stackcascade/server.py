@@ -70,9 +70,14 @@ def write_demo_repo(path: Path, examples: Path = EXAMPLES) -> str:
     return path.resolve().as_uri()
 
 
-async def sweep_leases(ctx: Context, every: float) -> None:
+async def sweep_leases(ctx: Context, every: float, stop: asyncio.Event) -> None:
+    """Every ``every`` seconds until ``stop``: it is stopped between sweeps, never cancelled inside one
+    (a cancel in the middle of a statement can leave a connection behind when the pool is disposed)."""
     while True:
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return
         try:
             lost = await queue.expire_leases(ctx)
             await cascades.reconcile(ctx)  # members superseded while queued, anything a crash left behind
@@ -156,7 +161,8 @@ async def serve(config: Config) -> None:
             timeout_graceful_shutdown=3,
         )
     )
-    sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4))))
+    stop_sweeping = asyncio.Event()
+    sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4)), stop_sweeping))
     from stackcascade.webhooks.dispatcher import Dispatcher
 
     stop_dispatch = asyncio.Event()
@@ -176,9 +182,8 @@ async def serve(config: Config) -> None:
         await dispatcher
         if hasattr(ctx.webhook_client, "close"):
             await ctx.webhook_client.close()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        stop_sweeping.set()
+        await sweeper
         await ctx.db.dispose()
         print("stackcascade stopped", flush=True)
 

@@ -38,9 +38,16 @@ def write_targets(org: str, stack: str) -> list[tuple[str, str]]:
 # --- routes --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/nope", "/api/stacks", "/nope", "/api/stacks/o/p/s/deployments/x/y/z"])
+@pytest.mark.parametrize("path", ["/api/nope", "/api/stacks", "/api", "/api/stacks/o/p/s/deployments/x/y/z"])
 def test_an_unknown_route_is_a_json_404(admin: httpx2.Client, path: str) -> None:
     assert_error(admin.get(path), 404, f"no such endpoint: GET {path}")
+
+
+def test_paths_outside_api_belong_to_the_web_console(admin: httpx2.Client) -> None:
+    # ``/nope`` is the console page of an organization "nope": without a console session, the sign-in form.
+    response = admin.get("/nope")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/~/login?next=%2Fnope"
 
 
 def test_an_unknown_route_is_a_404_even_without_a_token(anonymous: httpx2.Client) -> None:

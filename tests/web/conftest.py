@@ -11,8 +11,10 @@ from tests.support import DATABASES, LiveServer, fresh_database, start_server
 from tests.web.console import CHROMIUM_ARGS, require_chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """One browser per test module: Playwright's sync API keeps an event loop set on this thread while
+    it is open, which would break the asyncio tests of the modules that follow."""
     executable = require_chromium()
     from playwright.sync_api import sync_playwright
 

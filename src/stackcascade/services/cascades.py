@@ -8,6 +8,7 @@ advance it one after the other. The decisions themselves are ``domain.cascade``'
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,38 @@ def plan_of(document: dict[str, Any]) -> Plan:
     )
 
 
+class _Plans:
+    """Decoded plans by cascade id, so advancing a cascade does not re-read and re-decode its plan on
+    every member's finish. A plan never changes once its cascade started, so an entry never goes stale
+    (in any replica); the cache is bounded, least recently used first out."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._plans: OrderedDict[str, tuple[Plan, frozenset[str]]] = OrderedDict()
+
+    def put(self, cascade_id: str, plan: Plan, root_events: frozenset[str]) -> None:
+        self._plans[cascade_id] = (plan, root_events)
+        self._plans.move_to_end(cascade_id)
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+
+    async def get(self, conn: AsyncConnection, cascade_id: str) -> tuple[Plan, frozenset[str]] | None:
+        """The plan and the root's events (an external update's), decoded once per process."""
+        found = self._plans.get(cascade_id)
+        if found is not None:
+            self._plans.move_to_end(cascade_id)
+            return found
+        document = await rows.plan(conn, cascade_id)
+        if document is None:
+            return None
+        plan, root_events = plan_of(document), frozenset(document.get("rootEvents") or ())
+        self.put(cascade_id, plan, root_events)
+        return plan, root_events
+
+
+_PLANS = _Plans()
+
+
 async def plan_for(
     conn: AsyncConnection, org: str, root: str, operation: Operation, root_id: str | None = None
 ) -> Started | None:
@@ -106,6 +139,7 @@ async def record_in(
 ) -> None:
     """Write the cascade and its members (the root queued, or already done for an external event)."""
     plan = started.plan
+    _PLANS.put(started.id, plan, frozenset(root_events))  # harmless if this transaction rolls back: ids are unique
     await rows.insert(
         conn,
         {
@@ -167,8 +201,10 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float) -> bool
     cascade = await rows.lock(conn, cascade_id)
     if cascade is None or cascade.status != rows.RUNNING:
         return False
-    plan = plan_of(cascade.plan)
-    root_events = frozenset(cascade.plan.get("rootEvents") or ())
+    known = await _PLANS.get(conn, cascade_id)
+    if known is None:
+        return False
+    plan, root_events = known
     queued = False
     while True:
         members = await rows.members(conn, cascade_id)
@@ -345,9 +381,8 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
     async with ctx.db.write() as conn:
         await rows.lock(conn, cascade_id)
         cascade, member = await _member(conn, org, cascade_id, stack)
-        plan = plan_of(cascade.plan)
+        plan, root_events = plan_of(cascade.plan), frozenset(cascade.plan.get("rootEvents") or ())
         members = await rows.members(conn, cascade_id)
-        root_events = frozenset(cascade.plan.get("rootEvents") or ())
         outcomes = {m.stack: _outcome(plan, m, root_events) for m in members}
         resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
         for name in resets:

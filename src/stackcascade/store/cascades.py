@@ -77,12 +77,22 @@ async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[di
     await conn.execute(cascade_members.insert(), members)
 
 
+# Everything but the plan document: the plan never changes, so advancing reads it once (``plan``).
+_STATE_COLUMNS = [column for column in cascades.c if column.name != "plan"]
+
+
 async def lock(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
-    """The cascade row, locked: members finishing at once on PostgreSQL advance it one after another."""
-    query = sa.select(cascades).where(cascades.c.id == cascade_id)
+    """The cascade row without its plan, locked: members finishing at once advance it one after another."""
+    query = sa.select(*_STATE_COLUMNS).where(cascades.c.id == cascade_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return (await conn.execute(query)).first()
+
+
+async def plan(conn: AsyncConnection, cascade_id: str) -> dict[str, Any] | None:
+    """The plan document fixed when the cascade started."""
+    document = await conn.scalar(sa.select(cascades.c.plan).where(cascades.c.id == cascade_id))
+    return dict(document) if document is not None else None
 
 
 async def get(conn: AsyncConnection, org: str, cascade_id: str) -> sa.Row[Any] | None:

@@ -46,7 +46,9 @@ def new_login_nonce() -> str:
 
 
 def cookie_is_secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies when the request came over TLS or the server is published over https (a proxy)."""
+    public_url: str = request.app.state.context.public_url
+    return request.url.scheme == "https" or public_url.startswith("https://")
 
 
 async def authenticate_token(ctx: Context, token: str) -> Principal:
