@@ -140,7 +140,9 @@ class JobRun:
         return fields
 
     async def _heartbeats(self, lease_seconds: float) -> None:
-        every = max(0.2, min(lease_seconds / 3, 10.0))
+        # The heartbeat is also how a cancel reaches a runner: at most 2 s between them, so a Cancel
+        # (from the console, the CLI or the API) takes effect within about 2 s plus the kill grace.
+        every = max(0.2, min(lease_seconds / 3, 2.0))
         while True:
             await asyncio.sleep(every)
             try:
