@@ -142,6 +142,7 @@ class LocalPool:
         if self._task is None:
             return
         self._stop.set()
+        self._ctx.work.close()  # the slots' long-polling claims return now instead of at their timeout
         await self._task
         if self._token_id:
             await tokens.revoke_by_id(self._ctx, self._token_id)

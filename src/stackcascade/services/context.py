@@ -23,6 +23,12 @@ class WorkSignal:
 
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The process is shutting down: wake every waiter, and long-polls return at once from now on."""
+        self.closed = True
+        self.notify()
 
     def notify(self) -> None:
         for waiter in list(self._waiters):

@@ -133,7 +133,7 @@ async def claim(
         if job is not None:
             return job
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or ctx.work.closed:
             return None
         await ctx.work.wait(min(remaining, 1.0))
 
