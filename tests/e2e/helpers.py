@@ -1,4 +1,4 @@
-"""Helpers for end-to-end runs: real git repositories and waiting for deployments to end."""
+"""Helpers for end-to-end runs: real git repositories, waiting for deployments to end, cascades."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx2
 
 TERMINAL = {"succeeded", "failed", "skipped"}
 SECRET = "sup3r-s3cret-value-4711"
+DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
 
 
 def git_repo(path: Path, files: dict[str, str], *, branch: str = "main") -> str:
@@ -76,3 +77,38 @@ def wait_for_log(api: httpx2.Client, stack: str, deployment_id: str, text: str, 
             return
         time.sleep(0.05)
     raise AssertionError(f"{text!r} did not show up in the log in {seconds}s")
+
+
+# --- cascades -------------------------------------------------------------------------------------
+
+
+def diamond(api: httpx2.Client, org: str, repo: str, gated: tuple[str, str] | None = None) -> None:
+    for project in ("network", "database", "cluster", "app"):
+        assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+        assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+    for up, down in DIAMOND:
+        edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+        if (up, down) == gated:
+            edge["requireApproval"] = True
+        response = api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge)
+        assert response.status_code == 201, response.text
+
+
+def cascade_of(api: httpx2.Client, org: str, deployment_id: str) -> str:
+    return str(api.get(f"/api/stacks/{org}/network/prod/deployments/{deployment_id}").json()["cascadeId"])
+
+
+def wait_cascade(api: httpx2.Client, org: str, cascade_id: str, until: Any, seconds: float = 90) -> dict[str, Any]:
+    """Poll the cascade until ``until(cascade)`` holds (bounded in time)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cascade = api.get(f"/api/orgs/{org}/cascades/{cascade_id}").json()
+        if until(cascade):
+            return dict(cascade)
+        time.sleep(0.05)
+    raise AssertionError(f"cascade {cascade_id} did not get there in {seconds} s: {cascade}")
+
+
+def member(cascade: dict[str, Any], project: str) -> dict[str, Any]:
+    return next(m for m in cascade["members"] if m["stack"] == f"{project}/prod")

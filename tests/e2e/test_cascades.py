@@ -4,46 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx2
-
-from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for
+from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, diamond, git_repo, member, wait_cascade, wait_for
 from tests.support import LiveServer
-
-DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
-
-
-def diamond(api: httpx2.Client, org: str, repo: str, gated: tuple[str, str] | None = None) -> None:
-    for project in ("network", "database", "cluster", "app"):
-        assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
-        settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
-        assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
-    for up, down in DIAMOND:
-        edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
-        if (up, down) == gated:
-            edge["requireApproval"] = True
-        response = api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge)
-        assert response.status_code == 201, response.text
-
-
-def cascade_of(api: httpx2.Client, org: str, deployment_id: str) -> str:
-    return str(api.get(f"/api/stacks/{org}/network/prod/deployments/{deployment_id}").json()["cascadeId"])
-
-
-def wait_cascade(api: httpx2.Client, org: str, cascade_id: str, until: Any, seconds: float = 90) -> dict[str, Any]:
-    """Poll the cascade until ``until(cascade)`` holds (bounded in time)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        cascade = api.get(f"/api/orgs/{org}/cascades/{cascade_id}").json()
-        if until(cascade):
-            return dict(cascade)
-        time.sleep(0.05)
-    raise AssertionError(f"cascade {cascade_id} did not get there in {seconds} s: {cascade}")
-
-
-def member(cascade: dict[str, Any], project: str) -> dict[str, Any]:
-    return next(m for m in cascade["members"] if m["stack"] == f"{project}/prod")
 
 
 def test_one_change_deploys_the_diamond_once_each_with_app_after_both(

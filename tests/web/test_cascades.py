@@ -11,8 +11,7 @@ import pytest
 
 from stackcascade.web.cascade_view import MemberView, count_summary, headline
 from stackcascade.web.pages import status_label
-from tests.e2e.helpers import cascade_yaml, deploy, git_repo
-from tests.e2e.test_cascades import cascade_of, diamond, member, wait_cascade
+from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, diamond, git_repo, member, wait_cascade
 from tests.support import LiveServer
 from tests.web.console import console_client, csrf_of
 
