@@ -104,14 +104,10 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
         batch = await rows.undispatched_events(conn, limit)
         if not batch:
             return 0
-        pairs = {(event.org, event.stack_id) for event in batch}
-        # Coalesced orgs (the default) deploy downstream stacks through cascades only: their edges are
-        # not even loaded. Per-edge orgs fire them here, as Pulumi's deployment webhooks do.
-        modes = {org: await cascade_rows.cascade_mode(conn, org) for org in sorted({org for org, _ in pairs})}
-        coalesced = {org for org, mode in modes.items() if mode != "per-edge"}
         scoped: dict[tuple[str, str | None], list[Any]] = {}  # (org, stack id or None for org hooks) -> hooks
-        for hook in await rows.for_events(conn, pairs, without_edges_of=coalesced):
+        for hook in await rows.for_events(conn, {(event.org, event.stack_id) for event in batch}):
             scoped.setdefault((hook.org, hook.stack_id), []).append(hook)
+        modes: dict[str, str] = {}  # org -> cascade mode, read only when an edge is met
         now = ctx.now()
         new_deliveries: list[dict[str, Any]] = []
         for event in batch:
@@ -123,9 +119,17 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
                 stack_scoped = hook.stack_id is not None
                 if event.created_at < hook.created_at:
                     continue  # it happened before the webhook existed (the dispatcher had not got to it yet)
+                edge = hook.format == WebhookFormat.PULUMI_DEPLOYMENTS.value
+                if edge:
+                    # Coalesced orgs (the default) deploy downstream stacks through cascades only; per-edge
+                    # orgs fire the edge here, as Pulumi's deployment webhooks do.
+                    if hook.org not in modes:
+                        modes[hook.org] = await cascade_rows.cascade_mode(conn, hook.org)
+                    if modes[hook.org] != "per-edge":
+                        continue
                 if not matches(hook.filters, hook.groups, event.kind, stack_scoped=stack_scoped):
                     continue
-                if hook.format == WebhookFormat.PULUMI_DEPLOYMENTS.value:
+                if edge:
                     queued_deployments |= await _fire_edge(ctx, conn, hook, event, now)
                     continue
                 body = bodies.get(hook.format)

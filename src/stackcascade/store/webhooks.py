@@ -7,7 +7,6 @@ Delivery work follows the queue pattern of deployments: due rows are claimed wit
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -105,26 +104,14 @@ async def edges(conn: AsyncConnection, org: str) -> list[tuple[str, str, str]]:
     return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
 
 
-async def for_events(
-    conn: AsyncConnection,
-    pairs: set[tuple[str, str | None]],
-    *,
-    without_edges_of: Collection[str] = (),
-) -> list[sa.Row[Any]]:
-    """Active webhooks that may want events of these (org, stack id) pairs: the orgs' and the stacks'.
-
-    ``without_edges_of``: orgs whose deployment edges never fire from an event (coalesced cascades).
-    """
+async def for_events(conn: AsyncConnection, pairs: set[tuple[str, str | None]]) -> list[sa.Row[Any]]:
+    """Active webhooks that may want events of these (org, stack id) pairs: the orgs' and the stacks'."""
     org_names = {org for org, _ in pairs}
     stack_ids = {stack_id for _, stack_id in pairs if stack_id}
     condition = sa.and_(webhooks.c.org.in_(org_names), webhooks.c.scope == ORG_SCOPE)
     if stack_ids:
         condition = sa.or_(condition, webhooks.c.stack_id.in_(stack_ids))
     query = _with_target().where(webhooks.c.active.is_(True), condition)
-    if without_edges_of:
-        query = query.where(
-            sa.or_(webhooks.c.format != "pulumi_deployments", webhooks.c.org.not_in(sorted(without_edges_of)))
-        )
     return list((await conn.execute(query)).all())
 
 
