@@ -60,8 +60,6 @@ import platform
 import random
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -74,12 +72,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _support import PG_SERVER, Served, cpu_seconds, database_url, serve, system_busy_seconds
 
 from stackcascade.domain.cascade import Edge, Outcome, per_edge_runs
 from stackcascade.domain.deployments import Operation, Status
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/"
-HOST = "127.0.0.1"
 ORG, PE_ORG = "bench", "bench-pe"
 STACK = "prod"
 TARGETS = {"ratio_sqlite": 5.0, "trigger_p99_ms": 50.0}
@@ -144,22 +141,10 @@ def path_count_total(dag: Dag) -> int:
 # --------------------------------------------------------------------------- machine load
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def children_cpu(pid: int) -> float:
     """CPU of reaped children of ``pid`` (cutime + cstime): the processes its runners ran."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
-def system_busy_seconds() -> float:
-    with open("/proc/stat") as fh:
-        values = [int(x) for x in fh.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def pg_backend_cpu(database_url: str | None) -> float:
@@ -168,7 +153,7 @@ def pg_backend_cpu(database_url: str | None) -> float:
     import psycopg
 
     name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(PG_SERVER + "postgres", autocommit=True, connect_timeout=5) as conn:
         pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
     total = 0.0
     for pid in pids:
@@ -232,80 +217,33 @@ class Meter:
 # --------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def fresh_database(kind: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    import psycopg
-
-    name = f"cascade_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @dataclass
 class Server:
-    pid: int
-    url: str
+    """A running ``cascade serve`` and the database it uses (None: SQLite in its data dir)."""
+
+    served: Served
     database_url: str | None
-    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.served.pid
+
+    @property
+    def url(self) -> str:
+        return self.served.url
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return self.served.tail(lines)
 
 
 @contextlib.contextmanager
 def server(kind: str, runners: int, token: str) -> Iterator[Server]:
-    data_dir = Path(tempfile.mkdtemp(prefix="cascade-bench-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {"CASCADE_ADMIN_TOKEN": token}
-    cascade = Path(sys.executable).parent / "cascade"
-    with fresh_database(kind) as database_url:
-        command = [str(cascade), "serve", "--data-dir", str(data_dir / "data"), "--port", str(port)]
-        command += ["--runners", str(runners)]
-        if database_url:
-            command += ["--database-url", database_url]
-        log = data_dir / "server.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir)
-        url = f"http://{HOST}:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"cascade serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx2.get(url + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("cascade serve did not become healthy in 60 s")
-                time.sleep(0.05)
-            yield Server(process.pid, url, database_url, log)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp,
+        database_url(kind) as url,
+        serve(Path(tmp) / "data", token, database_url=url, runners=runners) as served,
+    ):
+        yield Server(served, url)
 
 
 class Invalid(Exception):

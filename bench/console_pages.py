@@ -20,81 +20,22 @@ Times are wall-clock at the client over 127.0.0.1 (the whole request: routing, q
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import platform
 import random
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import psycopg
+from _support import database_url, serve
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ORG = "bench"
 TARGET_MS = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def database(kind: str, data_dir: Path) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    name = f"cascade_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def server(data_dir: Path, database_url: str | None, token: str) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {
-        "CASCADE_ADMIN_TOKEN": token,
-        "CASCADE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-    }
-    if database_url:
-        env["CASCADE_DATABASE_URL"] = database_url
-    command = [str(Path(sys.executable).parent / "cascade"), "serve", "--data-dir", str(data_dir)]
-    command += ["--port", str(port), "--runners", "0"]
-    log = data_dir / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"cascade serve exited:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx2.TransportError):
-                if httpx2.get(url + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("cascade serve did not become healthy in 60 s")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def check(response: httpx2.Response, *expected: int) -> httpx2.Response:
@@ -131,8 +72,9 @@ def build_org(api: httpx2.Client, layers: int, width: int, fanin: int, seed: int
                 check(api.post(f"/api/stacks/{ORG}/p{layer - 1}x{up}/prod/hooks", json=body), 201)
                 edges += 1
     deployment_id = ""
-    for i in range(40):
-        project = f"p{i % layers}x{i // layers}"
+    queued = min(40, layers * width)
+    for i in range(queued):
+        project = f"p{i % layers}x{(i // layers) % width}"
         made = check(api.post(f"/api/stacks/{ORG}/{project}/prod/deployments", json={"operation": "update"}), 202)
         deployment_id = deployment_id or made.json()["id"]
     for name in ("audit", "chat"):
@@ -148,7 +90,7 @@ def build_org(api: httpx2.Client, layers: int, width: int, fanin: int, seed: int
     biggest = max(cascades, key=lambda c: len(check(api.get(f"/api/orgs/{ORG}/cascades/{c['id']}")).json()["members"]))
     members = len(check(api.get(f"/api/orgs/{ORG}/cascades/{biggest['id']}")).json()["members"])
     print(
-        f"  org {ORG}: {layers * width} stacks, {edges} edges, 40 queued deployments, {len(cascades)} cascades "
+        f"  org {ORG}: {layers * width} stacks, {edges} edges, {queued} queued deployments, {len(cascades)} cascades "
         f"(largest {members} members)"
     )
     return {"deployment": deployment_id, "cascade": biggest["id"], "deployment_stack": "p0x0/prod"}
@@ -175,9 +117,12 @@ def run(kind: str, args: argparse.Namespace) -> list[tuple[str, list[float], int
     token = "csc_bench_" + uuid.uuid4().hex
     with (
         tempfile.TemporaryDirectory(prefix="console-bench-") as tmp,
-        database(kind, Path(tmp)) as url,
-        server(Path(tmp), url, token) as base,
+        database_url(kind) as url,
+        serve(
+            Path(tmp) / "data", token, database_url=url, env={"CASCADE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}
+        ) as served,
     ):
+        base = served.url
         headers = {"Authorization": f"token {token}"}
         with httpx2.Client(base_url=base, headers=headers, timeout=60, trust_env=False) as api:
             ids = build_org(api, args.layers, args.width, args.fanin, args.seed)

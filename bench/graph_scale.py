@@ -44,10 +44,7 @@ import platform
 import random
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,12 +57,11 @@ from typing import Any
 
 import httpx2
 import sqlalchemy as sa
+from _support import PG_SERVER, cpu_seconds, database_url, serve, system_busy_seconds
 
 from stackcascade.store.db import Database, sqlite_url_for
 from stackcascade.store.schema import orgs, stacks, webhooks
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/"
-HOST = "127.0.0.1"
 ORG, STACK = "scale", "prod"
 TARGETS = {"create_p99_ms": 20.0, "plan_ms": 100.0}
 
@@ -117,19 +113,8 @@ class Graph:
 @contextlib.contextmanager
 def fresh_database(kind: str, data_dir: Path) -> Iterator[tuple[str, str | None]]:
     """(URL for ``Database``, ``--database-url`` for the server or None for SQLite in the data dir)."""
-    if kind == "sqlite":
-        yield sqlite_url_for(data_dir), None
-        return
-    import psycopg
-
-    name = f"cascade_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL + name, PG_ADMIN_URL + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_url(kind) as url:
+        yield (url or sqlite_url_for(data_dir)), url
 
 
 def seed(url: str, graph: Graph) -> tuple[dict[str, str], float]:
@@ -200,31 +185,13 @@ def seed(url: str, graph: Graph) -> tuple[dict[str, str], float]:
 # --------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def system_busy_seconds() -> float:
-    with open("/proc/stat") as fh:
-        values = [int(x) for x in fh.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def pg_backend_cpu(database_url: str | None) -> float:
     if not database_url:
         return 0.0
     import psycopg
 
     name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL + "postgres", autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(PG_SERVER + "postgres", autocommit=True, connect_timeout=5) as conn:
         pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
     total = 0.0
     for pid in pids:
@@ -235,43 +202,8 @@ def pg_backend_cpu(database_url: str | None) -> float:
 
 @contextlib.contextmanager
 def server(data_dir: Path, database_url: str | None, token: str) -> Iterator[tuple[str, int, Path]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {"CASCADE_ADMIN_TOKEN": token}
-    command = [
-        str(Path(sys.executable).parent / "cascade"),
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--runners",
-        "0",
-    ]
-    if database_url:
-        command += ["--database-url", database_url]
-    log = data_dir.parent / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir.parent)
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"cascade serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx2.TransportError):
-                if httpx2.get(url + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("cascade serve did not become healthy in 60 s")
-            time.sleep(0.05)
-        yield url, process.pid, log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serve(data_dir, token, database_url=database_url) as served:
+        yield served.url, served.pid, served.log
 
 
 # --------------------------------------------------------------------------- measuring

@@ -30,88 +30,28 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-
-CASCADE = Path(sys.executable).parent / "cascade"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def database(kind: str, data_dir: Path) -> Iterator[list[str]]:
-    if kind == "sqlite":
-        yield []
-        return
-    import psycopg
-
-    name = f"bench_runner_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ["--database-url", PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"]
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from _support import cpu_seconds, database_url, serve
 
 
 @contextlib.contextmanager
 def server(kind: str, runners: int) -> Iterator[tuple[httpx2.Client, int]]:
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-runner-"))
+    """A real ``cascade serve --runners N`` and an admin client for it."""
     token = "csc_bench_" + secrets.token_hex(16)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | {"CASCADE_ADMIN_TOKEN": token}
-    with database(kind, data_dir) as db_args:
-        command = [
-            str(CASCADE),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--runners",
-            str(runners),
-            *db_args,
-        ]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.05)
-            else:
-                raise SystemExit("cascade serve did not start")
-            with httpx2.Client(base_url=url, headers={"Authorization": f"token {token}"}, timeout=30) as api:
-                yield api, process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp,
+        database_url(kind, prefix="bench_runner") as url,
+        serve(Path(tmp) / "data", token, database_url=url, runners=runners) as served,
+        httpx2.Client(base_url=served.url, headers={"Authorization": f"token {token}"}, timeout=30) as api,
+    ):
+        yield api, served.pid
 
 
 def parse(ts: str) -> float:
