@@ -115,3 +115,37 @@ def serve(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def pg_backend_cpu(database_url: str | None) -> float:
+    """CPU so far of the PostgreSQL backends connected to this database (0 for SQLite)."""
+    if not database_url:
+        return 0.0
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_SERVER + "postgres", autocommit=True, connect_timeout=5) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def wait_quiet(server_pid: int, max_wait: float, threshold_pct: float = 25.0) -> float:
+    """Wait (at most ``max_wait`` s) for a 1 s window where other processes use < ``threshold_pct`` of a core.
+
+    Returns the other processes' CPU % of the last window; 0 s waits nothing. Other sessions share this
+    machine: their load is reported next to every result either way.
+    """
+    deadline = time.perf_counter() + max_wait
+    other = float("nan")
+    while time.perf_counter() < deadline:
+        busy0, server0, own0 = system_busy_seconds(), cpu_seconds(server_pid), time.process_time()
+        time.sleep(1.0)
+        busy = system_busy_seconds() - busy0 - (cpu_seconds(server_pid) - server0) - (time.process_time() - own0)
+        other = 100 * max(0.0, busy)
+        if other < threshold_pct:
+            break
+    return other

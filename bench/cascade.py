@@ -72,7 +72,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from _support import PG_SERVER, Served, cpu_seconds, database_url, serve, system_busy_seconds
+from _support import (
+    Served,
+    cpu_seconds,
+    database_url,
+    pg_backend_cpu,
+    serve,
+    system_busy_seconds,
+    wait_quiet,
+)
 
 from stackcascade.domain.cascade import Edge, Outcome, per_edge_runs
 from stackcascade.domain.deployments import Operation, Status
@@ -145,39 +153,6 @@ def children_cpu(pid: int) -> float:
     """CPU of reaped children of ``pid`` (cutime + cstime): the processes its runners ran."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
-def pg_backend_cpu(database_url: str | None) -> float:
-    if not database_url:
-        return 0.0
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_SERVER + "postgres", autocommit=True, connect_timeout=5) as conn:
-        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += cpu_seconds(pid)
-    return total
-
-
-def wait_quiet(server_pid: int, max_wait: float, threshold_pct: float = 25.0) -> float:
-    """Wait (at most ``max_wait`` s) for a 1 s window where other processes use < ``threshold_pct`` of a core.
-
-    Returns the other processes' CPU % of the last window; 0 s waits nothing. Other sessions share this
-    machine: their load is reported next to every result either way.
-    """
-    deadline = time.perf_counter() + max_wait
-    other = float("nan")
-    while time.perf_counter() < deadline:
-        busy0, server0, own0 = system_busy_seconds(), cpu_seconds(server_pid), time.process_time()
-        time.sleep(1.0)
-        busy = system_busy_seconds() - busy0 - (cpu_seconds(server_pid) - server0) - (time.process_time() - own0)
-        other = 100 * max(0.0, busy)
-        if other < threshold_pct:
-            break
-    return other
 
 
 class Meter:
