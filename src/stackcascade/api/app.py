@@ -23,6 +23,7 @@ from stackcascade.api.routes import (
     tokens,
     webhooks,
 )
+from stackcascade.api.routing import RESPONSE_MODELS
 from stackcascade.api.schemas import REQUEST_MODELS
 from stackcascade.services.context import Context
 
@@ -56,7 +57,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1024 * 1024) -> FastAPI:
         cascades.router,
         autodeploy.router,
     ):
-        app.include_router(router)
+        router.add_to(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
@@ -74,8 +75,10 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in REQUEST_MODELS:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    documented = [(model, "serialization") for model in RESPONSE_MODELS.values()]
+    documented += [(model, "validation") for model in REQUEST_MODELS]
+    for model, mode in documented:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
         schemas.setdefault(model.__name__, schema)

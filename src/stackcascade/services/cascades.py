@@ -116,6 +116,8 @@ async def plan_for(
     conn: AsyncConnection, org: str, root: str, operation: Operation, root_id: str | None = None
 ) -> Started | None:
     """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode)."""
+    if root_id is not None and not await rows.has_outgoing_edge(conn, root_id):
+        return None
     if await rows.cascade_mode(conn, org) != "coalesced":
         return None
     specs = await rows.edge_specs(conn, org, reachable_from=root_id)

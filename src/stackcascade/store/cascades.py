@@ -14,8 +14,22 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
 RUNNING = "running"
 
 
+# The statements on the path of every deployment create are built once with bind parameters: building a
+# select (aliases, a recursive CTE) and its cache key anew costs more than SQLite takes to run it.
+_CASCADE_MODE = sa.select(orgs.c.cascade_mode).where(orgs.c.name == sa.bindparam("b_org"))
+_HAS_OUTGOING_EDGE = (
+    sa.select(webhooks.c.id)
+    .where(
+        webhooks.c.stack_id == sa.bindparam("b_stack_id"),
+        webhooks.c.active.is_(True),
+        webhooks.c.target_stack_id.is_not(None),
+    )
+    .limit(1)
+)
+
+
 async def cascade_mode(conn: AsyncConnection, org: str) -> str:
-    mode = await conn.scalar(sa.select(orgs.c.cascade_mode).where(orgs.c.name == org))
+    mode = await conn.scalar(_CASCADE_MODE, {"b_org": org})
     return str(mode or "coalesced")
 
 
@@ -23,31 +37,42 @@ async def set_cascade_mode(conn: AsyncConnection, org: str, mode: str) -> None:
     await conn.execute(orgs.update().where(orgs.c.name == org).values(cascade_mode=mode))
 
 
-def _reachable(start: Any, exclude_webhook: str | None = None) -> Any:
-    """Stack ids reachable from ``start`` over active deployment edges (a recursive CTE, start included).
+async def has_outgoing_edge(conn: AsyncConnection, stack_id: str) -> bool:
+    """Whether an active deployment edge leaves the stack (one index probe: most stacks start no cascade)."""
+    return (await conn.scalar(_HAS_OUTGOING_EDGE, {"b_stack_id": stack_id})) is not None
 
-    ``UNION`` (not ``UNION ALL``) makes it terminate on any graph and visit each stack once.
+
+def _reachable(exclude_webhook: bool = False) -> Any:
+    """Stack ids reachable from ``:b_start`` over active deployment edges (a recursive CTE, start included).
+
+    ``UNION`` (not ``UNION ALL``) makes it terminate on any graph and visit each stack once. With
+    ``exclude_webhook`` the edge ``:b_exclude`` is left out.
     """
-    seed = sa.select(sa.literal(start).label("stack_id")).cte("reach", recursive=True)
+    seed = sa.select(sa.bindparam("b_start", type_=sa.String).label("stack_id")).cte("reach", recursive=True)
     step = sa.select(webhooks.c.target_stack_id).join(seed, webhooks.c.stack_id == seed.c.stack_id)
     step = step.where(webhooks.c.active.is_(True), webhooks.c.target_stack_id.is_not(None))
-    if exclude_webhook is not None:
-        step = step.where(webhooks.c.id != exclude_webhook)
+    if exclude_webhook:
+        step = step.where(webhooks.c.id != sa.bindparam("b_exclude"))
     return seed.union(step)
+
+
+def _reaches(exclude_webhook: bool) -> sa.Select[Any]:
+    reach = _reachable(exclude_webhook)
+    return sa.select(reach.c.stack_id).where(reach.c.stack_id == sa.bindparam("b_goal")).limit(1)
+
+
+_REACHES = {False: _reaches(False), True: _reaches(True)}
 
 
 async def reaches(conn: AsyncConnection, start: str, goal: str, *, exclude_webhook: str | None = None) -> bool:
     """Whether ``goal`` can be reached from ``start`` over active deployment edges (cycle check, in SQL)."""
-    reach = _reachable(start, exclude_webhook)
-    query = sa.select(reach.c.stack_id).where(reach.c.stack_id == goal).limit(1)
-    return (await conn.scalar(query)) is not None
+    params = {"b_start": start, "b_goal": goal}
+    if exclude_webhook is not None:
+        params["b_exclude"] = exclude_webhook
+    return (await conn.scalar(_REACHES[exclude_webhook is not None], params)) is not None
 
 
-async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | None = None) -> list[sa.Row[Any]]:
-    """Active deployment edges of the org with what the planner needs, and both stacks' ids.
-
-    ``reachable_from`` (a stack id) keeps only the edges a cascade from that stack could use.
-    """
+def _edge_specs(reachable: bool) -> sa.Select[Any]:
     source = stacks.alias("source")
     target = stacks.alias("target")
     query = (
@@ -64,12 +89,26 @@ async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | N
         )
         .join(source, source.c.id == webhooks.c.stack_id)
         .join(target, target.c.id == webhooks.c.target_stack_id)
-        .where(webhooks.c.org == org, webhooks.c.active.is_(True))
+        .where(webhooks.c.org == sa.bindparam("b_org"), webhooks.c.active.is_(True))
     )
-    if reachable_from is not None:
-        reach = _reachable(reachable_from)
+    if reachable:
+        reach = _reachable()
         query = query.where(webhooks.c.stack_id.in_(sa.select(reach.c.stack_id)))
-    return list((await conn.execute(query)).all())
+    return query
+
+
+_EDGE_SPECS = {False: _edge_specs(False), True: _edge_specs(True)}
+
+
+async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | None = None) -> list[sa.Row[Any]]:
+    """Active deployment edges of the org with what the planner needs, and both stacks' ids.
+
+    ``reachable_from`` (a stack id) keeps only the edges a cascade from that stack could use.
+    """
+    params = {"b_org": org}
+    if reachable_from is not None:
+        params["b_start"] = reachable_from
+    return list((await conn.execute(_EDGE_SPECS[reachable_from is not None], params)).all())
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[dict[str, Any]]) -> None:

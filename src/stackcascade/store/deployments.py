@@ -26,8 +26,11 @@ _PENDING = (QUEUED, *ACTIVE_STATUSES)
 # Bind parameters of WHERE clauses are named b_* (UPDATE reserves column names for its SET clause).
 
 
+_INSERT = deployments.insert()
+
+
 async def insert(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(deployments.insert().values(**values))
+    await conn.execute(_INSERT, values)
 
 
 def _with_stack() -> sa.Select[Any]:

@@ -14,6 +14,8 @@ appended_in_transaction: ContextVar[bool] = ContextVar("appended_in_transaction"
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+_INSERT = events.insert()  # built once: building an insert anew costs more than SQLite takes to run it
+
 
 async def append(
     conn: AsyncConnection,
@@ -25,9 +27,13 @@ async def append(
     stack_id: str | None = None,
     deployment_id: str | None = None,
 ) -> None:
-    await conn.execute(
-        events.insert().values(
-            org=org, kind=kind, payload=payload, created_at=now, stack_id=stack_id, deployment_id=deployment_id
-        )
-    )
+    values = {
+        "org": org,
+        "kind": kind,
+        "payload": payload,
+        "created_at": now,
+        "stack_id": stack_id,
+        "deployment_id": deployment_id,
+    }
+    await conn.execute(_INSERT, values)
     appended_in_transaction.set(True)

@@ -25,10 +25,24 @@ def _with_settings() -> sa.Select[Any]:
     )
 
 
+# Built once with bind parameters: building a select anew costs more than SQLite takes to run it.
+_FIND_WITH_SETTINGS = _with_settings().where(
+    stacks.c.org == sa.bindparam("b_org"),
+    stacks.c.project == sa.bindparam("b_project"),
+    stacks.c.name == sa.bindparam("b_name"),
+)
+_NEXT_VERSION = (
+    stacks.update()
+    .where(stacks.c.id == sa.bindparam("b_id"))
+    .values(last_version=stacks.c.last_version + 1)
+    .returning(stacks.c.last_version)
+)
+
+
 async def find_with_settings(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
     """The stack and its saved settings document (None when it has none), in one query."""
-    query = _with_settings().where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
-    return (await conn.execute(query)).first()
+    params = {"b_org": org, "b_project": project, "b_name": name}
+    return (await conn.execute(_FIND_WITH_SETTINGS, params)).first()
 
 
 async def get_with_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
@@ -94,12 +108,7 @@ async def set_paused(conn: AsyncConnection, stack_id: str, paused: bool) -> None
 
 async def next_version(conn: AsyncConnection, stack_id: str) -> int:
     """Take the stack's next deployment version; the row update also serialises creations per stack."""
-    result = await conn.execute(
-        stacks.update()
-        .where(stacks.c.id == stack_id)
-        .values(last_version=stacks.c.last_version + 1)
-        .returning(stacks.c.last_version)
-    )
+    result = await conn.execute(_NEXT_VERSION, {"b_id": stack_id})
     return int(result.scalar_one())
 
 

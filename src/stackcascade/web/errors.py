@@ -13,12 +13,9 @@ from stackcascade.web import urls
 from stackcascade.web.pages import render
 from stackcascade.web.session import SignInRequired
 
-_JSON_PREFIXES = ("/api/", "/healthz")
-
 
 def is_console(request: Request) -> bool:
-    path = request.url.path
-    return not (path.startswith(_JSON_PREFIXES) or path == "/api")
+    return urls.is_console_path(request.url.path)
 
 
 def wants_page(request: Request) -> bool:

@@ -6,6 +6,12 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 STATIC = "/~/static"
+_API_PREFIXES = ("/api/", "/healthz")
+
+
+def is_console_path(path: str) -> bool:
+    """Whether the console may answer ``path``: everything but the API (``/api``) and ``/healthz``."""
+    return not (path.startswith(_API_PREFIXES) or path == "/api")
 
 
 def _path(*parts: str) -> str:

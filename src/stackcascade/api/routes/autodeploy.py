@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, AutoDeployDocument, AutoDeployResult, body
 from stackcascade.services import autodeploy
 
-router = APIRouter(tags=["autodeploy"], responses=ERRORS)
+router = RouteTable(tags=["autodeploy"], responses=ERRORS)
 PATH = "/api/orgs/{org}/autodeploy"
 DryRun = Annotated[bool, Query(alias="dryRun", description="only answer the diff; nothing is changed")]
 

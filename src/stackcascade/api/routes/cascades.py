@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import (
     ERRORS,
     Cascade,
@@ -23,7 +24,7 @@ from stackcascade.api.schemas import (
 )
 from stackcascade.services import cascades, external_events
 
-router = APIRouter(tags=["cascades"], responses=ERRORS)
+router = RouteTable(tags=["cascades"], responses=ERRORS)
 BASE = "/api/orgs/{org}/cascades"
 MEMBER = BASE + "/{cascade_id}/members/{project}/{stack}"
 PageSize = Annotated[int, Query(alias="pageSize", description="1-100, newest first")]

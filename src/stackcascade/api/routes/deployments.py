@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import (
     ERRORS,
     CancelResponse,
@@ -23,7 +24,7 @@ from stackcascade.api.schemas import (
 )
 from stackcascade.services import deployments
 
-router = APIRouter(tags=["deployments"], responses=ERRORS)
+router = RouteTable(tags=["deployments"], responses=ERRORS)
 STACK = "/api/stacks/{org}/{project}/{stack}/deployments"
 ORG = "/api/orgs/{org}/deployments"
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, OrgDeploymentsMetadata, OrgSettingsRequest, body
 from stackcascade.services import cascades, deployments
 
-router = APIRouter(tags=["organizations"], responses=ERRORS)
+router = RouteTable(tags=["organizations"], responses=ERRORS)
 
 
 @router.patch(

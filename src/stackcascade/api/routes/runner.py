@@ -5,18 +5,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import InvalidInput
 from stackcascade.services import queue, runs
 from stackcascade.store.runs import LogLine, StepUpdate
 
-router = APIRouter(prefix="/api/runner", tags=["runner protocol"], responses=ERRORS)
+router = RouteTable(prefix="/api/runner", tags=["runner protocol"], responses=ERRORS)
 MAX_WAIT_SECONDS = 30.0
 MAX_LINES_PER_APPEND = 1000
 

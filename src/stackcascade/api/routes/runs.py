@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, DeploymentLogs, StackOutputs
 from stackcascade.services import runs
 
-router = APIRouter(tags=["deployments"], responses=ERRORS)
+router = RouteTable(tags=["deployments"], responses=ERRORS)
 
 
 @router.get(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, DeploymentSettings, DeploymentSettingsRequest, body
 from stackcascade.services import deployment_settings
 
-router = APIRouter(tags=["deployment settings"], responses=ERRORS)
+router = RouteTable(tags=["deployment settings"], responses=ERRORS)
 PATH = "/api/stacks/{org}/{project}/{stack}/deployments/settings"
 _SETTINGS = {200: {"model": DeploymentSettings}}
 

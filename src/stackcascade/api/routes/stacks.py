@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, AppStack, CreateStackRequest, CreateStackResponse, ListStacksResponse, body
 from stackcascade.services import stacks
 
-router = APIRouter(tags=["stacks"], responses=ERRORS)
+router = RouteTable(tags=["stacks"], responses=ERRORS)
 
 
 @router.post(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, TokenCreated, TokenCreateRequest, TokenList, body
 from stackcascade.domain.errors import InvalidInput
 from stackcascade.services import tokens
 
-router = APIRouter(tags=["tokens"], responses=ERRORS)
+router = RouteTable(tags=["tokens"], responses=ERRORS)
 
 
 @router.post(

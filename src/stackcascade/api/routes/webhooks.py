@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
+from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import (
     ERRORS,
     ListStackReferencesResponse,
@@ -24,7 +25,7 @@ from stackcascade.api.schemas import (
 from stackcascade.services import webhook_delivery, webhooks
 from stackcascade.services.webhooks import Scope
 
-router = APIRouter(tags=["webhooks"], responses=ERRORS)
+router = RouteTable(tags=["webhooks"], responses=ERRORS)
 STACK = "/api/stacks/{org}/{project}/{stack}/hooks"
 ORG = "/api/orgs/{org}/hooks"
 _ONE = {200: {"model": WebhookResponse}}
