@@ -21,7 +21,9 @@ class Problem(BaseModel):
 
 
 def _table() -> RouteTable:
-    table = RouteTable(prefix="/api/things", tags=["things"], responses={404: {"model": Problem, "description": "gone"}})
+    table = RouteTable(
+        prefix="/api/things", tags=["things"], responses={404: {"model": Problem, "description": "gone"}}
+    )
 
     @table.get("/{name}", responses={200: {"model": Thing}})
     async def get_thing(name: str) -> JSONResponse:

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Collection
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -821,3 +822,55 @@ def test_per_edge_mode_runs_a_stack_once_per_fired_incoming_edge(
             heard(e, result(e.upstream, n)) for e in edges if e.downstream == stack for n in range(counts[e.upstream])
         )
         assert counts[stack] == expected
+
+
+class LocalSimulation(Simulation):
+    """The simulation, also checking after every finish that deciding from the finished member's
+    neighbourhood alone (what the service reads) gives the same decisions as deciding from everything."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compared = 0
+
+    def step(self) -> bool:
+        before = {s: o.status for s, o in self.outcomes.items()}
+        moved = super().step()
+        for stack, outcome in self.outcomes.items():
+            if outcome.status in TERMINAL and before.get(stack) not in TERMINAL:
+                self.compare_around(stack)
+        return moved
+
+    def compare_around(self, finished: str) -> None:
+        candidates = set(self.cascade.outgoing[finished])
+        needed = candidates | {up for c in candidates for up in self.cascade.incoming[c]}
+        local = {s: o for s, o in self.outcomes.items() if s in needed}
+        options = {"gated": self.gated, "approved": self.approved}
+        full = [d for d in decide(self.cascade, self.outcomes, **options) if d.stack in candidates]
+        assert decide(self.cascade, local, only=candidates, **options) == full
+        self.compared += 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(networks(), operations, failure_rates, st.randoms(use_true_random=False), st.data())
+def test_deciding_from_a_finished_members_neighbourhood_matches_deciding_from_everything(
+    network: tuple[list[str], list[Edge]],
+    operation: Operation,
+    failure_rate: float,
+    rng: random.Random,
+    data: st.DataObject,
+) -> None:
+    names, edges = network
+    cascade = plan(names[0], operation, edges)
+    if cascade is None:
+        return
+    gated = data.draw(st.sets(st.sampled_from(cascade.members), max_size=3))
+    simulation = LocalSimulation(cascade, fates(rng, operation, names[0], failure_rate), rng, gated)
+    simulation.run()
+    assert simulation.compared >= 1  # the root finished, at least
+
+
+def test_outgoing_lists_member_downstreams_in_decision_order() -> None:
+    cascade = diamond()
+    assert cascade.outgoing[NETWORK] == (CLUSTER, DATABASE)
+    assert cascade.outgoing[DATABASE] == (APP,) and cascade.outgoing[APP] == ()
+    assert [cascade.position[s] for s in cascade.order] == list(range(len(cascade.order)))

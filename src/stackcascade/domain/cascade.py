@@ -167,6 +167,20 @@ class Plan:
             grouped[edge.downstream].setdefault(edge.upstream, []).append(edge)
         return {stack: {up: tuple(edges) for up, edges in sorted(ups.items())} for stack, ups in grouped.items()}
 
+    @cached_property
+    def outgoing(self) -> dict[str, tuple[str, ...]]:
+        """For each member: its member downstreams, in (wave, name) order."""
+        below: dict[str, list[str]] = {stack: [] for stack in self.members}
+        for stack in self.order:
+            for upstream in self.incoming[stack]:
+                below[upstream].append(stack)
+        return {stack: tuple(downstreams) for stack, downstreams in below.items()}
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each member's index in ``order``."""
+        return {stack: index for index, stack in enumerate(self.order)}
+
 
 def _edge_key(edge: Edge) -> tuple[str, str, tuple[str, ...], tuple[str, ...], str, bool]:
     """Sort key of an edge: comparing plain tuples is several times faster than the dataclass's ``<``."""
@@ -337,6 +351,7 @@ def decide(
     *,
     gated: Collection[str] = (),
     approved: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> list[Decision]:
     """What to do now with each member that is ready, in (wave, name) order.
 
@@ -346,9 +361,14 @@ def decide(
     or a fired edge requires approval, unless it is in ``approved``; an awaiting member in
     ``approved`` runs. The root is never decided here: its deployment started the cascade. Members
     missing from ``outcomes`` are waiting. Pure: deciding again before applying gives the same list.
+
+    ``only`` limits the decisions to those members (the rest of the answer is the same): after one
+    member finished, only its downstream members can have become ready, and ``outcomes`` then needs
+    only them and their upstreams.
     """
     decisions: list[Decision] = []
-    for stack in plan.order:
+    candidates = plan.order if only is None else sorted(set(only) & plan.position.keys(), key=plan.position.__getitem__)
+    for stack in candidates:
         if stack == plan.root:
             continue
         status = _outcome(outcomes, stack).status

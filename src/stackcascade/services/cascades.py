@@ -195,9 +195,12 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     )
 
 
-async def advance_in(conn: AsyncConnection, cascade_id: str, now: float) -> bool:
+async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, finished: str | None = None) -> bool:
     """Record finished members, then run, gate or skip every member whose upstreams are all done.
 
+    ``finished`` names the member whose deployment just finished: then only its neighbourhood is read
+    (its downstream members and their upstreams, and so on down a chain of skips), so a member's
+    finish costs the same in a cascade of 5 members or of 500. Without it, every member is looked at.
     Returns True when deployments were queued (the caller wakes the runners after its commit).
     """
     cascade = await rows.lock(conn, cascade_id)
@@ -207,49 +210,91 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float) -> bool
     if known is None:
         return False
     plan, root_events = known
+    if finished is None or finished not in plan.position:
+        return await _advance_all(conn, cascade, plan, root_events, now)
+    queued = await _advance_from(conn, cascade, plan, root_events, now, finished)
+    if not await rows.has_unfinished_member(conn, cascade_id):
+        await _advance_all(conn, cascade, plan, root_events, now)  # once per cascade: sets its final status
+    return queued
+
+
+async def _record(
+    conn: AsyncConnection, cascade_id: str, plan: Plan, members: list[Any], root_events: frozenset[str], now: float
+) -> tuple[dict[str, Outcome], set[str]]:
+    """Each member's outcome, written to the members whose deployment finished; and those members."""
+    outcomes: dict[str, Outcome] = {}
+    ended: set[str] = set()
+    for member in members:
+        outcome = _outcome(plan, member, root_events)
+        if member.status != outcome.status.value:  # its deployment has finished
+            await rows.update_member(
+                conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
+            )
+            ended.add(member.stack)
+        outcomes[member.stack] = outcome
+    return outcomes, ended
+
+
+async def _apply(conn: AsyncConnection, cascade: Any, decisions: list[Any], members: list[Any], now: float) -> bool:
+    """Carry out the planner's decisions; True when a deployment was queued."""
+    queued = False
+    by_stack = {m.stack: m for m in members}
+    for decision in decisions:
+        if decision.action == "skip":
+            status = MemberStatus.SKIPPED
+        elif decision.action == "await_approval":
+            status = MemberStatus.AWAITING_APPROVAL
+        else:
+            await _deploy_member(conn, cascade, by_stack[decision.stack], now)
+            queued = True
+            continue
+        await rows.update_member(
+            conn, cascade.id, decision.stack, status=status.value, reason=decision.reason, modified_at=now
+        )
+    return queued
+
+
+def _gates(members: list[Any]) -> dict[str, set[str]]:
+    return {
+        "gated": {m.stack for m in members if m.gated},
+        "approved": {m.stack for m in members if m.approved_by},
+    }
+
+
+async def _advance_all(
+    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float
+) -> bool:
     queued = False
     while True:
-        members = await rows.members(conn, cascade_id)
-        outcomes: dict[str, Outcome] = {}
-        for member in members:
-            outcome = _outcome(plan, member, root_events)
-            if member.status != outcome.status.value:  # its deployment has finished
-                await rows.update_member(
-                    conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
-                )
-            outcomes[member.stack] = outcome
-        gated = {m.stack for m in members if m.gated}
-        approved = {m.stack for m in members if m.approved_by}
-        decisions = planner.decide(plan, outcomes, gated=gated, approved=approved)
+        members = await rows.members(conn, cascade.id)
+        outcomes, _ = await _record(conn, cascade.id, plan, members, root_events, now)
+        decisions = planner.decide(plan, outcomes, **_gates(members))
         if not decisions:
             break
-        by_stack = {m.stack: m for m in members}
-        for decision in decisions:
-            member = by_stack[decision.stack]
-            if decision.action == "skip":
-                await rows.update_member(
-                    conn,
-                    cascade_id,
-                    decision.stack,
-                    status=MemberStatus.SKIPPED.value,
-                    reason=decision.reason,
-                    modified_at=now,
-                )
-            elif decision.action == "await_approval":
-                await rows.update_member(
-                    conn,
-                    cascade_id,
-                    decision.stack,
-                    status=MemberStatus.AWAITING_APPROVAL.value,
-                    reason=decision.reason,
-                    modified_at=now,
-                )
-            else:
-                await _deploy_member(conn, cascade, member, now)
-                queued = True
+        queued |= await _apply(conn, cascade, decisions, members, now)
     status = planner.cascade_status(plan, outcomes)
     if status is not planner.CascadeStatus.RUNNING:
-        await rows.update(conn, cascade_id, status=status.value, finished_at=now)
+        await rows.update(conn, cascade.id, status=status.value, finished_at=now)
+    return queued
+
+
+async def _advance_from(
+    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: str
+) -> bool:
+    """Advance from one member that ended: only its downstream members can have become ready."""
+    queued = False
+    frontier, done = {finished}, set[str]()
+    while frontier:
+        done |= frontier
+        candidates = {down for stack in frontier for down in plan.outgoing[stack]}
+        needed = frontier | candidates | {up for down in candidates for up in plan.incoming[down]}
+        members = await rows.members(conn, cascade.id, needed)
+        outcomes, ended = await _record(conn, cascade.id, plan, members, root_events, now)
+        decisions = planner.decide(plan, outcomes, only=candidates, **_gates(members)) if candidates else []
+        queued |= await _apply(conn, cascade, decisions, members, now)
+        # Members that became terminal now (skipped, or a deployment found ended) make their own
+        # downstream members ready in turn.
+        frontier = ({d.stack for d in decisions if d.action == "skip"} | ended) - done
     return queued
 
 

@@ -121,7 +121,7 @@ async def finish_in(
         await _emit(conn, finished, kind, now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)
     if row.cascade_id:  # a member finished: its cascade moves on in the same transaction
-        await cascades.advance_in(conn, row.cascade_id, now)
+        await cascades.advance_in(conn, row.cascade_id, now, finished=f"{row.project}/{row.stack}")
     return finished
 
 

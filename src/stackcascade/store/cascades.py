@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -120,12 +121,14 @@ async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[di
 _STATE_COLUMNS = [column for column in cascades.c if column.name != "plan"]
 
 
+_LOCK = sa.select(*_STATE_COLUMNS).where(cascades.c.id == sa.bindparam("b_id"))
+_LOCK_FOR_UPDATE = _LOCK.with_for_update()
+
+
 async def lock(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
     """The cascade row without its plan, locked: members finishing at once advance it one after another."""
-    query = sa.select(*_STATE_COLUMNS).where(cascades.c.id == cascade_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return (await conn.execute(query)).first()
+    query = _LOCK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK
+    return (await conn.execute(query, {"b_id": cascade_id})).first()
 
 
 async def plan(conn: AsyncConnection, cascade_id: str) -> dict[str, Any] | None:
@@ -139,9 +142,8 @@ async def get(conn: AsyncConnection, org: str, cascade_id: str) -> sa.Row[Any] |
     return (await conn.execute(query)).first()
 
 
-async def members(conn: AsyncConnection, cascade_id: str) -> list[sa.Row[Any]]:
-    """Members with their deployment's state (NULL columns before a deployment exists)."""
-    query = (
+def _members() -> sa.Select[Any]:
+    return (
         sa.select(
             cascade_members,
             deployments.c.status.label("deployment_status"),
@@ -154,18 +156,42 @@ async def members(conn: AsyncConnection, cascade_id: str) -> list[sa.Row[Any]]:
         )
         .outerjoin(deployments, deployments.c.id == cascade_members.c.deployment_id)
         .outerjoin(stacks, stacks.c.id == cascade_members.c.stack_id)
-        .where(cascade_members.c.cascade_id == cascade_id)
+        .where(cascade_members.c.cascade_id == sa.bindparam("b_cascade_id"))
         .order_by(cascade_members.c.wave, cascade_members.c.stack)
     )
-    return list((await conn.execute(query)).all())
+
+
+# Advancing a cascade runs on every member's finish: its statements are built once.
+_MEMBERS = _members()
+_SOME_MEMBERS = _members().where(cascade_members.c.stack.in_(sa.bindparam("b_stacks", expanding=True)))
+_UPDATE_MEMBER = cascade_members.update().where(
+    cascade_members.c.cascade_id == sa.bindparam("b_cascade_id"), cascade_members.c.stack == sa.bindparam("b_stack")
+)
+_UNFINISHED = (
+    sa.select(cascade_members.c.stack)
+    .where(
+        cascade_members.c.cascade_id == sa.bindparam("b_cascade_id"),
+        cascade_members.c.status.not_in(("succeeded", "failed", "skipped")),
+    )
+    .limit(1)
+)
+
+
+async def members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str] | None = None) -> list[sa.Row[Any]]:
+    """Members (all, or those in ``stacks``) with their deployment's state (NULL before it exists)."""
+    if stacks is None:
+        return list((await conn.execute(_MEMBERS, {"b_cascade_id": cascade_id})).all())
+    params = {"b_cascade_id": cascade_id, "b_stacks": sorted(stacks)}
+    return list((await conn.execute(_SOME_MEMBERS, params)).all())
 
 
 async def update_member(conn: AsyncConnection, cascade_id: str, stack: str, **values: Any) -> None:
-    await conn.execute(
-        cascade_members.update()
-        .where(cascade_members.c.cascade_id == cascade_id, cascade_members.c.stack == stack)
-        .values(**values)
-    )
+    await conn.execute(_UPDATE_MEMBER, {"b_cascade_id": cascade_id, "b_stack": stack, **values})
+
+
+async def has_unfinished_member(conn: AsyncConnection, cascade_id: str) -> bool:
+    """Whether a member is still waiting, awaiting approval or queued (as recorded on the member rows)."""
+    return (await conn.scalar(_UNFINISHED, {"b_cascade_id": cascade_id})) is not None
 
 
 async def update(conn: AsyncConnection, cascade_id: str, **values: Any) -> None:

@@ -45,8 +45,11 @@ async def find_with_settings(conn: AsyncConnection, org: str, project: str, name
     return (await conn.execute(_FIND_WITH_SETTINGS, params)).first()
 
 
+_GET_WITH_SETTINGS = _with_settings().where(stacks.c.id == sa.bindparam("b_id"))
+
+
 async def get_with_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
-    return (await conn.execute(_with_settings().where(stacks.c.id == stack_id))).first()
+    return (await conn.execute(_GET_WITH_SETTINGS, {"b_id": stack_id})).first()
 
 
 async def insert(conn: AsyncConnection, **values: Any) -> None:

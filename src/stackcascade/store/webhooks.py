@@ -104,33 +104,49 @@ async def edges(conn: AsyncConnection, org: str) -> list[tuple[str, str, str]]:
     return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
 
 
+# The dispatcher's statements run for every batch of events: they are built once, with bind parameters.
+_FOR_ORG_EVENTS = _with_target().where(
+    webhooks.c.active.is_(True),
+    webhooks.c.org.in_(sa.bindparam("b_orgs", expanding=True)),
+    webhooks.c.scope == ORG_SCOPE,
+)
+_FOR_EVENTS = _with_target().where(
+    webhooks.c.active.is_(True),
+    sa.or_(
+        sa.and_(webhooks.c.org.in_(sa.bindparam("b_orgs", expanding=True)), webhooks.c.scope == ORG_SCOPE),
+        webhooks.c.stack_id.in_(sa.bindparam("b_stack_ids", expanding=True)),
+    ),
+)
+
+
 async def for_events(conn: AsyncConnection, pairs: set[tuple[str, str | None]]) -> list[sa.Row[Any]]:
     """Active webhooks that may want events of these (org, stack id) pairs: the orgs' and the stacks'."""
-    org_names = {org for org, _ in pairs}
-    stack_ids = {stack_id for _, stack_id in pairs if stack_id}
-    condition = sa.and_(webhooks.c.org.in_(org_names), webhooks.c.scope == ORG_SCOPE)
-    if stack_ids:
-        condition = sa.or_(condition, webhooks.c.stack_id.in_(stack_ids))
-    query = _with_target().where(webhooks.c.active.is_(True), condition)
-    return list((await conn.execute(query)).all())
+    org_names = sorted({org for org, _ in pairs})
+    stack_ids = sorted({stack_id for _, stack_id in pairs if stack_id})
+    if not stack_ids:
+        return list((await conn.execute(_FOR_ORG_EVENTS, {"b_orgs": org_names})).all())
+    params = {"b_orgs": org_names, "b_stack_ids": stack_ids}
+    return list((await conn.execute(_FOR_EVENTS, params)).all())
 
 
 # --- the outbox, as the dispatcher reads it ---------------------------------------------------------
 
+_UNDISPATCHED = (
+    sa.select(events)
+    .where(events.c.dispatched.is_(False))
+    .order_by(events.c.id)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_MARK_DISPATCHED = events.update().where(events.c.id.in_(sa.bindparam("b_ids", expanding=True))).values(dispatched=True)
+
 
 async def undispatched_events(conn: AsyncConnection, limit: int) -> list[sa.Row[Any]]:
-    query = (
-        sa.select(events)
-        .where(events.c.dispatched.is_(False))
-        .order_by(events.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await conn.execute(query)).all())
+    return list((await conn.execute(_UNDISPATCHED, {"b_limit": limit})).all())
 
 
 async def mark_dispatched(conn: AsyncConnection, event_ids: list[int]) -> None:
-    await conn.execute(events.update().where(events.c.id.in_(event_ids)).values(dispatched=True))
+    await conn.execute(_MARK_DISPATCHED, {"b_ids": event_ids})
 
 
 async def claim_firing(conn: AsyncConnection, webhook_id: str, source: str, now: float) -> bool:
@@ -164,33 +180,38 @@ async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -
         await conn.execute(webhook_deliveries.insert(), rows)
 
 
+_DUE = (
+    sa.select(webhook_deliveries.c.id)
+    .where(webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= sa.bindparam("b_now"))
+    .order_by(webhook_deliveries.c.next_attempt_at)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_LEASE_DUE = (
+    webhook_deliveries.update()
+    .where(webhook_deliveries.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(next_attempt_at=sa.bindparam("b_until"))
+)
+_CLAIMED = (
+    sa.select(
+        webhook_deliveries,
+        webhooks.c.payload_url,
+        webhooks.c.secret,
+        webhooks.c.active,
+        webhooks.c.format,
+    )
+    .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+    .where(webhook_deliveries.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+)
+
+
 async def claim_due(conn: AsyncConnection, *, now: float, limit: int, lease_seconds: float) -> list[sa.Row[Any]]:
     """Lease up to ``limit`` due deliveries: their next attempt moves past the lease while they are sent."""
-    due = (
-        sa.select(webhook_deliveries.c.id)
-        .where(webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= now)
-        .order_by(webhook_deliveries.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = [row[0] for row in (await conn.execute(due)).all()]
+    ids = [row[0] for row in (await conn.execute(_DUE, {"b_now": now, "b_limit": limit})).all()]
     if not ids:
         return []
-    await conn.execute(
-        webhook_deliveries.update().where(webhook_deliveries.c.id.in_(ids)).values(next_attempt_at=now + lease_seconds)
-    )
-    query = (
-        sa.select(
-            webhook_deliveries,
-            webhooks.c.payload_url,
-            webhooks.c.secret,
-            webhooks.c.active,
-            webhooks.c.format,
-        )
-        .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
-        .where(webhook_deliveries.c.id.in_(ids))
-    )
-    return list((await conn.execute(query)).all())
+    await conn.execute(_LEASE_DUE, {"b_ids": ids, "b_until": now + lease_seconds})
+    return list((await conn.execute(_CLAIMED, {"b_ids": ids})).all())
 
 
 _MOVE_ON = (
@@ -265,17 +286,23 @@ async def delivery_of(conn: AsyncConnection, webhook_id: str, identifier: str) -
     return (await conn.execute(query)).first()
 
 
-async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[Any]]:
-    """The current (sealed) outputs of every direct upstream of a stack in the deployment graph."""
+def _upstream_outputs() -> sa.Select[Any]:
     source = stacks.alias("source")
-    query = (
+    return (
         sa.select(source.c.project, source.c.name, source.c.outputs)
         .join(webhooks, webhooks.c.stack_id == source.c.id)
-        .where(webhooks.c.target_stack_id == stack_id, webhooks.c.active.is_(True))
+        .where(webhooks.c.target_stack_id == sa.bindparam("b_stack_id"), webhooks.c.active.is_(True))
         .distinct()
         .order_by(source.c.project, source.c.name)
     )
-    return list((await conn.execute(query)).all())
+
+
+_UPSTREAM_OUTPUTS = _upstream_outputs()  # read at every claim: built once
+
+
+async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[Any]]:
+    """The current (sealed) outputs of every direct upstream of a stack in the deployment graph."""
+    return list((await conn.execute(_UPSTREAM_OUTPUTS, {"b_stack_id": stack_id})).all())
 
 
 # --- Auto Deploy declarations -------------------------------------------------------------------------
