@@ -25,6 +25,7 @@ from stackcascade.domain.autodeploy import Declaration, Diff, EdgeSpec
 from stackcascade.domain.errors import Conflict, InvalidInput
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.domain.webhook_events import WebhookFormat
+from stackcascade.services import graph_order
 from stackcascade.services.context import Context
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import webhooks as rows
@@ -87,6 +88,7 @@ async def apply(ctx: Context, principal: Principal, org: str, document: object, 
             await rows.lock_graph(conn, org)
             plan = await _plan(conn, org, declaration)
             await _carry_out(conn, org, plan, ctx.now())
+            await graph_order.renumber(conn, org)  # the declaration was checked for cycles as a whole
     except IntegrityError:  # a webhook created meanwhile took a name, or a stack was deleted meanwhile
         raise Conflict(
             f"the webhooks or stacks of {org} changed while the declaration was applied; nothing was changed: "

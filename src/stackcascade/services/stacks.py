@@ -12,6 +12,7 @@ from stackcascade.domain.names import check_stack_ref
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.services.context import Context
 from stackcascade.store import deployments, events, orgs
+from stackcascade.store import graph_order as graph_order_rows
 from stackcascade.store import stacks as stack_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -77,6 +78,7 @@ async def create(ctx: Context, principal: Principal, org: str, project: str, bod
                 outputs=None,
                 paused=False,
                 created_at=now,
+                graph_order=await graph_order_rows.next_order(conn, org),
             )
             await events.append(
                 conn,

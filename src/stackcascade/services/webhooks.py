@@ -17,9 +17,9 @@ from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name, check_stack_ref
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.domain.webhook_events import WebhookFormat, check_filters, check_groups, parse_format
+from stackcascade.services import graph_order
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import ensure_org, load, ref
-from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import stacks as stack_rows
 from stackcascade.store import webhooks as rows
 
@@ -187,13 +187,11 @@ async def _refuse_cycle(
 ) -> None:
     """Lock the org's graph and refuse the edge when it would close a cycle (409 with the cycle).
 
-    The check is a reachability query in the database (target reaches source?); only a refusal loads
-    the whole graph, to spell the cycle out.
+    The check uses the topological order kept with the stacks (``services.graph_order``), which it
+    updates for the new edge; only a refusal loads the whole graph, to spell the cycle out.
     """
     await rows.lock_graph(conn, scope.org)
-    if source_id != target_id and not await cascade_rows.reaches(
-        conn, target_id, source_id, exclude_webhook=webhook_id
-    ):
+    if await graph_order.admit_edge(conn, scope.org, source_id, target_id, exclude_webhook=webhook_id):
         return
     existing = [(up, down) for hook_id, up, down in await rows.edges(conn, scope.org) if hook_id != webhook_id]
     new_edge = (f"{scope.project}/{scope.stack}", draft.payload_url)

@@ -43,34 +43,15 @@ async def has_outgoing_edge(conn: AsyncConnection, stack_id: str) -> bool:
     return (await conn.scalar(_HAS_OUTGOING_EDGE, {"b_stack_id": stack_id})) is not None
 
 
-def _reachable(exclude_webhook: bool = False) -> Any:
+def _reachable() -> Any:
     """Stack ids reachable from ``:b_start`` over active deployment edges (a recursive CTE, start included).
 
-    ``UNION`` (not ``UNION ALL``) makes it terminate on any graph and visit each stack once. With
-    ``exclude_webhook`` the edge ``:b_exclude`` is left out.
+    ``UNION`` (not ``UNION ALL``) makes it terminate on any graph and visit each stack once.
     """
     seed = sa.select(sa.bindparam("b_start", type_=sa.String).label("stack_id")).cte("reach", recursive=True)
     step = sa.select(webhooks.c.target_stack_id).join(seed, webhooks.c.stack_id == seed.c.stack_id)
     step = step.where(webhooks.c.active.is_(True), webhooks.c.target_stack_id.is_not(None))
-    if exclude_webhook:
-        step = step.where(webhooks.c.id != sa.bindparam("b_exclude"))
     return seed.union(step)
-
-
-def _reaches(exclude_webhook: bool) -> sa.Select[Any]:
-    reach = _reachable(exclude_webhook)
-    return sa.select(reach.c.stack_id).where(reach.c.stack_id == sa.bindparam("b_goal")).limit(1)
-
-
-_REACHES = {False: _reaches(False), True: _reaches(True)}
-
-
-async def reaches(conn: AsyncConnection, start: str, goal: str, *, exclude_webhook: str | None = None) -> bool:
-    """Whether ``goal`` can be reached from ``start`` over active deployment edges (cycle check, in SQL)."""
-    params = {"b_start": start, "b_goal": goal}
-    if exclude_webhook is not None:
-        params["b_exclude"] = exclude_webhook
-    return (await conn.scalar(_REACHES[exclude_webhook is not None], params)) is not None
 
 
 def _edge_specs(reachable: bool) -> sa.Select[Any]:

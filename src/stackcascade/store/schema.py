@@ -48,7 +48,11 @@ stacks = sa.Table(
     sa.Column("settings_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("require_approval", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.Double, nullable=False),
+    # The stack's place in a topological order of the org's active deployment edges (every edge goes
+    # from a lower to a higher number), kept by services.graph_order; NULL until the org is ordered.
+    sa.Column("graph_order", sa.Integer, nullable=True),
     sa.UniqueConstraint("org", "project", "name", name="uq_stacks_org_project_name"),
+    sa.Index("ix_stacks_org_graph_order", "org", "graph_order"),
 )
 
 deployment_settings = sa.Table(
