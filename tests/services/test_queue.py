@@ -249,3 +249,49 @@ async def test_an_event_is_not_kept_when_its_transaction_rolls_back(ctx: Context
             raise Boom
     async with ctx.db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == 0
+
+
+async def test_a_claimer_waits_for_a_busy_orgs_lock_instead_of_giving_up(ctx: Context) -> None:
+    """PostgreSQL: while one claimer holds the only busy org's row, another waits for it and then claims.
+
+    Skipping the locked org (SKIP LOCKED alone) would answer "nothing to do" although work is queued,
+    and runners would then start one deployment per wake-up.
+    """
+    if not ctx.db.is_postgres:
+        pytest.skip("SQLite has one writer at a time: claimers never see each other's locks")
+    import asyncio
+
+    from stackcascade.store import deployments as rows
+
+    for project in ("net", "db"):
+        await make_stack(ctx, ORG, project)
+        await enqueue(ctx, ORG, project)
+    first_claimed = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first_claimer() -> Any:
+        async with ctx.db.write() as conn:
+            row = await rows.claim(conn, runner_id="r1", lease_seconds=30, now=ctx.now())
+            first_claimed.set()
+            await release_first.wait()  # keep the org row locked until the second claimer waits on it
+            return row
+
+    first = asyncio.create_task(first_claimer())
+    await first_claimed.wait()
+    second = asyncio.create_task(queue.claim(ctx, "r2"))
+    # Wait (bounded) until the second claimer is blocked on a row lock in PostgreSQL.
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(500):
+        async with ctx.db.read() as conn:
+            if await conn.scalar(waiting):
+                break
+        assert not second.done(), "the second claimer gave up instead of waiting for the org's lock"
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the second claimer never waited for the org's lock")
+    release_first.set()
+    claimed = [await first, await second]
+    assert all(row is not None for row in claimed)
+    assert len({row.id for row in claimed if row is not None}) == 2  # both stacks' deployments

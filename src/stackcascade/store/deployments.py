@@ -205,7 +205,7 @@ def _queued_in(org_name: Any) -> sa.ColumnElement[bool]:
     )
 
 
-def _next_org(excluded: set[str]) -> sa.Select[Any]:
+def _next_org(excluded: set[str], *, lock: bool = True) -> sa.Select[Any]:
     """Lock the unpaused org whose oldest queued deployment is oldest (SKIP LOCKED: never wait)."""
     oldest = (
         sa.select(sa.func.min(deployments.c.seq))
@@ -217,8 +217,9 @@ def _next_org(excluded: set[str]) -> sa.Select[Any]:
         .where(sa.not_(orgs.c.paused), _queued_in(orgs.c.name))
         .order_by(oldest)
         .limit(1)
-        .with_for_update(skip_locked=True)
     )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
     if excluded:
         query = query.where(orgs.c.name.not_in(excluded))
     return query
@@ -251,11 +252,30 @@ _ACTIVE_IN_ORG = (
     .where(stacks.c.org == sa.bindparam("b_org"), deployments.c.status.in_(_active_literal()))
 )
 _NEXT_ORG = _next_org(set())
+_NEXT_ORG_UNLOCKED = _next_org(set(), lock=False)
+_LOCK_ORG = (
+    sa.select(orgs.c.name, orgs.c.concurrency)
+    .where(orgs.c.name == sa.bindparam("b_org"), sa.not_(orgs.c.paused))
+    .with_for_update()
+)
 _HEAD_OF_LINE = _head_of_line(sa.bindparam("b_org"))
 
 
 async def _active_in_org(conn: AsyncConnection, org: str) -> int:
     return int(await conn.scalar(_ACTIVE_IN_ORG, {"b_org": org}) or 0)
+
+
+async def _wait_for_busy_org(conn: AsyncConnection) -> sa.Row[Any] | None:
+    """The org with queued work that another claimer holds locked: wait for its lock (PostgreSQL).
+
+    Skipping it would send this claimer back to sleep until the next wake-up although work is queued:
+    with one busy org, runners would start one deployment per wake-up. Waiting is safe from deadlock
+    because a claimer that gets here holds no other org's lock (the caller checks ``excluded``).
+    """
+    name = await conn.scalar(_NEXT_ORG_UNLOCKED)
+    if name is None:
+        return None
+    return (await conn.execute(_LOCK_ORG, {"b_org": name})).first()
 
 
 async def claim(
@@ -264,13 +284,16 @@ async def claim(
     """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``), or return None.
 
     The org row is locked first and the org's running work counted under that lock, so the
-    concurrency limit holds by construction. Every lock is taken with SKIP LOCKED on PostgreSQL, so
-    claimers never wait on each other and cannot deadlock; a claimer that finds an org locked tries
-    the next one. On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
+    concurrency limit holds by construction. Locks are taken with SKIP LOCKED on PostgreSQL, so a
+    claimer that finds an org locked tries the next one; only when every org with queued work is
+    locked does it wait, for the oldest one's lock, holding no other (so claimers cannot deadlock).
+    On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
     """
     excluded: set[str] = set()
     for _ in range(attempts):
         org = (await conn.execute(_next_org(excluded) if excluded else _NEXT_ORG)).first()
+        if org is None and not excluded and conn.dialect.name == "postgresql":
+            org = await _wait_for_busy_org(conn)
         if org is None:
             return None
         if await _active_in_org(conn, org.name) >= int(org.concurrency):
