@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import sqlalchemy as sa
 
 from stackcascade.domain.errors import Conflict
-from stackcascade.domain.graph import cycle_with
+from stackcascade.domain.graph import cycle_with, format_cycle
 from stackcascade.services import autodeploy, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
@@ -53,11 +54,12 @@ async def test_random_edges_are_refused_exactly_when_they_close_a_cycle(ctx: Con
         upstream, downstream = rng.sample(projects, 2)
         if (upstream, downstream) in accepted:
             continue
-        closes = cycle_with(accepted, [(upstream, downstream)]) is not None
+        named = [(f"{u}/prod", f"{d}/prod") for u, d in accepted]
+        cycle = cycle_with(named, [(f"{upstream}/prod", f"{downstream}/prod")])
         numbers, _ = await order_by_stack(ctx)
         searched += numbers[upstream] > numbers[downstream]  # type: ignore[operator]
-        if closes:
-            with pytest.raises(Conflict, match="cycle"):
+        if cycle is not None:  # refused, naming the cycle the whole graph would show
+            with pytest.raises(Conflict, match=re.escape(f"{ORG}: {format_cycle(cycle)}") + "$"):
                 await edge(ctx, upstream, downstream)
         else:
             await edge(ctx, upstream, downstream)

@@ -188,14 +188,10 @@ async def _refuse_cycle(
     """Lock the org's graph and refuse the edge when it would close a cycle (409 with the cycle).
 
     The check uses the topological order kept with the stacks (``services.graph_order``), which it
-    updates for the new edge; only a refusal loads the whole graph, to spell the cycle out.
+    updates for the new edge; a refusal names the cycle from the stacks the check walked.
     """
     await rows.lock_graph(conn, scope.org)
-    if await graph_order.admit_edge(conn, scope.org, source_id, target_id, exclude_webhook=webhook_id):
-        return
-    existing = [(up, down) for hook_id, up, down in await rows.edges(conn, scope.org) if hook_id != webhook_id]
-    new_edge = (f"{scope.project}/{scope.stack}", draft.payload_url)
-    cycle = graph.cycle_with(existing, [new_edge])
+    cycle = await graph_order.cycle_closed_by(conn, scope.org, source_id, target_id, exclude_webhook=webhook_id)
     if cycle is not None:
         raise Conflict(
             f"this webhook would close a cycle in the deployment graph of {scope.org}: {graph.format_cycle(cycle)}"

@@ -43,6 +43,15 @@ _PREDECESSORS = (
     )
 )
 _SET = stacks.update().where(stacks.c.id == sa.bindparam("b_id")).values(graph_order=sa.bindparam("b_order"))
+_REFS = sa.select(stacks.c.id, (stacks.c.project + "/" + stacks.c.name).label("ref")).where(
+    stacks.c.id.in_(sa.bindparam("b_ids", expanding=True))
+)
+_EDGES_AMONG = sa.select(webhooks.c.stack_id, webhooks.c.target_stack_id).where(
+    webhooks.c.stack_id.in_(sa.bindparam("b_ids", expanding=True)),
+    webhooks.c.target_stack_id.in_(sa.bindparam("b_ids", expanding=True)),
+    _EDGE,
+    webhooks.c.id != sa.bindparam("b_exclude"),
+)
 _ORG_STACKS = sa.select(stacks.c.id).where(stacks.c.org == sa.bindparam("b_org"))
 _ORG_EDGES = sa.select(webhooks.c.stack_id, webhooks.c.target_stack_id).where(
     webhooks.c.org == sa.bindparam("b_org"), webhooks.c.stack_id.is_not(None), _EDGE
@@ -92,3 +101,16 @@ async def org_graph(conn: AsyncConnection, org: str) -> tuple[list[str], list[tu
     stack_ids = [str(row.id) for row in (await conn.execute(_ORG_STACKS, {"b_org": org})).all()]
     edges = [(str(row[0]), str(row[1])) for row in (await conn.execute(_ORG_EDGES, {"b_org": org})).all()]
     return stack_ids, edges
+
+
+async def refs(conn: AsyncConnection, stack_ids: Collection[str]) -> dict[str, str]:
+    """``project/stack`` of each stack id."""
+    return {str(row.id): str(row.ref) for row in (await conn.execute(_REFS, {"b_ids": sorted(stack_ids)})).all()}
+
+
+async def edges_among(
+    conn: AsyncConnection, stack_ids: Collection[str], *, exclude_webhook: str | None
+) -> list[tuple[str, str]]:
+    """The active deployment edges between these stacks (upstream id, downstream id)."""
+    params = {"b_ids": sorted(stack_ids), "b_exclude": exclude_webhook or _NO_WEBHOOK}
+    return [(str(row[0]), str(row[1])) for row in (await conn.execute(_EDGES_AMONG, params)).all()]
