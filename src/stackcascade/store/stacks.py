@@ -14,9 +14,15 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+_FIND = sa.select(stacks).where(
+    stacks.c.org == sa.bindparam("b_org"),
+    stacks.c.project == sa.bindparam("b_project"),
+    stacks.c.name == sa.bindparam("b_name"),
+)
+
+
 async def find(conn: AsyncConnection, org: str, project: str, name: str) -> sa.Row[Any] | None:
-    query = sa.select(stacks).where(stacks.c.org == org, stacks.c.project == project, stacks.c.name == name)
-    return (await conn.execute(query)).first()
+    return (await conn.execute(_FIND, {"b_org": org, "b_project": project, "b_name": name})).first()
 
 
 def _with_settings() -> sa.Select[Any]:

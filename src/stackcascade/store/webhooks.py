@@ -48,18 +48,32 @@ def _with_target() -> sa.Select[Any]:
     )
 
 
+# Built once: creating an edge runs these, and building a select with two aliases costs more than
+# the database takes to answer it.
+_INSERT = webhooks.insert()
+_FIND = _with_target().where(
+    webhooks.c.org == sa.bindparam("b_org"),
+    webhooks.c.scope == sa.bindparam("b_scope"),
+    webhooks.c.name == sa.bindparam("b_name"),
+)
+_NAME_TAKEN = sa.select(webhooks.c.id).where(
+    webhooks.c.org == sa.bindparam("b_org"),
+    webhooks.c.scope == sa.bindparam("b_scope"),
+    webhooks.c.name == sa.bindparam("b_name"),
+)
+_LOCK_GRAPH = sa.select(orgs.c.name).where(orgs.c.name == sa.bindparam("b_org")).with_for_update()
+
+
 async def insert(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(webhooks.insert().values(**values))
+    await conn.execute(_INSERT, values)
 
 
 async def find(conn: AsyncConnection, org: str, scope: str, name: str) -> sa.Row[Any] | None:
-    query = _with_target().where(webhooks.c.org == org, webhooks.c.scope == scope, webhooks.c.name == name)
-    return (await conn.execute(query)).first()
+    return (await conn.execute(_FIND, {"b_org": org, "b_scope": scope, "b_name": name})).first()
 
 
 async def name_taken(conn: AsyncConnection, org: str, scope: str, name: str) -> bool:
-    query = sa.select(webhooks.c.id).where(webhooks.c.org == org, webhooks.c.scope == scope, webhooks.c.name == name)
-    return (await conn.scalar(query)) is not None
+    return (await conn.scalar(_NAME_TAKEN, {"b_org": org, "b_scope": scope, "b_name": name})) is not None
 
 
 async def list_scope(conn: AsyncConnection, org: str, scope: str) -> list[sa.Row[Any]]:
@@ -85,7 +99,7 @@ async def lock_graph(conn: AsyncConnection, org: str) -> None:
     PostgreSQL: a row lock on the org. SQLite: writers already hold the database's write lock.
     """
     if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(orgs.c.name).where(orgs.c.name == org).with_for_update())
+        await conn.execute(_LOCK_GRAPH, {"b_org": org})
 
 
 def stack_ref_of(table: Any) -> Any:
