@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Collection
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -729,6 +729,28 @@ def test_plan_holds_every_reachable_stack_once_in_longest_path_waves(
     assert set(cascade.edges) == {e for e in edges if e.upstream in expected and e.downstream in expected}
 
 
+Simulated = TypeVar("Simulated", bound=Simulation)
+
+
+def simulate(
+    kind: type[Simulated],
+    network: tuple[list[str], list[Edge]],
+    operation: Operation,
+    failure_rate: float,
+    rng: random.Random,
+    data: st.DataObject,
+) -> Simulated | None:
+    """Run a cascade from the network's first stack (None when it starts none), up to 3 stacks gated."""
+    names, edges = network
+    cascade = plan(names[0], operation, edges)
+    if cascade is None:
+        return None
+    gated = data.draw(st.sets(st.sampled_from(cascade.members), max_size=3))
+    simulation = kind(cascade, fates(rng, operation, names[0], failure_rate), rng, gated)
+    simulation.run()
+    return simulation
+
+
 @settings(max_examples=200, deadline=None)
 @given(networks(), operations, failure_rates, st.randoms(use_true_random=False), st.data())
 def test_every_member_is_decided_once_after_its_upstreams_and_as_the_rule_says(
@@ -738,13 +760,10 @@ def test_every_member_is_decided_once_after_its_upstreams_and_as_the_rule_says(
     rng: random.Random,
     data: st.DataObject,
 ) -> None:
-    names, edges = network
-    cascade = plan(names[0], operation, edges)
-    if cascade is None:
+    simulation = simulate(Simulation, network, operation, failure_rate, rng, data)
+    if simulation is None:
         return
-    gated = data.draw(st.sets(st.sampled_from(cascade.members), max_size=3))
-    simulation = Simulation(cascade, fates(rng, operation, names[0], failure_rate), rng, gated)
-    simulation.run()
+    cascade = simulation.cascade
     assert finished(cascade, simulation.outcomes)
     assert set(simulation.history) == set(cascade.members) - {cascade.root}
     assert max(simulation.ran.values()) == 1
@@ -859,14 +878,9 @@ def test_deciding_from_a_finished_members_neighbourhood_matches_deciding_from_ev
     rng: random.Random,
     data: st.DataObject,
 ) -> None:
-    names, edges = network
-    cascade = plan(names[0], operation, edges)
-    if cascade is None:
-        return
-    gated = data.draw(st.sets(st.sampled_from(cascade.members), max_size=3))
-    simulation = LocalSimulation(cascade, fates(rng, operation, names[0], failure_rate), rng, gated)
-    simulation.run()
-    assert simulation.compared >= 1  # the root finished, at least
+    simulation = simulate(LocalSimulation, network, operation, failure_rate, rng, data)
+    if simulation is not None:
+        assert simulation.compared >= 1  # the root finished, at least
 
 
 def test_outgoing_lists_member_downstreams_in_decision_order() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,26 +22,23 @@ _UNORDERED = (
 _NEXT = sa.select(sa.func.count(), sa.func.count(stacks.c.graph_order), sa.func.max(stacks.c.graph_order)).where(
     stacks.c.org == sa.bindparam("b_org")
 )
-_SUCCESSORS = (
-    sa.select(stacks.c.id, stacks.c.graph_order)
-    .join(webhooks, webhooks.c.target_stack_id == stacks.c.id)
-    .where(
-        webhooks.c.stack_id.in_(sa.bindparam("b_ids", expanding=True)),
-        _EDGE,
-        webhooks.c.id != sa.bindparam("b_exclude"),
-        stacks.c.graph_order <= sa.bindparam("b_bound"),
+
+
+def _neighbours(*, down: bool) -> sa.Select[Any]:
+    """Stacks one active edge below (``down``) or above the ``:b_ids`` stacks, within ``:b_bound``."""
+    near, far = (
+        (webhooks.c.target_stack_id, webhooks.c.stack_id) if down else (webhooks.c.stack_id, webhooks.c.target_stack_id)
     )
-)
-_PREDECESSORS = (
-    sa.select(stacks.c.id, stacks.c.graph_order)
-    .join(webhooks, webhooks.c.stack_id == stacks.c.id)
-    .where(
-        webhooks.c.target_stack_id.in_(sa.bindparam("b_ids", expanding=True)),
-        _EDGE,
-        webhooks.c.id != sa.bindparam("b_exclude"),
-        stacks.c.graph_order >= sa.bindparam("b_bound"),
+    bound = stacks.c.graph_order <= sa.bindparam("b_bound") if down else stacks.c.graph_order >= sa.bindparam("b_bound")
+    return (
+        sa.select(stacks.c.id, stacks.c.graph_order)
+        .join(webhooks, near == stacks.c.id)
+        .where(far.in_(sa.bindparam("b_ids", expanding=True)), _EDGE, webhooks.c.id != sa.bindparam("b_exclude"), bound)
     )
-)
+
+
+_SUCCESSORS = _neighbours(down=True)
+_PREDECESSORS = _neighbours(down=False)
 _SET = stacks.update().where(stacks.c.id == sa.bindparam("b_id")).values(graph_order=sa.bindparam("b_order"))
 _REFS = sa.select(stacks.c.id, (stacks.c.project + "/" + stacks.c.name).label("ref")).where(
     stacks.c.id.in_(sa.bindparam("b_ids", expanding=True))
