@@ -24,35 +24,57 @@ _NEXT = sa.select(sa.func.count(), sa.func.count(stacks.c.graph_order), sa.func.
 )
 
 
-def _neighbours(*, down: bool) -> sa.Select[Any]:
-    """Stacks one active edge below (``down``) or above the ``:b_ids`` stacks, within ``:b_bound``."""
+def _among(column: Any, *, postgres: bool) -> Any:
+    """``column IN :b_ids``. On PostgreSQL one array parameter (``= ANY``): a walk's list can hold
+    thousands of ids, and thousands of separate parameters cost PostgreSQL more to parse and plan
+    than the query takes to run."""
+    if postgres:
+        return column == sa.any_(sa.bindparam("b_ids", type_=sa.ARRAY(sa.String)))
+    return column.in_(sa.bindparam("b_ids", expanding=True))
+
+
+def _neighbours(*, down: bool, postgres: bool) -> sa.Select[Any]:
+    """Stacks one active edge below (``down``) or above the ``:b_ids`` stacks, with their numbers.
+
+    The walk's bound is applied by the caller, not in SQL: with the bound in the query, PostgreSQL may
+    drive the join from every stack under the bound (thousands) instead of from the edges of the few
+    stacks in ``:b_ids``, especially while its statistics predate the numbering.
+    """
     near, far = (
         (webhooks.c.target_stack_id, webhooks.c.stack_id) if down else (webhooks.c.stack_id, webhooks.c.target_stack_id)
     )
-    bound = stacks.c.graph_order <= sa.bindparam("b_bound") if down else stacks.c.graph_order >= sa.bindparam("b_bound")
     return (
         sa.select(stacks.c.id, stacks.c.graph_order)
         .join(webhooks, near == stacks.c.id)
-        .where(far.in_(sa.bindparam("b_ids", expanding=True)), _EDGE, webhooks.c.id != sa.bindparam("b_exclude"), bound)
+        .where(_among(far, postgres=postgres), _EDGE, webhooks.c.id != sa.bindparam("b_exclude"))
     )
 
 
-_SUCCESSORS = _neighbours(down=True)
-_PREDECESSORS = _neighbours(down=False)
+def _edges_from(*, postgres: bool) -> sa.Select[Any]:
+    return sa.select(webhooks.c.stack_id, webhooks.c.target_stack_id).where(
+        _among(webhooks.c.stack_id, postgres=postgres), _EDGE, webhooks.c.id != sa.bindparam("b_exclude")
+    )
+
+
+def _refs(*, postgres: bool) -> sa.Select[Any]:
+    ref = (stacks.c.project + "/" + stacks.c.name).label("ref")
+    return sa.select(stacks.c.id, ref).where(_among(stacks.c.id, postgres=postgres))
+
+
+# Keyed by "is the database PostgreSQL?".
+_SUCCESSORS = {pg: _neighbours(down=True, postgres=pg) for pg in (False, True)}
+_PREDECESSORS = {pg: _neighbours(down=False, postgres=pg) for pg in (False, True)}
+_EDGES_FROM = {pg: _edges_from(postgres=pg) for pg in (False, True)}
+_REFS = {pg: _refs(postgres=pg) for pg in (False, True)}
 _SET = stacks.update().where(stacks.c.id == sa.bindparam("b_id")).values(graph_order=sa.bindparam("b_order"))
-_REFS = sa.select(stacks.c.id, (stacks.c.project + "/" + stacks.c.name).label("ref")).where(
-    stacks.c.id.in_(sa.bindparam("b_ids", expanding=True))
-)
-_EDGES_AMONG = sa.select(webhooks.c.stack_id, webhooks.c.target_stack_id).where(
-    webhooks.c.stack_id.in_(sa.bindparam("b_ids", expanding=True)),
-    webhooks.c.target_stack_id.in_(sa.bindparam("b_ids", expanding=True)),
-    _EDGE,
-    webhooks.c.id != sa.bindparam("b_exclude"),
-)
 _ORG_STACKS = sa.select(stacks.c.id).where(stacks.c.org == sa.bindparam("b_org"))
 _ORG_EDGES = sa.select(webhooks.c.stack_id, webhooks.c.target_stack_id).where(
     webhooks.c.org == sa.bindparam("b_org"), webhooks.c.stack_id.is_not(None), _EDGE
 )
+
+
+def _is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
 
 
 async def orders(conn: AsyncConnection, stack_ids: Collection[str]) -> dict[str, int | None]:
@@ -76,16 +98,22 @@ async def successors(
     conn: AsyncConnection, stack_ids: Collection[str], *, at_most: int, exclude_webhook: str | None
 ) -> dict[str, int]:
     """Direct downstream stacks over active edges, numbered ``at_most`` or lower."""
-    params = {"b_ids": sorted(stack_ids), "b_bound": at_most, "b_exclude": exclude_webhook or _NO_WEBHOOK}
-    return {str(row.id): int(row.graph_order) for row in (await conn.execute(_SUCCESSORS, params)).all()}
+    params = {"b_ids": sorted(stack_ids), "b_exclude": exclude_webhook or _NO_WEBHOOK}
+    rows = (await conn.execute(_SUCCESSORS[_is_postgres(conn)], params)).all()
+    return {
+        str(row.id): int(row.graph_order) for row in rows if row.graph_order is not None and row.graph_order <= at_most
+    }
 
 
 async def predecessors(
     conn: AsyncConnection, stack_ids: Collection[str], *, at_least: int, exclude_webhook: str | None
 ) -> dict[str, int]:
     """Direct upstream stacks over active edges, numbered ``at_least`` or higher."""
-    params = {"b_ids": sorted(stack_ids), "b_bound": at_least, "b_exclude": exclude_webhook or _NO_WEBHOOK}
-    return {str(row.id): int(row.graph_order) for row in (await conn.execute(_PREDECESSORS, params)).all()}
+    params = {"b_ids": sorted(stack_ids), "b_exclude": exclude_webhook or _NO_WEBHOOK}
+    rows = (await conn.execute(_PREDECESSORS[_is_postgres(conn)], params)).all()
+    return {
+        str(row.id): int(row.graph_order) for row in rows if row.graph_order is not None and row.graph_order >= at_least
+    }
 
 
 async def set_orders(conn: AsyncConnection, numbers: Mapping[str, int]) -> None:
@@ -102,12 +130,19 @@ async def org_graph(conn: AsyncConnection, org: str) -> tuple[list[str], list[tu
 
 async def refs(conn: AsyncConnection, stack_ids: Collection[str]) -> dict[str, str]:
     """``project/stack`` of each stack id."""
-    return {str(row.id): str(row.ref) for row in (await conn.execute(_REFS, {"b_ids": sorted(stack_ids)})).all()}
+    query = _REFS[_is_postgres(conn)]
+    return {str(row.id): str(row.ref) for row in (await conn.execute(query, {"b_ids": sorted(stack_ids)})).all()}
 
 
 async def edges_among(
     conn: AsyncConnection, stack_ids: Collection[str], *, exclude_webhook: str | None
 ) -> list[tuple[str, str]]:
-    """The active deployment edges between these stacks (upstream id, downstream id)."""
-    params = {"b_ids": sorted(stack_ids), "b_exclude": exclude_webhook or _NO_WEBHOOK}
-    return [(str(row[0]), str(row[1])) for row in (await conn.execute(_EDGES_AMONG, params)).all()]
+    """The active deployment edges between these stacks (upstream id, downstream id).
+
+    Only the upstream end is matched in SQL (through the index on ``stack_id``); matching both ends
+    there made PostgreSQL compare every edge of the org with the whole list.
+    """
+    members = set(stack_ids)
+    params = {"b_ids": sorted(members), "b_exclude": exclude_webhook or _NO_WEBHOOK}
+    rows = (await conn.execute(_EDGES_FROM[_is_postgres(conn)], params)).all()
+    return [(str(up), str(down)) for up, down in rows if str(down) in members]
