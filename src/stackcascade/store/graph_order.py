@@ -19,9 +19,7 @@ _ORDERS = sa.select(stacks.c.id, stacks.c.graph_order).where(stacks.c.id.in_(sa.
 _UNORDERED = (
     sa.select(stacks.c.id).where(stacks.c.org == sa.bindparam("b_org"), stacks.c.graph_order.is_(None)).limit(1)
 )
-_NEXT = sa.select(sa.func.count(), sa.func.count(stacks.c.graph_order), sa.func.max(stacks.c.graph_order)).where(
-    stacks.c.org == sa.bindparam("b_org")
-)
+_HIGHEST = sa.select(sa.func.max(stacks.c.graph_order)).where(stacks.c.org == sa.bindparam("b_org"))
 
 
 def _among(column: Any, *, postgres: bool) -> Any:
@@ -87,11 +85,14 @@ async def has_unordered(conn: AsyncConnection, org: str) -> bool:
 
 
 async def next_order(conn: AsyncConnection, org: str) -> int | None:
-    """The number for a new stack: after every other one; None while the org is not ordered yet."""
-    total, ordered, highest = (await conn.execute(_NEXT, {"b_org": org})).one()
-    if not total:
-        return 0
-    return int(highest) + 1 if ordered == total else None
+    """The number for a new stack: after every other one; None while the org is not ordered yet.
+
+    Two index probes (``ix_stacks_org_graph_order``), however many stacks the org has.
+    """
+    if await has_unordered(conn, org):
+        return None
+    highest = await conn.scalar(_HIGHEST, {"b_org": org})
+    return 0 if highest is None else int(highest) + 1
 
 
 async def successors(

@@ -63,6 +63,6 @@ class _AddConsoleOnFirstUse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._fastapi_app is not None and scope["type"] == "http" and urls.is_console_path(scope["path"]):
-            app, self._fastapi_app = self._fastapi_app, None
-            _add_console(app)
+            _add_console(self._fastapi_app)  # if it fails, the next console request tries again
+            self._fastapi_app = None
         await self._app(scope, receive, send)
