@@ -95,6 +95,13 @@ def diamond(api: httpx2.Client, org: str, repo: str, gated: tuple[str, str] | No
         assert response.status_code == 201, response.text
 
 
+def broken_database_repo(tmp_path: Path) -> tuple[str, Path]:
+    """A repository whose update fails on the database stack until the returned file exists (the fix)."""
+    fixed = tmp_path / "fixed"
+    update = f'if [ "$CASCADE_PROJECT" = database ] && [ ! -f {fixed} ]; then echo broken; exit 3; fi\necho ok'
+    return git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)}), fixed
+
+
 def cascade_of(api: httpx2.Client, org: str, deployment_id: str) -> str:
     return str(api.get(f"/api/stacks/{org}/network/prod/deployments/{deployment_id}").json()["cascadeId"])
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, diamond, git_repo, member, wait_cascade, wait_for
+from tests.e2e.helpers import (
+    broken_database_repo,
+    cascade_of,
+    cascade_yaml,
+    deploy,
+    diamond,
+    git_repo,
+    member,
+    wait_cascade,
+    wait_for,
+)
 from tests.support import LiveServer
 
 
@@ -36,9 +46,7 @@ def test_one_change_deploys_the_diamond_once_each_with_app_after_both(
 
 
 def test_a_failed_member_skips_app_and_a_retry_resumes_it(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
-    fixed = tmp_path / "fixed"
-    update = f'if [ "$CASCADE_PROJECT" = database ] && [ ! -f {fixed} ]; then echo broken; exit 3; fi\necho ok'
-    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    repo, fixed = broken_database_repo(tmp_path)
     with pool_server.client() as api:
         diamond(api, org, repo)
         cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))

@@ -11,7 +11,16 @@ import pytest
 
 from stackcascade.web.cascade_view import MemberView, count_summary, headline
 from stackcascade.web.pages import status_label
-from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, diamond, git_repo, member, wait_cascade
+from tests.e2e.helpers import (
+    broken_database_repo,
+    cascade_of,
+    cascade_yaml,
+    deploy,
+    diamond,
+    git_repo,
+    member,
+    wait_cascade,
+)
 from tests.support import LiveServer
 from tests.web.console import console_client, csrf_of
 
@@ -109,9 +118,7 @@ def test_the_list_and_the_cascade_show_the_diamond_in_waves(pool_server: LiveSer
 def test_a_failed_member_explains_the_skip_below_it_and_retry_resumes_it(
     pool_server: LiveServer, org: str, tmp_path: Path
 ) -> None:
-    fixed = tmp_path / "fixed"
-    update = f'if [ "$CASCADE_PROJECT" = database ] && [ ! -f {fixed} ]; then echo broken; exit 3; fi\necho ok'
-    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    repo, fixed = broken_database_repo(tmp_path)
     with pool_server.client() as api:
         diamond(api, org, repo)
         cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
