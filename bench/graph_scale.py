@@ -18,7 +18,7 @@ that is dropped afterwards) this
       of layer i to a stack of a lower layer j > i that it is not linked to yet (DAG-preserving): 201;
    b. ``--cycles`` (100) **creations that would close a cycle** (from a stack to one of its ancestors,
       1-``--layers`` layers up): 409, and the message must spell the cycle out (both ends named);
-   c. ``--plans`` (100) **impact plans** ``GET /api/stacks/scale/{p}/prod/plan?operation=update`` for
+   c. ``--plans`` (100) **impact plans** ``GET /api/stacks/scale/{p}/prod/cascade-plan?operation=update`` for
       random stacks of the top (layers 0-9), middle (45-54) and bottom (90-99) tenth, with the number of
       members of each plan checked against the seeded graph.
 
@@ -285,6 +285,8 @@ def cycle_edge(graph: Graph, rng: random.Random, max_up: int) -> tuple[str, str]
     node = rng.choice(graph.by_layer[layer])
     ancestor = node
     for _ in range(rng.randint(1, min(max_up, layer))):
+        if not graph.up[ancestor]:  # an added edge can skip layers: the walk reached the top early
+            break
         ancestor = rng.choice(sorted(graph.up[ancestor]))
     return node, ancestor
 
@@ -306,7 +308,7 @@ def measure(
             return response, ms
 
         def plan(node: str) -> tuple[int, float]:
-            response, ms = timed(api, "GET", f"/api/stacks/{ORG}/{node}/{STACK}/plan?operation=update")
+            response, ms = timed(api, "GET", f"/api/stacks/{ORG}/{node}/{STACK}/cascade-plan?operation=update")
             if response.status_code != 200:
                 raise Invalid(f"plan of {node}: HTTP {response.status_code} {response.text[:300]}")
             members = len(response.json()["members"])

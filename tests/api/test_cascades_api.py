@@ -31,17 +31,64 @@ def diamond(admin: httpx2.Client, org: str) -> str:
 
 
 def test_the_impact_plan_shows_members_and_waves_without_running_anything(admin: httpx2.Client, diamond: str) -> None:
-    plan = admin.get(f"/api/stacks/{diamond}/network/prod/plan").json()
+    response = admin.get(f"/api/stacks/{diamond}/network/prod/cascade-plan")
+    assert response.headers["content-type"] == "application/json"
+    plan = response.json()
     assert plan["root"] == "network/prod" and plan["operation"] == "update"
+    assert plan["members"] == ["network/prod", "cluster/prod", "database/prod", "app/prod"]
     assert plan["waves"] == [["network/prod"], ["cluster/prod", "database/prod"], ["app/prod"]]
-    assert len(plan["edges"]) == 4
-    assert admin.get(f"/api/stacks/{diamond}/app/prod/plan").json()["members"] == []
-    assert admin.get(f"/api/stacks/{diamond}/network/prod/plan", params={"operation": "preview"}).json()["root"] is None
+    pairs = [("cluster", "app"), ("database", "app"), ("network", "cluster"), ("network", "database")]
+    assert plan["edges"] == [
+        {
+            "upstream": f"{up}/prod",
+            "downstream": f"{down}/prod",
+            "filters": ["update_succeeded"],
+            "groups": [],
+            "triggerOn": "outputs-changed" if (up, down) == ("network", "database") else "always",
+            "requireApproval": False,
+        }
+        for up, down in pairs
+    ]
+    assert admin.get(f"/api/stacks/{diamond}/app/prod/cascade-plan").json() == {
+        "root": None,
+        "operation": "update",
+        "members": [],
+        "waves": [],
+        "edges": [],
+    }
+    preview = admin.get(f"/api/stacks/{diamond}/network/prod/cascade-plan", params={"operation": "preview"})
+    assert preview.json()["root"] is None
     assert admin.get(f"/api/stacks/{diamond}/network/prod/deployments").json()["deployments"] == []
     assert "operation" in assert_error(
-        admin.get(f"/api/stacks/{diamond}/network/prod/plan", params={"operation": "nuke"}), 400
+        admin.get(f"/api/stacks/{diamond}/network/prod/cascade-plan", params={"operation": "nuke"}), 400
     )
-    assert_error(admin.get(f"/api/stacks/{diamond}/nowhere/prod/plan"), 404)
+    assert_error(admin.get(f"/api/stacks/{diamond}/nowhere/prod/cascade-plan"), 404)
+
+
+def test_the_earlier_plan_path_answers_as_cascade_plan_does(admin: httpx2.Client, diamond: str) -> None:
+    for stack in ("network", "database", "app"):
+        earlier = admin.get(f"/api/stacks/{diamond}/{stack}/prod/plan")
+        assert earlier.status_code == 200
+        assert earlier.json() == admin.get(f"/api/stacks/{diamond}/{stack}/prod/cascade-plan").json()
+    paths = admin.get("/api/openapi.json").json()["paths"]
+    assert paths["/api/stacks/{org}/{project}/{stack}/plan"]["get"]["deprecated"] is True
+
+
+def test_an_impact_plan_follows_a_new_edge_at_once(admin: httpx2.Client, diamond: str) -> None:
+    before = admin.get(f"/api/stacks/{diamond}/network/prod/cascade-plan").json()
+    assert admin.post(f"/api/stacks/{diamond}/cache", json={"stackName": "prod"}).status_code == 200
+    edge = {"format": "pulumi_deployments", "payloadUrl": "cache/prod"}
+    assert admin.post(f"/api/stacks/{diamond}/app/prod/hooks", json=edge).status_code == 201
+    after = admin.get(f"/api/stacks/{diamond}/network/prod/cascade-plan").json()
+    assert after["waves"] == [*before["waves"], ["cache/prod"]]
+    assert after["edges"][0] == {
+        "upstream": "app/prod",
+        "downstream": "cache/prod",
+        "filters": [],
+        "groups": [],
+        "triggerOn": "always",
+        "requireApproval": False,
+    }
 
 
 def test_the_graph_lists_every_stack_and_edge(admin: httpx2.Client, diamond: str) -> None:

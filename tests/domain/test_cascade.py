@@ -17,6 +17,7 @@ from stackcascade.domain.cascade import (
     CascadeStatus,
     Decision,
     Edge,
+    EdgeIndex,
     MemberStatus,
     Outcome,
     Plan,
@@ -27,8 +28,11 @@ from stackcascade.domain.cascade import (
     events_of,
     finished,
     fires,
+    index_edges,
     per_edge_runs,
     plan,
+    plan_indexed,
+    reindex,
     retry_resets,
 )
 from stackcascade.domain.deployments import Operation, Status
@@ -727,6 +731,56 @@ def test_plan_holds_every_reachable_stack_once_in_longest_path_waves(
     for member in cascade.members[1:]:
         assert wave[member] == 1 + max(wave[e.upstream] for e in cascade.edges if e.downstream == member)
     assert set(cascade.edges) == {e for e in edges if e.upstream in expected and e.downstream in expected}
+    assert list(cascade.edges) == sorted(set(cascade.edges))  # one order, whatever order the edges came in
+
+
+def assert_indexes_the_same(index: EdgeIndex, edges: list[Edge]) -> None:
+    """``index`` answers as an index built from scratch over ``edges``, and its order is topological."""
+    fresh = index_edges(edges)
+    assert dict(index.outgoing) == dict(fresh.outgoing)
+    assert dict(index.successors) == dict(fresh.successors)
+    assert dict(index.update_successors) == dict(fresh.update_successors)
+    assert (index.rank is None) == (fresh.rank is None)
+    if index.rank is not None:
+        for e in edges:
+            assert index.rank[e.upstream] < index.rank[e.downstream], f"{e.upstream} -> {e.downstream} goes up"
+
+
+@settings(max_examples=150, deadline=None)
+@given(networks(max_stacks=25), st.data())
+def test_replacing_some_stacks_edges_indexes_as_building_from_scratch(
+    network: tuple[list[str], list[Edge]], data: st.DataObject
+) -> None:
+    names, edges = network
+    index = index_edges(edges)
+    for _ in range(data.draw(st.integers(1, 4))):
+        changed = data.draw(st.sets(st.sampled_from(names), min_size=1, max_size=3))
+        replaced: dict[str, list[Edge]] = {}
+        for upstream in changed:  # new edges, some going back up (a cycle), some to stacks never seen
+            targets = data.draw(st.lists(st.sampled_from([*names, "new/prod"]), max_size=3))
+            kinds = data.draw(st.lists(st.sampled_from(EDGE_KINDS), min_size=len(targets), max_size=len(targets)))
+            replaced[upstream] = [Edge(upstream, t, *kind) for t, kind in zip(targets, kinds, strict=True)]
+        edges = [e for e in edges if e.upstream not in changed] + [e for group in replaced.values() for e in group]
+        index = reindex(index, replaced)
+        assert_indexes_the_same(index, edges)
+        for root in names:
+            if index.rank is not None:
+                assert plan_indexed(root, UPDATE, index) == plan(root, UPDATE, edges)
+
+
+def test_a_new_edge_down_the_order_keeps_the_order() -> None:
+    index = index_edges(DIAMOND)
+    kept = reindex(index, {DATABASE: [edge(DATABASE, APP), edge(DATABASE, "cache/prod")]})
+    assert kept.rank is not None and index.rank is not None
+    assert kept.rank[DATABASE] == index.rank[DATABASE] and kept.rank[APP] == index.rank[APP]
+    assert_indexes_the_same(kept, [*DIAMOND[:2], DIAMOND[3], edge(DATABASE, APP), edge(DATABASE, "cache/prod")])
+
+
+def test_an_edge_closing_a_cycle_leaves_no_order_and_planning_names_the_cycle() -> None:
+    index = reindex(index_edges(DIAMOND), {APP: [edge(APP, NETWORK)]})
+    assert index.rank is None
+    with pytest.raises(Conflict, match="cycle"):
+        plan_indexed(NETWORK, UPDATE, index)
 
 
 Simulated = TypeVar("Simulated", bound=Simulation)

@@ -255,7 +255,7 @@ class ApiClient:
 
     def impact_plan(self, ref: StackRef, operation: str) -> Json:
         """The members and waves a change to the stack would set off (nothing runs)."""
-        return self._object("GET", _stack(ref, "plan"), params={"operation": operation})
+        return self._object("GET", _stack(ref, "cascade-plan"), params={"operation": operation})
 
     def deployment_graph(self, org: str) -> Json:
         return self._object("GET", api_path("orgs", org, "graph"))

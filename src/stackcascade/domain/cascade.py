@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
+from graphlib import CycleError, TopologicalSorter
 from typing import Final, Literal
 
 from stackcascade.domain.deployments import Operation, Status, event_kinds_for_finish
@@ -211,6 +212,78 @@ def _longest_path_waves(members: Collection[str], pairs: Collection[tuple[str, s
     return waves
 
 
+@dataclass(frozen=True)
+class EdgeIndex:
+    """An org's edges arranged for planning many cascades; built once per version of the graph.
+
+    ``outgoing``: each upstream's edges, de-duplicated, in sort order. ``successors``: its distinct
+    downstreams; ``update_successors``: those over edges a member's update could fire. ``rank``: each
+    stack's place in a topological order, or None when the edges have a cycle (planning then finds
+    it, if the cycle is inside the cascade).
+    """
+
+    outgoing: Mapping[str, tuple[Edge, ...]]
+    successors: Mapping[str, tuple[str, ...]]
+    update_successors: Mapping[str, tuple[str, ...]]
+    rank: Mapping[str, int] | None
+
+
+def index_edges(edges: Iterable[Edge]) -> EdgeIndex:
+    grouped: dict[str, list[Edge]] = {}
+    for edge in set(edges):
+        grouped.setdefault(edge.upstream, []).append(edge)
+    outgoing = {upstream: tuple(sorted(group, key=_edge_key)) for upstream, group in grouped.items()}
+    successors = {upstream: tuple(dict.fromkeys(e.downstream for e in group)) for upstream, group in outgoing.items()}
+    update_successors = {
+        upstream: tuple(dict.fromkeys(e.downstream for e in group if could_fire(e, Operation.UPDATE)))
+        for upstream, group in outgoing.items()
+    }
+    return EdgeIndex(outgoing, successors, update_successors, _rank(successors))
+
+
+def reindex(index: EdgeIndex, replaced: Mapping[str, Iterable[Edge]]) -> EdgeIndex:
+    """``index`` with the outgoing edges of each stack in ``replaced`` swapped for the given ones.
+
+    The same as ``index_edges`` over the edges that result, at the cost of the changed stacks' edges:
+    the topological order is kept when every new edge agrees with it, and found again otherwise.
+    """
+    outgoing = dict(index.outgoing)
+    successors = dict(index.successors)
+    update_successors = dict(index.update_successors)
+    for upstream, edges in replaced.items():
+        group = tuple(sorted(set(edges), key=_edge_key))
+        if group:
+            outgoing[upstream] = group
+            successors[upstream] = tuple(dict.fromkeys(e.downstream for e in group))
+            update_successors[upstream] = tuple(
+                dict.fromkeys(e.downstream for e in group if could_fire(e, Operation.UPDATE))
+            )
+        else:
+            for mapping in (outgoing, successors, update_successors):
+                mapping.pop(upstream, None)
+    rank = index.rank
+    if rank is None or not all(
+        upstream in rank and downstream in rank and rank[upstream] < rank[downstream]
+        for upstream in replaced
+        for downstream in successors.get(upstream, ())
+    ):
+        rank = _rank(successors)
+    return EdgeIndex(outgoing, successors, update_successors, rank)
+
+
+def _rank(successors: Mapping[str, Iterable[str]]) -> dict[str, int] | None:
+    """Each stack's place in a topological order of the edges, or None if they have a cycle."""
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for upstream, downstreams in successors.items():
+        sorter.add(upstream)
+        for downstream in downstreams:
+            sorter.add(downstream, upstream)
+    try:
+        return {stack: index for index, stack in enumerate(sorter.static_order())}
+    except CycleError:
+        return None
+
+
 def plan(root: str, operation: Operation, edges: Iterable[Edge]) -> Plan | None:
     """The cascade that ``operation`` on ``root`` sets off, or None when no edge out of ``root`` could fire.
 
@@ -218,31 +291,58 @@ def plan(root: str, operation: Operation, edges: Iterable[Edge]) -> Plan | None:
     of the root, for ``update`` (what members run) further on. Raises Conflict if the members' edges
     form a cycle; the service refuses such edges, but a loop must never run.
     """
-    outgoing: dict[str, list[Edge]] = {}
-    for edge in set(edges):
-        outgoing.setdefault(edge.upstream, []).append(edge)
-    first = [edge.downstream for edge in outgoing.get(root, ()) if could_fire(edge, operation)]
+    return plan_indexed(root, operation, index_edges(edges))
+
+
+def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | None:
+    """``plan`` over edges indexed beforehand: linear in the size of the cascade, not of the org's graph."""
+    first = [edge.downstream for edge in index.outgoing.get(root, ()) if could_fire(edge, operation)]
     if not first:
         return None
     members = {root}
     queue = deque(first)
+    update_successors = index.update_successors
     while queue:
         stack = queue.popleft()
-        if stack in members:
-            continue
-        members.add(stack)
-        queue.extend(edge.downstream for edge in outgoing.get(stack, ()) if could_fire(edge, Operation.UPDATE))
-    inside = sorted(
-        (edge for stack in members for edge in outgoing.get(stack, ()) if edge.downstream in members), key=_edge_key
-    )
-    waves = _longest_path_waves(members, {(edge.upstream, edge.downstream) for edge in inside})
+        if stack not in members:
+            members.add(stack)
+            queue.extend(update_successors.get(stack, ()))
+    outgoing = index.outgoing
+    inside = tuple(edge for stack in sorted(members) for edge in outgoing.get(stack, ()) if edge.downstream in members)
+    if index.rank is None:
+        waves = _longest_path_waves(members, {(edge.upstream, edge.downstream) for edge in inside})
+    else:
+        waves = _waves_by_rank(root, members, index)
     return Plan(
         root=root,
         operation=operation,
         members=tuple(stack for wave in waves for stack in wave),
         waves=tuple(tuple(wave) for wave in waves),
-        edges=tuple(inside),
+        edges=inside,
     )
+
+
+def _waves_by_rank(root: str, members: set[str], index: EdgeIndex) -> list[list[str]]:
+    """Longest-path layering in one pass over the members in topological order (no cycle among them).
+
+    Every member but the root is reached from the root, so each has a member upstream and the layering
+    is the same as Kahn's from the root (``_longest_path_waves``).
+    """
+    assert index.rank is not None
+    wave_of = dict.fromkeys(members, 0)
+    wave = wave_of.get
+    successors = index.successors
+    for stack in sorted(members, key=index.rank.__getitem__):
+        below = wave_of[stack] + 1
+        for downstream in successors.get(stack, ()):
+            if wave(downstream, below) < below:  # a stack outside the cascade counts as already below
+                wave_of[downstream] = below
+    waves: list[list[str]] = [[] for _ in range(max(wave_of.values()) + 1)]
+    for stack, wave in wave_of.items():
+        waves[wave].append(stack)
+    for wave_members in waves:
+        wave_members.sort()
+    return waves
 
 
 Action = Literal["run", "await_approval", "skip"]

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain import cascade as planner
-from stackcascade.domain.cascade import Edge, MemberStatus, Outcome, Plan, TriggerOn
+from stackcascade.domain.cascade import Edge, MemberStatus, Outcome, Plan
 from stackcascade.domain.deployments import Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
+from stackcascade.services.org_graphs import OrgGraphs, edge_of
+from stackcascade.services.plan_documents import edges_json, plan_document, plan_json, plan_of
 from stackcascade.services.queueing import queue_in
 from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
@@ -38,46 +41,6 @@ class Started:
     id: str
     plan: Plan
     stack_ids: dict[str, str]
-
-
-def _plan_document(plan: Plan) -> dict[str, Any]:
-    return {
-        "root": plan.root,
-        "operation": plan.operation.value,
-        "members": list(plan.members),
-        "waves": [list(wave) for wave in plan.waves],
-        "edges": [
-            {
-                "upstream": edge.upstream,
-                "downstream": edge.downstream,
-                "filters": list(edge.filters),
-                "groups": list(edge.groups),
-                "triggerOn": edge.trigger_on.value,
-                "requireApproval": edge.require_approval,
-            }
-            for edge in plan.edges
-        ],
-    }
-
-
-def plan_of(document: dict[str, Any]) -> Plan:
-    return Plan(
-        root=document["root"],
-        operation=Operation(document["operation"]),
-        members=tuple(document["members"]),
-        waves=tuple(tuple(wave) for wave in document["waves"]),
-        edges=tuple(
-            Edge(
-                edge["upstream"],
-                edge["downstream"],
-                tuple(edge["filters"]),
-                tuple(edge["groups"]),
-                TriggerOn(edge["triggerOn"]),
-                bool(edge["requireApproval"]),
-            )
-            for edge in document["edges"]
-        ),
-    )
 
 
 class _Plans:
@@ -113,20 +76,34 @@ _PLANS = _Plans()
 
 
 async def plan_for(
-    conn: AsyncConnection, org: str, root: str, operation: Operation, root_id: str | None = None
+    conn: AsyncConnection,
+    org: str,
+    root: str,
+    operation: Operation,
+    root_id: str | None = None,
+    *,
+    graphs: OrgGraphs | None = None,
 ) -> Started | None:
-    """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode)."""
+    """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode).
+
+    With ``graphs``, an org graph this process already holds at the current version is used; this runs
+    inside a write transaction, so a stale one is not read in full here: only the edges the root reaches.
+    """
     if root_id is not None and not await rows.has_outgoing_edge(conn, root_id):
         return None
     if await rows.cascade_mode(conn, org) != "coalesced":
         return None
-    specs = await rows.edge_specs(conn, org, reachable_from=root_id)
-    edges = [_edge(spec) for spec in specs]
-    plan = planner.plan(root, operation, edges)
+    graph = await graphs.cached(conn, org) if graphs is not None else None
+    if graph is not None:
+        plan = planner.plan_indexed(root, operation, graph.index)
+        stack_ids = graph.stack_ids
+    else:
+        specs = await rows.edge_specs(conn, org, reachable_from=root_id)
+        plan = planner.plan(root, operation, [edge_of(spec) for spec in specs])
+        stack_ids = {s.upstream: s.upstream_id for s in specs} | {s.downstream: s.downstream_id for s in specs}
     if plan is None:
         return None
-    stack_ids = {s.upstream: s.upstream_id for s in specs} | {s.downstream: s.downstream_id for s in specs}
-    return Started(str(uuid.uuid4()), plan, stack_ids)
+    return Started(str(uuid.uuid4()), plan, {stack: stack_ids[stack] for stack in plan.members})
 
 
 async def record_in(
@@ -151,7 +128,7 @@ async def record_in(
             "root_deployment_id": root_deployment_id,
             "operation": plan.operation.value,
             "status": rows.RUNNING,
-            "plan": _plan_document(plan) | {"rootEvents": list(root_events)},
+            "plan": plan_document(plan, plan.operation.value) | {"rootEvents": list(root_events)},
             "created_at": now,
         },
         [
@@ -461,29 +438,33 @@ async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -
 # --- the graph and impact plans ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ImpactPlan:
+    """What a change would set off (``plan`` None: nothing), and how to write its edges as JSON fast."""
+
+    plan: Plan | None
+    operation: str
+    edges_json: Callable[[Sequence[Edge]], str] = edges_json
+
+    def json(self) -> str:
+        return plan_json(self.plan, self.operation, self.edges_json)
+
+
 async def impact_plan(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, operation: object
-) -> Plan | None:
-    """The members and waves a change to this stack would set off now, without running anything."""
+) -> ImpactPlan:
+    """The members and waves a change to this stack would set off now, without running anything.
+
+    Planned over the org's indexed graph (``services.org_graphs``), read once per change of the graph.
+    """
     principal.require(org, Role.VIEWER, f"stack {org}/{project}/{stack}")
     op = parse_operation(operation if operation is not None else "update")
     async with ctx.db.read() as conn:
         row = await stack_rows.find(conn, org, project, stack)
         if row is None:
             raise NotFound(f"stack {org}/{project}/{stack} not found")
-        edges = [_edge(spec) for spec in await rows.edge_specs(conn, org, reachable_from=row.id)]
-    return planner.plan(f"{project}/{stack}", op, edges)
-
-
-def _edge(spec: Any) -> Edge:
-    return Edge(
-        spec.upstream,
-        spec.downstream,
-        tuple(spec.filters),
-        tuple(spec.groups),
-        TriggerOn(spec.trigger_on),
-        bool(spec.require_approval),
-    )
+        graph = await ctx.graphs.current(conn, org)
+    return ImpactPlan(planner.plan_indexed(f"{project}/{stack}", op, graph.index), op.value, graph.edges_json)
 
 
 async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any], list[Any]]:
@@ -491,12 +472,6 @@ async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any]
     principal.require(org, Role.VIEWER, f"organization {org}")
     async with ctx.db.read() as conn:
         return await rows.graph_nodes(conn, org), await rows.edge_specs(conn, org)
-
-
-def plan_document(plan: Plan | None, operation: str) -> dict[str, Any]:
-    if plan is None:
-        return {"root": None, "operation": operation, "members": [], "waves": [], "edges": []}
-    return _plan_document(plan)
 
 
 async def stack_gate(ctx: Context, principal: Principal, org: str, project: str, stack: str) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackcascade.domain.backoff import RetryPolicy
+from stackcascade.services.org_graphs import OrgGraphs
 from stackcascade.services.secrets import SecretBox
 from stackcascade.services.webhook_client import WebhookClient
 from stackcascade.store.db import Database
@@ -96,6 +97,8 @@ class Context:
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
     random: Callable[[], float] = field(default=random.random)
     outbox: WorkSignal = field(default_factory=WorkSignal)
+    # Each recently planned org's deployment graph, indexed (one per process and database).
+    graphs: OrgGraphs = field(default_factory=OrgGraphs)
 
     def __post_init__(self) -> None:
         self.db.on_events_committed = self.outbox.notify

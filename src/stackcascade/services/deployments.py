@@ -58,7 +58,7 @@ async def create(
             raise NotFound(f"stack {ref(org, project, stack)} not found")
         root = f"{project}/{stack}"
         started = (
-            await cascades.plan_for(conn, org, root, operation, stack_row.id)
+            await cascades.plan_for(conn, org, root, operation, stack_row.id, graphs=ctx.graphs)
             if initiator not in _CASCADE_INITIATORS
             else None
         )

@@ -77,7 +77,7 @@ async def record(
             sealed = seal_outputs(ctx, outputs, secret_keys)
             changed = open_outputs(ctx, row.outputs, True) != open_outputs(ctx, sealed, True)
             await runs.set_stack_outputs(conn, row.id, sealed, now)
-        started = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id)
+        started = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id, graphs=ctx.graphs)
         payload: dict[str, Any] = {
             "stack": {"organization": org, "projectName": project, "stackName": stack},
             "operation": operation.value,

@@ -80,6 +80,7 @@ def _edge_specs(reachable: bool) -> sa.Select[Any]:
 
 
 _EDGE_SPECS = {False: _edge_specs(False), True: _edge_specs(True)}
+_EDGE_SPECS_FROM = _edge_specs(False).where(webhooks.c.stack_id.in_(sa.bindparam("b_ids", expanding=True)))
 
 
 async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | None = None) -> list[sa.Row[Any]]:
@@ -91,6 +92,12 @@ async def edge_specs(conn: AsyncConnection, org: str, *, reachable_from: str | N
     if reachable_from is not None:
         params["b_start"] = reachable_from
     return list((await conn.execute(_EDGE_SPECS[reachable_from is not None], params)).all())
+
+
+async def edge_specs_from(conn: AsyncConnection, org: str, stack_ids: Collection[str]) -> list[sa.Row[Any]]:
+    """``edge_specs`` of the edges leaving these stacks (the stacks whose edges changed)."""
+    params = {"b_org": org, "b_ids": list(stack_ids)}
+    return list((await conn.execute(_EDGE_SPECS_FROM, params)).all())
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[dict[str, Any]]) -> None:

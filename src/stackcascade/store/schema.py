@@ -30,6 +30,9 @@ orgs = sa.Table(
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("cascade_mode", sa.String(20), nullable=False, server_default="coalesced"),
     sa.Column("created_at", sa.Double, nullable=False),
+    # One more on every change to the org's deployment graph (``store.orgs.graph_changed``): the version of
+    # the planning index a process may keep for the org (``services.org_graphs``).
+    sa.Column("graph_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 stacks = sa.Table(
@@ -191,6 +194,17 @@ webhooks = sa.Table(
     sa.UniqueConstraint("org", "scope", "name", name="uq_webhooks_org_scope_name"),
     sa.Index("ix_webhooks_stack_id", "stack_id"),
     sa.Index("ix_webhooks_target_stack_id", "target_stack_id"),
+)
+
+# The recent changes to each org's deployment graph, one row per ``orgs.graph_version`` step: whose
+# outgoing edges changed (NULL: any part of the graph may have, e.g. a deleted stack). A process holding
+# an indexed graph re-reads only those stacks' edges; rows older than the newest 500 are pruned.
+graph_changes = sa.Table(
+    "graph_changes",
+    metadata,
+    sa.Column("org", sa.String(100), sa.ForeignKey("orgs.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("stack_id", sa.String(36), nullable=True),
 )
 
 # One row per (event, webhook) to deliver over HTTP, and per ping or redelivery; retried until it

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from stackcascade.store.orgs import graph_changed
 from stackcascade.store.schema import deployment_settings, stacks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -62,7 +63,14 @@ async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(stacks.insert().values(**values))
 
 
+_ORG_OF = sa.select(stacks.c.org).where(stacks.c.id == sa.bindparam("b_id"))
+
+
 async def delete(conn: AsyncConnection, stack_id: str) -> None:
+    """Delete the stack; its webhooks and the edges to it go with it, a change to the org's graph."""
+    org = await conn.scalar(_ORG_OF, {"b_id": stack_id})
+    if org is not None:
+        await graph_changed(conn, org, None)
     await conn.execute(stacks.delete().where(stacks.c.id == stack_id))
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from stackcascade.store.orgs import graph_changed
 from stackcascade.store.schema import (
     events,
     orgs,
@@ -65,6 +66,8 @@ _LOCK_GRAPH = sa.select(orgs.c.name).where(orgs.c.name == sa.bindparam("b_org"))
 
 
 async def insert(conn: AsyncConnection, **values: Any) -> None:
+    if values.get("stack_id") is not None:  # organization webhooks are no part of the deployment graph
+        await graph_changed(conn, values["org"], values["stack_id"])
     await conn.execute(_INSERT, values)
 
 
@@ -85,11 +88,23 @@ async def list_scope(conn: AsyncConnection, org: str, scope: str) -> list[sa.Row
     return list((await conn.execute(query)).all())
 
 
+_OWNER = sa.select(webhooks.c.org, webhooks.c.stack_id).where(webhooks.c.id == sa.bindparam("b_id"))
+
+
+async def _graph_changes_with(conn: AsyncConnection, webhook_id: str) -> None:
+    """Log the change a stack webhook's update or deletion makes to its org's graph (before making it)."""
+    owner = (await conn.execute(_OWNER, {"b_id": webhook_id})).first()
+    if owner is not None and owner.stack_id is not None:
+        await graph_changed(conn, owner.org, owner.stack_id)
+
+
 async def update(conn: AsyncConnection, webhook_id: str, **values: Any) -> None:
+    await _graph_changes_with(conn, webhook_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == webhook_id).values(**values))
 
 
 async def delete(conn: AsyncConnection, webhook_id: str) -> None:
+    await _graph_changes_with(conn, webhook_id)
     await conn.execute(webhooks.delete().where(webhooks.c.id == webhook_id))
 
 

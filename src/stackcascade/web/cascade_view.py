@@ -13,7 +13,7 @@ from typing import Any
 
 from stackcascade.domain.cascade import TERMINAL, Edge, MemberStatus, Outcome, Plan, fires
 from stackcascade.domain.deployments import Operation, Status
-from stackcascade.services.cascades import plan_of
+from stackcascade.services.plan_documents import plan_of
 
 _DEPLOYMENT_TERMINAL = {"succeeded", "failed", "skipped"}
 _TERMINAL_STATUSES = {status.value for status in TERMINAL}

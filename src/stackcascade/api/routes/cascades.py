@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from stackcascade.api import serializers
 from stackcascade.api.body import json_object
@@ -68,17 +68,28 @@ async def retry_member(ctx: Ctx, caller: Caller, org: str, cascade_id: str, proj
     return await _answer(ctx, caller, org, cascade_id)
 
 
-@router.get(
-    "/api/stacks/{org}/{project}/{stack}/plan",
-    response_model=None,
-    responses={200: {"model": ImpactPlan}},
-    summary="Impact plan: the cascade a change to this stack would start (nothing runs)",
-)
 async def impact_plan(
     ctx: Ctx, caller: Caller, org: str, project: str, stack: str, operation: Operation = "update"
-) -> JSONResponse:
+) -> Response:
+    """The members (with their waves) and the edges between them that a change would set off; nothing runs."""
     plan = await cascades.impact_plan(ctx, caller, org, project, stack, operation)
-    return JSONResponse(cascades.plan_document(plan, operation))
+    return Response(plan.json(), media_type="application/json")
+
+
+PLAN_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": ImpactPlan}}
+router.get(
+    "/api/stacks/{org}/{project}/{stack}/cascade-plan",
+    response_model=None,
+    responses=PLAN_RESPONSES,
+    summary="Impact plan: the cascade a change to this stack would start (nothing runs)",
+)(impact_plan)
+router.get(
+    "/api/stacks/{org}/{project}/{stack}/plan",
+    response_model=None,
+    responses=PLAN_RESPONSES,
+    summary="Impact plan (the earlier path of .../cascade-plan, kept for existing clients)",
+    deprecated=True,
+)(impact_plan)
 
 
 @router.get("/api/orgs/{org}/graph", response_model=None, responses={200: {"model": DeploymentGraph}})

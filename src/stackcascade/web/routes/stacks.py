@@ -149,7 +149,7 @@ async def stack_page(
     if latest is None and latest_id:
         latest, _, _ = await deployments.get(ctx, principal, org, project, stack, latest_id)
     outputs = await runs.read_outputs(ctx, principal, org, project, stack, show_secrets=False)
-    plan = await cascades.impact_plan(ctx, principal, org, project, stack, "update")
+    plan = (await cascades.impact_plan(ctx, principal, org, project, stack, "update")).plan
     return render(
         request,
         "stack.html",

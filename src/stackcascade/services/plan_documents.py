@@ -1,0 +1,85 @@
+"""Plans as JSON documents: stored with each cascade, returned by impact plans (one shape for both)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from stackcascade.domain.cascade import Edge, Plan, TriggerOn
+from stackcascade.domain.deployments import Operation
+
+
+def edge_document(edge: Edge) -> dict[str, Any]:
+    return {
+        "upstream": edge.upstream,
+        "downstream": edge.downstream,
+        "filters": list(edge.filters),
+        "groups": list(edge.groups),
+        "triggerOn": edge.trigger_on.value,
+        "requireApproval": edge.require_approval,
+    }
+
+
+def plan_document(plan: Plan | None, operation: str) -> dict[str, Any]:
+    """The plan, or the empty plan of ``operation`` (a change that would start no cascade)."""
+    if plan is None:
+        return {"root": None, "operation": operation, "members": [], "waves": [], "edges": []}
+    return {
+        "root": plan.root,
+        "operation": plan.operation.value,
+        "members": list(plan.members),
+        "waves": [list(wave) for wave in plan.waves],
+        "edges": [edge_document(edge) for edge in plan.edges],
+    }
+
+
+def plan_of(document: dict[str, Any]) -> Plan:
+    return Plan(
+        root=document["root"],
+        operation=Operation(document["operation"]),
+        members=tuple(document["members"]),
+        waves=tuple(tuple(wave) for wave in document["waves"]),
+        edges=tuple(
+            Edge(
+                edge["upstream"],
+                edge["downstream"],
+                tuple(edge["filters"]),
+                tuple(edge["groups"]),
+                TriggerOn(edge["triggerOn"]),
+                bool(edge["requireApproval"]),
+            )
+            for edge in document["edges"]
+        ),
+    )
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON, as the API's ``JSONResponse`` writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def edge_json(edge: Edge) -> str:
+    return to_json(edge_document(edge))
+
+
+def edges_json(edges: Iterable[Edge]) -> str:
+    """The edges' JSON objects, comma-separated (the inside of the plan's ``edges`` array)."""
+    return ",".join(map(edge_json, edges))
+
+
+def plan_json(plan: Plan | None, operation: str, json_of_edges: Callable[[Sequence[Edge]], str] = edges_json) -> str:
+    """``plan_document`` as JSON text, its edges written by ``json_of_edges``.
+
+    A large plan has tens of thousands of edges; with their JSON written once per graph
+    (``services.org_graphs``) the text is joined instead of encoded again for every request.
+    """
+    if plan is None:
+        return to_json(plan_document(None, operation))
+    head = {
+        "root": plan.root,
+        "operation": plan.operation.value,
+        "members": list(plan.members),
+        "waves": [list(wave) for wave in plan.waves],
+    }
+    return to_json(head)[:-1] + ',"edges":[' + json_of_edges(plan.edges) + "]}"

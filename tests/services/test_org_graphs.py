@@ -1,0 +1,199 @@
+"""Impact plans over each org's cached, indexed graph: every change shows at the next read, on both databases."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from stackcascade.domain import cascade as planner
+from stackcascade.domain.cascade import Edge, Plan
+from stackcascade.domain.deployments import Operation
+from stackcascade.services import autodeploy, cascades, stacks, webhooks
+from stackcascade.services.context import Context
+from stackcascade.services.org_graphs import edge_of
+from stackcascade.services.plan_documents import edges_json, plan_document
+from stackcascade.services.webhooks import Scope
+from stackcascade.store import cascades as cascade_rows
+from stackcascade.store import orgs as org_rows
+from stackcascade.store.db import Database
+from stackcascade.store.schema import graph_changes
+from stackcascade.store.schema import stacks as stack_table
+from tests.services.helpers import ADMIN, make_stack, queue
+
+ORG = "graphs"
+
+
+async def edge(ctx: Context, upstream: str, downstream: str, **fields: Any) -> None:
+    body = {"format": "pulumi_deployments", "payloadUrl": f"{downstream}/prod", "name": f"to-{downstream}", **fields}
+    await webhooks.create(ctx, ADMIN, Scope(ORG, upstream, "prod"), body)
+
+
+async def change(ctx: Context, upstream: str, downstream: str, **fields: Any) -> None:
+    await webhooks.update(ctx, ADMIN, Scope(ORG, upstream, "prod"), f"to-{downstream}", fields)
+
+
+async def planned(ctx: Context, project: str) -> Plan | None:
+    return (await cascades.impact_plan(ctx, ADMIN, ORG, project, "prod", "update")).plan
+
+
+async def from_scratch(ctx: Context, project: str) -> Plan | None:
+    """The plan over every edge read afresh: what the cached graph must answer."""
+    async with ctx.db.read() as conn:
+        edges = [edge_of(spec) for spec in await cascade_rows.edge_specs(conn, ORG)]
+    return planner.plan(f"{project}/prod", Operation.UPDATE, edges)
+
+
+async def members(ctx: Context, project: str) -> set[str]:
+    plan = await planned(ctx, project)
+    assert plan == await from_scratch(ctx, project)
+    return set(plan.members) if plan else set()
+
+
+async def diamond(ctx: Context) -> None:
+    for project in ("network", "database", "cluster", "app", "cache"):
+        await make_stack(ctx, ORG, project)
+    await edge(ctx, "network", "database")
+    await edge(ctx, "network", "cluster")
+    await edge(ctx, "database", "app")
+    await edge(ctx, "cluster", "app")
+
+
+async def test_every_edge_change_shows_in_the_next_plan_from_the_changed_stacks_edges_alone(ctx: Context) -> None:
+    await diamond(ctx)
+    assert await members(ctx, "network") == {"network/prod", "database/prod", "cluster/prod", "app/prod"}
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
+
+    await edge(ctx, "app", "cache")
+    assert "cache/prod" in await members(ctx, "network")
+    await change(ctx, "network", "cluster", filters=["preview_succeeded"])  # an update cannot fire it any more
+    assert "cluster/prod" not in await members(ctx, "network")
+    await change(ctx, "database", "app", active=False)
+    await change(ctx, "cluster", "app", active=False)
+    assert await members(ctx, "network") == {"network/prod", "database/prod"}
+    await change(ctx, "database", "app", active=True, triggerOn="outputs-changed", requireApproval=True)
+    plan = await planned(ctx, "network")
+    assert plan is not None and [e.trigger_on.value for e in plan.edges if e.downstream == "app/prod"] == [
+        "outputs-changed"
+    ]
+    await webhooks.delete(ctx, ADMIN, Scope(ORG, "app", "prod"), "to-cache")
+    assert "cache/prod" not in await members(ctx, "network")
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 5)  # one catch-up per read after changes
+
+
+async def test_a_deleted_stack_makes_the_next_plan_read_the_whole_graph(ctx: Context) -> None:
+    await diamond(ctx)
+    await members(ctx, "network")
+    await stacks.delete(ctx, ADMIN, ORG, "cluster", "prod")  # the edges into it go too, unlogged one by one
+    assert await members(ctx, "network") == {"network/prod", "database/prod", "app/prod"}
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
+
+
+async def test_plans_of_an_unchanged_graph_read_no_edges_even_as_stacks_come_and_deploy(ctx: Context) -> None:
+    await diamond(ctx)
+    await members(ctx, "network")
+    await make_stack(ctx, ORG, "lonely")  # no edge: the graph did not change
+    await queue(ctx, ORG, "app")
+    await members(ctx, "network")
+    await members(ctx, "database")
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
+
+
+async def test_a_change_made_through_another_replica_shows_in_this_ones_next_plan(
+    ctx: Context, database_url: str
+) -> None:
+    other = Context(db=Database(database_url), secrets=ctx.secrets)
+    try:
+        await diamond(ctx)
+        assert "cache/prod" not in await members(ctx, "network")
+        await edge(other, "cluster", "cache")
+        assert "cache/prod" in await members(ctx, "network")
+        assert ctx.graphs.catch_ups == 1
+    finally:
+        await other.db.dispose()
+
+
+async def test_a_graph_whose_changes_left_the_log_is_read_again(ctx: Context) -> None:
+    await diamond(ctx)
+    await members(ctx, "network")
+    await edge(ctx, "app", "cache")
+    async with ctx.db.write() as conn:  # as pruning does once the changes are old
+        await conn.execute(sa.delete(graph_changes).where(graph_changes.c.org == ORG))
+    assert "cache/prod" in await members(ctx, "network")
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
+
+
+async def test_the_log_keeps_the_newest_changes_and_prunes_the_rest(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "network")
+    async with ctx.db.write() as conn:
+        for _ in range(600):
+            await org_rows.graph_changed(conn, ORG, None)
+        assert await org_rows.graph_version(conn, ORG) == 600
+        logged = await org_rows.graph_changes_since(conn, ORG, 0)
+    assert [version for version, _ in logged] == list(range(101, 601))
+    assert org_rows.KEPT_CHANGES == 500
+
+
+async def test_a_deployment_in_an_org_with_a_current_graph_plans_its_cascade_without_reading_edges(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await diamond(ctx)
+    expected = await planned(ctx, "network")
+
+    async def no_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cascade was planned from the edges, not from the org's current graph")
+
+    monkeypatch.setattr(cascade_rows, "edge_specs", no_reads)
+    deployment = await queue(ctx, ORG, "network")
+    cascade, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
+    assert cascade.plan == plan_document(expected, "update") | {"rootEvents": []}
+    async with ctx.db.read() as conn:
+        ids = dict((await conn.execute(sa.select(stack_table.c.project, stack_table.c.id))).all())
+    assert {row.stack: row.stack_id for row in rows} == {
+        f"{p}/prod": ids[p] for p in ("network", "database", "cluster", "app")
+    }
+
+
+async def test_a_deployment_after_a_change_plans_from_the_edges_its_root_reaches(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await diamond(ctx)
+    await planned(ctx, "network")
+    await edge(ctx, "app", "cache")  # the cached graph is stale now; the deployment does not refresh it
+    deployment = await queue(ctx, ORG, "network")
+    _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
+    assert "cache/prod" in {row.stack for row in rows}
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
+
+
+async def test_the_plan_text_is_the_plan_document_for_the_graphs_edges_and_any_other(ctx: Context) -> None:
+    await diamond(ctx)
+    await edge(ctx, "app", "cache", triggerOn="outputs-changed", requireApproval=True, filters=["update_succeeded"])
+    impact = await cascades.impact_plan(ctx, ADMIN, ORG, "network", "prod", "update")
+    assert impact.plan is not None
+    assert json.loads(impact.json()) == plan_document(impact.plan, "update")
+    async with ctx.db.read() as conn:
+        graph = await ctx.graphs.current(conn, ORG)
+    foreign = [
+        Edge("a/x", "b/x", ("update_succeeded",)),
+        *impact.plan.edges[:1],
+    ]  # one foreign edge: all written afresh
+    assert graph.edges_json(foreign) == edges_json(foreign)
+    assert json.loads(f"[{graph.edges_json(impact.plan.edges)}]") == plan_document(impact.plan, "update")["edges"]
+
+
+async def test_an_auto_deploy_declaration_shows_in_the_next_plan(ctx: Context) -> None:
+    await diamond(ctx)
+    await members(ctx, "network")
+    declaration = {
+        "stacks": [
+            {"project": "app", "stack": "prod", "downstreamRefs": ["cache/prod"]},
+            {"project": "cache", "stack": "prod", "downstreamRefs": []},
+        ]
+    }
+    assert (await autodeploy.apply(ctx, ADMIN, ORG, declaration, dry_run=False))["applied"] is True
+    assert "cache/prod" in await members(ctx, "network")
+    await autodeploy.apply(ctx, ADMIN, ORG, {"stacks": []}, dry_run=False)  # deletes the managed edge again
+    assert "cache/prod" not in await members(ctx, "network")
