@@ -171,8 +171,10 @@ async def test_a_deployment_after_a_change_plans_from_the_edges_its_root_reaches
 async def test_the_plan_text_is_the_plan_document_for_the_graphs_edges_and_any_other(ctx: Context) -> None:
     await diamond(ctx)
     await edge(ctx, "app", "cache", triggerOn="outputs-changed", requireApproval=True, filters=["update_succeeded"])
+    await make_stack(ctx, ORG, "preview")
+    await edge(ctx, "network", "preview", filters=["preview_succeeded"])  # network's edges: not all inside
     impact = await cascades.impact_plan(ctx, ADMIN, ORG, "network", "prod", "update")
-    assert impact.plan is not None
+    assert impact.plan is not None and "preview/prod" not in impact.plan.members
     assert json.loads(impact.json()) == plan_document(impact.plan, "update")
     async with ctx.db.read() as conn:
         graph = await ctx.graphs.current(conn, ORG)

@@ -7,7 +7,7 @@ be checked exhaustively without a database. Stacks are ``"project/stack"`` strin
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -261,14 +261,32 @@ def reindex(index: EdgeIndex, replaced: Mapping[str, Iterable[Edge]]) -> EdgeInd
         else:
             for mapping in (outgoing, successors, update_successors):
                 mapping.pop(upstream, None)
-    rank = index.rank
-    if rank is None or not all(
-        upstream in rank and downstream in rank and rank[upstream] < rank[downstream]
-        for upstream in replaced
-        for downstream in successors.get(upstream, ())
-    ):
+    new_edges = [(upstream, downstream) for upstream in replaced for downstream in successors.get(upstream, ())]
+    rank = _ranked_too(index.rank, new_edges)
+    if rank is None or not all(rank[upstream] < rank[downstream] for upstream, downstream in new_edges):
         rank = _rank(successors)
     return EdgeIndex(outgoing, successors, update_successors, rank)
+
+
+def _ranked_too(rank: Mapping[str, int] | None, edges: list[tuple[str, str]]) -> Mapping[str, int] | None:
+    """``rank`` with the stacks it does not know yet (they had no edge) placed first, or last if an edge
+    leads to them; whether that is still a topological order is for the caller to check."""
+    if rank is None:
+        return None
+    unknown = {stack for edge in edges for stack in edge if stack not in rank}
+    if not unknown:
+        return rank
+    targets = {downstream for _, downstream in edges}
+    extended = dict(rank)
+    first, last = min(rank.values(), default=0), max(rank.values(), default=0)
+    for stack in sorted(unknown):
+        if stack in targets:
+            last += 1
+            extended[stack] = last
+        else:
+            first -= 1
+            extended[stack] = first
+    return extended
 
 
 def _rank(successors: Mapping[str, Iterable[str]]) -> dict[str, int] | None:
@@ -300,15 +318,21 @@ def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | No
     if not first:
         return None
     members = {root}
-    queue = deque(first)
+    frontier = set(first) - members
     update_successors = index.update_successors
-    while queue:
-        stack = queue.popleft()
-        if stack not in members:
-            members.add(stack)
-            queue.extend(update_successors.get(stack, ()))
-    outgoing = index.outgoing
-    inside = tuple(edge for stack in sorted(members) for edge in outgoing.get(stack, ()) if edge.downstream in members)
+    while frontier:  # level by level: the set operations run in C, the loop once per member
+        members |= frontier
+        reached: set[str] = set()
+        for stack in frontier:
+            reached.update(update_successors.get(stack, ()))
+        frontier = reached - members
+    inside: list[Edge] = []
+    outgoing, successors = index.outgoing, index.successors
+    for stack in sorted(members):
+        if members.issuperset(successors.get(stack, ())):  # usually: edges an update can fire stay inside
+            inside.extend(outgoing.get(stack, ()))
+        else:
+            inside.extend(edge for edge in outgoing[stack] if edge.downstream in members)
     if index.rank is None:
         waves = _longest_path_waves(members, {(edge.upstream, edge.downstream) for edge in inside})
     else:
@@ -318,7 +342,7 @@ def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | No
         operation=operation,
         members=tuple(stack for wave in waves for stack in wave),
         waves=tuple(tuple(wave) for wave in waves),
-        edges=inside,
+        edges=tuple(inside),
     )
 
 
@@ -330,12 +354,12 @@ def _waves_by_rank(root: str, members: set[str], index: EdgeIndex) -> list[list[
     """
     assert index.rank is not None
     wave_of = dict.fromkeys(members, 0)
-    wave = wave_of.get
+    current = wave_of.get
     successors = index.successors
     for stack in sorted(members, key=index.rank.__getitem__):
         below = wave_of[stack] + 1
         for downstream in successors.get(stack, ()):
-            if wave(downstream, below) < below:  # a stack outside the cascade counts as already below
+            if current(downstream, below) < below:  # a stack outside the cascade counts as already below
                 wave_of[downstream] = below
     waves: list[list[str]] = [[] for _ in range(max(wave_of.values()) + 1)]
     for stack, wave in wave_of.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain.cascade import Edge, EdgeIndex, TriggerOn, index_edges, reindex
 from stackcascade.services.plan_documents import edge_json, edges_json
@@ -27,24 +27,34 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
 
 @dataclass(frozen=True, slots=True)
 class OrgGraph:
-    """An org's active deployment edges at one ``version``: indexed, with the stacks' ids and each edge's JSON."""
+    """An org's active deployment edges at one ``version``: indexed, with the stacks' ids and the edges' JSON."""
 
     version: int
     index: EdgeIndex
     stack_ids: Mapping[str, str]  # "project/stack" -> id, for every stack at an end of an edge
     names: Mapping[str, str]  # the other way round
-    _json: Mapping[int, str]  # id() of each edge of ``index`` -> its JSON; the index keeps them alive
+    group_json: Mapping[str, str]  # each upstream's outgoing edges (``index.outgoing``) as ``edges_json``
 
     def edges_json(self, edges: Sequence[Edge]) -> str:
         """The edges' JSON, comma-separated, as ``plan_documents.edges_json`` writes it.
 
-        The JSON of this graph's own edges was written when the graph was read. An id() found here is one
-        of those edges: they are alive (the index holds them), so no other object can have that id.
+        A plan's edges are runs of its members' outgoing groups, nearly always whole: each run equal to a
+        whole group of this graph is copied from the JSON written when the graph was read.
         """
-        parts = list(map(self._json.get, map(id, edges)))
-        if None in parts:
-            return edges_json(edges)
-        return ",".join(cast("list[str]", parts))
+        edges = tuple(edges)
+        outgoing, written = self.index.outgoing, self.group_json
+        parts: list[str] = []
+        at, end = 0, len(edges)
+        while at < end:
+            upstream = edges[at].upstream
+            group = outgoing.get(upstream, ())
+            if group and edges[at : at + len(group)] == group:  # the same objects: compared by identity first
+                parts.append(written[upstream])
+                at += len(group)
+            else:
+                parts.append(edge_json(edges[at]))
+                at += 1
+        return ",".join(parts)
 
 
 def edge_of(spec: Any) -> Edge:
@@ -62,24 +72,25 @@ def edge_of(spec: Any) -> Edge:
 def _build(version: int, specs: list[Any]) -> OrgGraph:
     index = index_edges(_interned(specs))
     stack_ids = _stack_ids(specs)
-    written = {id(edge): edge_json(edge) for edges in index.outgoing.values() for edge in edges}
+    written = {upstream: edges_json(group) for upstream, group in index.outgoing.items()}
     return OrgGraph(version, index, stack_ids, {v: k for k, v in stack_ids.items()}, written)
 
 
 def _caught_up(graph: OrgGraph, version: int, changed: set[str], specs: list[Any]) -> OrgGraph:
     """``graph`` with the outgoing edges of the ``changed`` stacks (ids) replaced by those in ``specs``."""
-    stack_ids = dict(graph.stack_ids) | _stack_ids(specs)
-    names = dict(graph.names) | {v: k for k, v in stack_ids.items()}
+    new_ids = _stack_ids(specs)
+    stack_ids = {**graph.stack_ids, **new_ids}
+    names = {**graph.names, **{v: k for k, v in new_ids.items()}}
     replaced: dict[str, list[Edge]] = {names[stack_id]: [] for stack_id in changed if stack_id in names}
     for edge in _interned(specs):
         replaced[edge.upstream].append(edge)
     index = reindex(graph.index, replaced)
-    written = dict(graph._json)
+    written = dict(graph.group_json)
     for upstream in replaced:
-        for edge in graph.index.outgoing.get(upstream, ()):
-            written.pop(id(edge), None)
-        for edge in index.outgoing.get(upstream, ()):
-            written[id(edge)] = edge_json(edge)
+        if upstream in index.outgoing:
+            written[upstream] = edges_json(index.outgoing[upstream])
+        else:
+            written.pop(upstream, None)
     return OrgGraph(version, index, stack_ids, names, written)
 
 
@@ -99,11 +110,14 @@ def _interned(specs: list[Any]) -> list[Edge]:
                 spec.downstream,
                 seen.setdefault(filters, filters),
                 seen.setdefault(groups, groups),
-                TriggerOn(spec.trigger_on),
+                _TRIGGERS[spec.trigger_on],
                 bool(spec.require_approval),
             )
         )
     return edges
+
+
+_TRIGGERS = {trigger.value: trigger for trigger in TriggerOn}  # a dict lookup is several times faster than TriggerOn(...)
 
 
 class OrgGraphs:
@@ -112,7 +126,9 @@ class OrgGraphs:
     ``full_reads`` and ``catch_ups`` count how each stale or missing graph was brought up to date.
     """
 
-    MAX_CATCH_UP = 200  # more changes than this: reading the whole graph is about as fast
+    # Up to as many changes as the log keeps: re-reading a few hundred stacks' edges still costs far less
+    # than reading a large graph whole, and a small graph is read whole quickly either way.
+    MAX_CATCH_UP = org_rows.KEPT_CHANGES
 
     def __init__(self, size: int = 16) -> None:
         self._size = size

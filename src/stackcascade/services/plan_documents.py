@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 from stackcascade.domain.cascade import Edge, Plan, TriggerOn
@@ -60,7 +62,28 @@ def to_json(value: Any) -> str:
 
 
 def edge_json(edge: Edge) -> str:
-    return to_json(edge_document(edge))
+    """``to_json(edge_document(edge))``, written faster: what follows the two stacks is shared by most edges."""
+    return (
+        '{"upstream":'
+        + _string(edge.upstream)
+        + ',"downstream":'
+        + _string(edge.downstream)
+        + _edge_rest(edge.filters, edge.groups, edge.trigger_on, edge.require_approval)
+    )
+
+
+_string = encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it
+
+
+@lru_cache(maxsize=1024)
+def _edge_rest(filters: tuple[str, ...], groups: tuple[str, ...], trigger_on: TriggerOn, approval: bool) -> str:
+    rest = {
+        "filters": list(filters),
+        "groups": list(groups),
+        "triggerOn": trigger_on.value,
+        "requireApproval": approval,
+    }
+    return "," + to_json(rest)[1:]
 
 
 def edges_json(edges: Iterable[Edge]) -> str:
