@@ -61,12 +61,24 @@ async def diamond(ctx: Context) -> None:
     await edge(ctx, "cluster", "app")
 
 
-async def test_every_edge_change_shows_in_the_next_plan_from_the_changed_stacks_edges_alone(ctx: Context) -> None:
+async def held_version(ctx: Context) -> tuple[int | None, int]:
+    """The version of the graph this process holds for the org, and the org's version in the database."""
+    async with ctx.db.read() as conn:
+        version = await org_rows.graph_version(conn, ORG)
+        held = await ctx.graphs.cached(conn, ORG)
+    return (held.version if held else None), version
+
+
+async def test_every_edge_change_made_here_brings_the_held_graph_up_to_date_from_the_changed_stacks_edges(
+    ctx: Context,
+) -> None:
     await diamond(ctx)
     assert await members(ctx, "network") == {"network/prod", "database/prod", "cluster/prod", "app/prod"}
     assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
 
     await edge(ctx, "app", "cache")
+    current, version = await held_version(ctx)
+    assert current == version and ctx.graphs.catch_ups == 1  # caught up when the change committed
     assert "cache/prod" in await members(ctx, "network")
     await change(ctx, "network", "cluster", filters=["preview_succeeded"])  # an update cannot fire it any more
     assert "cluster/prod" not in await members(ctx, "network")
@@ -80,7 +92,7 @@ async def test_every_edge_change_shows_in_the_next_plan_from_the_changed_stacks_
     ]
     await webhooks.delete(ctx, ADMIN, Scope(ORG, "app", "prod"), "to-cache")
     assert "cache/prod" not in await members(ctx, "network")
-    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 5)  # one catch-up per read after changes
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 6)  # one catch-up per committed change
 
 
 async def test_a_deleted_stack_makes_the_next_plan_read_the_whole_graph(ctx: Context) -> None:
@@ -115,14 +127,18 @@ async def test_a_change_made_through_another_replica_shows_in_this_ones_next_pla
         await other.db.dispose()
 
 
-async def test_a_graph_whose_changes_left_the_log_is_read_again(ctx: Context) -> None:
-    await diamond(ctx)
-    await members(ctx, "network")
-    await edge(ctx, "app", "cache")
-    async with ctx.db.write() as conn:  # as pruning does once the changes are old
-        await conn.execute(sa.delete(graph_changes).where(graph_changes.c.org == ORG))
-    assert "cache/prod" in await members(ctx, "network")
-    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
+async def test_a_graph_whose_changes_left_the_log_is_read_again(ctx: Context, database_url: str) -> None:
+    other = Context(db=Database(database_url), secrets=ctx.secrets)
+    try:
+        await diamond(ctx)
+        await members(ctx, "network")
+        await edge(other, "app", "cache")  # another replica: this one's graph is stale now
+        async with ctx.db.write() as conn:  # as pruning does once the changes are old
+            await conn.execute(sa.delete(graph_changes).where(graph_changes.c.org == ORG))
+        assert "cache/prod" in await members(ctx, "network")
+        assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
+    finally:
+        await other.db.dispose()
 
 
 async def test_the_log_keeps_the_newest_changes_and_prunes_the_rest(ctx: Context) -> None:
@@ -156,16 +172,38 @@ async def test_a_deployment_in_an_org_with_a_current_graph_plans_its_cascade_wit
     }
 
 
-async def test_a_deployment_after_a_change_plans_from_the_edges_its_root_reaches(
+async def test_a_deployment_after_another_replicas_change_plans_from_the_edges_its_root_reaches(
+    ctx: Context, database_url: str
+) -> None:
+    other = Context(db=Database(database_url), secrets=ctx.secrets)
+    try:
+        await diamond(ctx)
+        await planned(ctx, "network")
+        await edge(other, "app", "cache")  # this replica's graph is stale; the deployment does not refresh it
+        deployment = await queue(ctx, ORG, "network")
+        _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
+        assert "cache/prod" in {row.stack for row in rows}
+        assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
+    finally:
+        await other.db.dispose()
+
+
+async def test_a_failed_refresh_after_a_commit_keeps_the_change_and_drops_the_graph(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await diamond(ctx)
-    await planned(ctx, "network")
-    await edge(ctx, "app", "cache")  # the cached graph is stale now; the deployment does not refresh it
-    deployment = await queue(ctx, ORG, "network")
-    _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
-    assert "cache/prod" in {row.stack for row in rows}
-    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
+    await members(ctx, "network")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("the database went away for a moment")
+
+    monkeypatch.setattr(cascade_rows, "edge_specs_from", broken)
+    await edge(ctx, "app", "cache")  # committed: the refresh failing afterwards must not undo or fail it
+    held, _ = await held_version(ctx)
+    assert held is None
+    monkeypatch.undo()
+    assert "cache/prod" in await members(ctx, "network")
+    assert ctx.graphs.full_reads == 2
 
 
 async def test_the_plan_text_is_the_plan_document_for_the_graphs_edges_and_any_other(ctx: Context) -> None:

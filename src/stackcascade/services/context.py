@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.db.on_events_committed = self.outbox.notify
+        self.db.on_graphs_committed = functools.partial(self.graphs.after_commit, self.db)
 
     def now(self) -> float:
         return self.clock()

@@ -11,6 +11,7 @@ the log cannot say (a deleted stack, a change pruned from the log, too many chan
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from stackcascade.store import orgs as org_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from stackcascade.store.db import Database
+
+log = logging.getLogger("stackcascade.services")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,9 @@ def _interned(specs: list[Any]) -> list[Edge]:
     return edges
 
 
-_TRIGGERS = {trigger.value: trigger for trigger in TriggerOn}  # a dict lookup is several times faster than TriggerOn(...)
+_TRIGGERS = {
+    trigger.value: trigger for trigger in TriggerOn
+}  # a dict lookup is several times faster than TriggerOn(...)
 
 
 class OrgGraphs:
@@ -138,6 +145,11 @@ class OrgGraphs:
 
     async def current(self, conn: AsyncConnection, org: str) -> OrgGraph:
         """The org's graph as ``conn`` sees it now: from memory if its version still holds, else read."""
+        graph = await self._refresh(conn, org, read_whole=True)
+        assert graph is not None
+        return graph
+
+    async def _refresh(self, conn: AsyncConnection, org: str, *, read_whole: bool) -> OrgGraph | None:
         # The version is read first: a change committed after it makes the graph built here newer than its
         # version says, never older, and the next read catches up from that version again.
         version = await org_rows.graph_version(conn, org)
@@ -149,6 +161,8 @@ class OrgGraphs:
         if held is not None and held.version < version <= held.version + self.MAX_CATCH_UP:
             graph = await self._catch_up(conn, org, held, version)
         if graph is None:
+            if not read_whole:
+                return None
             self.full_reads += 1
             graph = _build(version, await cascade_rows.edge_specs(conn, org))
         self._graphs[org] = graph
@@ -156,6 +170,24 @@ class OrgGraphs:
         if len(self._graphs) > self._size:
             self._graphs.popitem(last=False)
         return graph
+
+    async def after_commit(self, db: Database, orgs: frozenset[str]) -> None:
+        """Right after this process committed changes to these orgs' graphs: bring the ones it holds up to date.
+
+        So the first plan after an edit does not pay for catching up. Only from the log: a change it cannot
+        replay (a deleted stack) drops the graph, to be read whole by the next plan that needs it. The
+        change is committed whatever happens here, so a failure only drops the graph too.
+        """
+        for org in sorted(orgs & self._graphs.keys()):
+            try:
+                async with db.read() as conn:
+                    if await self._refresh(conn, org, read_whole=False) is None:
+                        self._graphs.pop(org, None)
+            except Exception:
+                self._graphs.pop(org, None)
+                log.warning(
+                    "keeping the deployment graph of %s up to date failed; it is read again", org, exc_info=True
+                )
 
     async def cached(self, conn: AsyncConnection, org: str) -> OrgGraph | None:
         """The org's graph if this process holds it at the current version; never reads the edges."""

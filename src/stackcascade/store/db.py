@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from stackcascade.store.events import appended_in_transaction
+from stackcascade.store.transaction_marks import graphs_changed_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,6 +108,7 @@ class Database:
         driver_url = _driver_url(url)
         self.dialect = driver_url.get_backend_name()
         self.on_events_committed: Callable[[], None] | None = None
+        self.on_graphs_committed: Callable[[frozenset[str]], Awaitable[None]] | None = None
         if self.dialect == "sqlite":
             if driver_url.database:
                 Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +133,11 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction that changes state; commits on success, rolls back on any error.
 
-        When the transaction appended events, ``on_events_committed`` is called after the commit.
+        When the transaction appended events, ``on_events_committed`` is called after the commit; when it
+        changed deployment graphs, ``on_graphs_committed`` is awaited with their orgs.
         """
         marker = appended_in_transaction.set(False)
+        graphs_marker = graphs_changed_in_transaction.set(set())
         try:
             if self.is_postgres:
                 async with self._engine.begin() as conn:
@@ -146,8 +150,12 @@ class Database:
                         yield inline  # type: ignore[misc]
             if appended_in_transaction.get() and self.on_events_committed is not None:
                 self.on_events_committed()
+            changed = graphs_changed_in_transaction.get()
+            if changed and self.on_graphs_committed is not None:
+                await self.on_graphs_committed(frozenset(changed))
         finally:
             appended_in_transaction.reset(marker)
+            graphs_changed_in_transaction.reset(graphs_marker)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

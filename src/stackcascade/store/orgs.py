@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from stackcascade.store.db import insert_ignoring_duplicates
 from stackcascade.store.schema import graph_changes, orgs
+from stackcascade.store.transaction_marks import mark_graph_changed
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,6 +67,7 @@ async def graph_changed(conn: AsyncConnection, name: str, stack_id: str | None) 
     version = await conn.scalar(_RAISE_GRAPH_VERSION, {"b_org": name})
     if version is None:
         return
+    mark_graph_changed(name)
     await conn.execute(_LOG_CHANGE, {"org": name, "version": version, "stack_id": stack_id})
     if version % 100 == 0:
         await conn.execute(_PRUNE_CHANGES, {"b_org": name, "b_before": version - KEPT_CHANGES})

@@ -1,0 +1,14 @@
+"""What a write transaction did that the process must act on once it has committed, and not before."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+graphs_changed_in_transaction: ContextVar[set[str] | None] = ContextVar("graphs_changed_in_transaction", default=None)
+"""The orgs whose deployment graph the current write transaction changed (``store.orgs.graph_changed``)."""
+
+
+def mark_graph_changed(org: str) -> None:
+    changed = graphs_changed_in_transaction.get()
+    if changed is not None:
+        changed.add(org)
