@@ -3,14 +3,16 @@
 A stack near the top of a 10,000-stack org starts a cascade of about 8,000 members over 25,000 edges.
 Reading and indexing the org's edges costs most of a second, planning over the index a few tens of
 milliseconds. Every transaction that changes an org's stack webhooks or deletes one of its stacks raises
-the org's ``graph_version`` and logs whose edges changed (``store.orgs.graph_changed``). An index is only
-used at the version it was built at, so every process sees every change, made by any replica, at its
-next read; it catches up by re-reading the changed stacks' edges, or reads the whole graph again when
-the log cannot say (a deleted stack, a change pruned from the log, too many changes).
+the org's ``graph_version`` and logs whose edges changed (``store.orgs.graph_changed``). A held graph is
+used only while no change was logged after its version, so every process sees every change, made by any
+replica, at its next read; it catches up by re-reading the changed stacks' edges, or reads the whole
+graph again when the log cannot say (a deleted stack, changes pruned from the log). The process that made
+a change catches up right after committing it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -122,14 +124,15 @@ def _interned(specs: list[Any]) -> list[Edge]:
     return edges
 
 
-_TRIGGERS = {
-    trigger.value: trigger for trigger in TriggerOn
-}  # a dict lookup is several times faster than TriggerOn(...)
+# A dict lookup is several times faster than TriggerOn(...).
+_TRIGGERS = {trigger.value: trigger for trigger in TriggerOn}
 
 
 class OrgGraphs:
     """The newest ``OrgGraph`` of recently planned orgs, least recently used out first.
 
+    Whether a held graph is current is one query: the org's logged changes since its version. Every
+    committed change has its row, and pruning keeps the newest rows, so no row means no change.
     ``full_reads`` and ``catch_ups`` count how each stale or missing graph was brought up to date.
     """
 
@@ -140,71 +143,87 @@ class OrgGraphs:
     def __init__(self, size: int = 16) -> None:
         self._size = size
         self._graphs: OrderedDict[str, OrgGraph] = OrderedDict()
+        self._refreshing: set[asyncio.Task[None]] = set()
         self.full_reads = 0
         self.catch_ups = 0
 
     async def current(self, conn: AsyncConnection, org: str) -> OrgGraph:
-        """The org's graph as ``conn`` sees it now: from memory if its version still holds, else read."""
+        """The org's graph as ``conn`` sees it now: from memory, caught up from the log, or read whole."""
         graph = await self._refresh(conn, org, read_whole=True)
         assert graph is not None
         return graph
 
-    async def _refresh(self, conn: AsyncConnection, org: str, *, read_whole: bool) -> OrgGraph | None:
-        # The version is read first: a change committed after it makes the graph built here newer than its
-        # version says, never older, and the next read catches up from that version again.
-        version = await org_rows.graph_version(conn, org)
+    async def cached(self, conn: AsyncConnection, org: str) -> OrgGraph | None:
+        """The org's graph if this process holds it at the current version; never reads any edge."""
         held = self._graphs.get(org)
-        if held is not None and held.version == version:
-            self._graphs.move_to_end(org)
-            return held
+        if held is None or await org_rows.graph_changes_since(conn, org, held.version):
+            return None
+        self._graphs.move_to_end(org)
+        return held
+
+    def after_commit(self, db: Database, orgs: frozenset[str]) -> None:
+        """This process committed changes to these orgs' graphs: bring the ones it holds up to date, soon.
+
+        In the background, after the change's own response: the first plan after an edit then finds its
+        graph current (or catches up itself if it comes first). Only from the log: a change it cannot replay
+        (a deleted stack) drops the graph, to be read whole by the next plan that needs it.
+        """
+        held = sorted(orgs & self._graphs.keys())
+        if held:
+            task = asyncio.get_running_loop().create_task(self._refresh_after_commit(db, held))
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
+
+    async def settle(self) -> None:
+        """Wait for the refreshes ``after_commit`` started (before shutting down, and in tests)."""
+        while self._refreshing:
+            await asyncio.gather(*self._refreshing)
+
+    async def _refresh_after_commit(self, db: Database, orgs: list[str]) -> None:
+        for org in orgs:
+            try:
+                async with db.read() as conn:
+                    if await self._refresh(conn, org, read_whole=False) is None:
+                        self._graphs.pop(org, None)
+            except Exception:  # the change is committed whatever happens here: the graph is read again later
+                self._graphs.pop(org, None)
+                log.warning("bringing the deployment graph of %s up to date failed", org, exc_info=True)
+
+    async def _refresh(self, conn: AsyncConnection, org: str, *, read_whole: bool) -> OrgGraph | None:
+        held = self._graphs.get(org)
         graph = None
-        if held is not None and held.version < version <= held.version + self.MAX_CATCH_UP:
-            graph = await self._catch_up(conn, org, held, version)
+        if held is not None:
+            logged = await org_rows.graph_changes_since(conn, org, held.version)
+            if not logged:
+                self._graphs.move_to_end(org)
+                return held
+            graph = await self._caught_up_from(conn, org, held, logged)
         if graph is None:
             if not read_whole:
                 return None
+            # The version is read first: a change committed after it makes the graph built here newer than
+            # its version says, never older, and the next read catches up from that version again.
+            version = await org_rows.graph_version(conn, org)
             self.full_reads += 1
             graph = _build(version, await cascade_rows.edge_specs(conn, org))
-        self._graphs[org] = graph
+        latest = self._graphs.get(org)
+        if latest is None or latest.version <= graph.version:  # a slower concurrent refresh never goes back
+            self._graphs[org] = graph
         self._graphs.move_to_end(org)
         if len(self._graphs) > self._size:
             self._graphs.popitem(last=False)
         return graph
 
-    async def after_commit(self, db: Database, orgs: frozenset[str]) -> None:
-        """Right after this process committed changes to these orgs' graphs: bring the ones it holds up to date.
-
-        So the first plan after an edit does not pay for catching up. Only from the log: a change it cannot
-        replay (a deleted stack) drops the graph, to be read whole by the next plan that needs it. The
-        change is committed whatever happens here, so a failure only drops the graph too.
-        """
-        for org in sorted(orgs & self._graphs.keys()):
-            try:
-                async with db.read() as conn:
-                    if await self._refresh(conn, org, read_whole=False) is None:
-                        self._graphs.pop(org, None)
-            except Exception:
-                self._graphs.pop(org, None)
-                log.warning(
-                    "keeping the deployment graph of %s up to date failed; it is read again", org, exc_info=True
-                )
-
-    async def cached(self, conn: AsyncConnection, org: str) -> OrgGraph | None:
-        """The org's graph if this process holds it at the current version; never reads the edges."""
-        held = self._graphs.get(org)
-        if held is None or held.version != await org_rows.graph_version(conn, org):
-            return None
-        self._graphs.move_to_end(org)
-        return held
-
-    async def _catch_up(self, conn: AsyncConnection, org: str, held: OrgGraph, version: int) -> OrgGraph | None:
-        """``held`` brought to ``version`` from the change log, or None when the log cannot tell how."""
-        logged = await org_rows.graph_changes_since(conn, org, held.version)
-        changes = [(v, stack_id) for v, stack_id in logged if v <= version]
-        if [v for v, _ in changes] != list(range(held.version + 1, version + 1)):
-            return None  # pruned from the log (or a row is missing): read everything
-        if any(stack_id is None for _, stack_id in changes):
+    async def _caught_up_from(
+        self, conn: AsyncConnection, org: str, held: OrgGraph, logged: list[tuple[int, str | None]]
+    ) -> OrgGraph | None:
+        """``held`` brought up to date from the changes logged since, or None when they cannot tell how."""
+        versions = [version for version, _ in logged]
+        if versions != list(range(held.version + 1, held.version + 1 + len(logged))):
+            return None  # older changes were pruned from the log: read everything
+        if len(logged) > self.MAX_CATCH_UP or any(stack_id is None for _, stack_id in logged):
             return None  # a stack was deleted: edges into it went too, from stacks the log does not name
-        changed = {stack_id for _, stack_id in changes if stack_id is not None}
+        changed = {stack_id for _, stack_id in logged if stack_id is not None}
         self.catch_ups += 1
-        return _caught_up(held, version, changed, await cascade_rows.edge_specs_from(conn, org, changed))
+        specs = await cascade_rows.edge_specs_from(conn, org, changed)
+        return _caught_up(held, versions[-1], changed, specs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +108,7 @@ class Database:
         driver_url = _driver_url(url)
         self.dialect = driver_url.get_backend_name()
         self.on_events_committed: Callable[[], None] | None = None
-        self.on_graphs_committed: Callable[[frozenset[str]], Awaitable[None]] | None = None
+        self.on_graphs_committed: Callable[[frozenset[str]], None] | None = None
         if self.dialect == "sqlite":
             if driver_url.database:
                 Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ class Database:
         """One transaction that changes state; commits on success, rolls back on any error.
 
         When the transaction appended events, ``on_events_committed`` is called after the commit; when it
-        changed deployment graphs, ``on_graphs_committed`` is awaited with their orgs.
+        changed deployment graphs, ``on_graphs_committed`` is called with their orgs.
         """
         marker = appended_in_transaction.set(False)
         graphs_marker = graphs_changed_in_transaction.set(set())
@@ -152,7 +152,7 @@ class Database:
                 self.on_events_committed()
             changed = graphs_changed_in_transaction.get()
             if changed and self.on_graphs_committed is not None:
-                await self.on_graphs_committed(frozenset(changed))
+                self.on_graphs_committed(frozenset(changed))
         finally:
             appended_in_transaction.reset(marker)
             graphs_changed_in_transaction.reset(graphs_marker)
