@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stackcascade.domain import cascade as planner
-from stackcascade.domain.cascade import Edge, Plan
+from stackcascade.domain.cascade import Edge, Plan, TriggerOn
 from stackcascade.domain.deployments import Operation
 from stackcascade.services import autodeploy, cascades, stacks, webhooks
 from stackcascade.services.context import Context
-from stackcascade.services.org_graphs import edge_of
-from stackcascade.services.plan_documents import edges_json, plan_document
+from stackcascade.services.org_graphs import _build, edge_of
+from stackcascade.services.plan_documents import plan_document, to_json
 from stackcascade.services.webhooks import Scope
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import orgs as org_rows
@@ -214,22 +216,58 @@ async def test_a_failed_refresh_after_a_commit_keeps_the_change_and_drops_the_gr
     assert ctx.graphs.full_reads == 2
 
 
-async def test_the_plan_text_is_the_plan_document_for_the_graphs_edges_and_any_other(ctx: Context) -> None:
+async def test_the_plan_text_is_the_plan_document_for_the_graphs_plans_and_any_other(ctx: Context) -> None:
     await diamond(ctx)
     await edge(ctx, "app", "cache", triggerOn="outputs-changed", requireApproval=True, filters=["update_succeeded"])
     await make_stack(ctx, ORG, "preview")
     await edge(ctx, "network", "preview", filters=["preview_succeeded"])  # network's edges: not all inside
     impact = await cascades.impact_plan(ctx, ADMIN, ORG, "network", "prod", "update")
     assert impact.plan is not None and "preview/prod" not in impact.plan.members
-    assert json.loads(impact.json()) == plan_document(impact.plan, "update")
-    async with ctx.db.read() as conn:
-        graph = await ctx.graphs.current(conn, ORG)
-    foreign = [
-        Edge("a/x", "b/x", ("update_succeeded",)),
-        *impact.plan.edges[:1],
-    ]  # one foreign edge: all written afresh
-    assert graph.edges_json(foreign) == edges_json(foreign)
-    assert json.loads(f"[{graph.edges_json(impact.plan.edges)}]") == plan_document(impact.plan, "update")["edges"]
+    assert impact.json() == to_json(plan_document(impact.plan, "update"))
+    foreign = planner.plan("x/prod", Operation.UPDATE, [Edge("x/prod", "y/prod"), Edge("y/prod", "app/prod")])
+    assert foreign is not None  # not planned over the graph: its edges do not add up there
+    assert impact.graph.plan_json(foreign) == to_json(plan_document(foreign, "update"))
+
+
+def spec(upstream: str, downstream: str, filters: tuple[str, ...], groups: tuple[str, ...], trigger: TriggerOn) -> Any:
+    """A row as ``store.cascades.edge_specs`` returns it."""
+    return SimpleNamespace(
+        upstream=upstream,
+        downstream=downstream,
+        upstream_id=f"id-{upstream}",
+        downstream_id=f"id-{downstream}",
+        filters=list(filters),
+        groups=list(groups),
+        trigger_on=trigger.value,
+        require_approval=len(filters) == 1,
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 11),
+            st.integers(1, 8),
+            st.sampled_from(
+                [(), ("update_succeeded",), ("preview_succeeded",), ("deployment_failed", "update_failed")]
+            ),
+            st.sampled_from([(), ("stack",)]),
+            st.sampled_from(TriggerOn),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(Operation),
+)
+def test_a_plan_written_from_the_graphs_text_equals_its_document(
+    drawn: list[tuple[int, int, tuple[str, ...], tuple[str, ...], TriggerOn]], operation: Operation
+) -> None:
+    specs = [spec(f"p{a}/prod", f"p{a + step}/prod", f, g, t) for a, step, f, g, t in drawn]  # only down: no cycle
+    graph = _build(1, specs)
+    for root in sorted(graph.stack_ids):
+        plan = planner.plan_indexed(root, operation, graph.index)
+        if plan is not None:
+            assert graph.plan_json(plan) == to_json(plan_document(plan, operation.value))
 
 
 async def test_an_auto_deploy_declaration_shows_in_the_next_plan(ctx: Context) -> None:

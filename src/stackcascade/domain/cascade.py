@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from graphlib import CycleError, TopologicalSorter
+from itertools import chain, repeat
 from typing import Final, Literal
 
 from stackcascade.domain.deployments import Operation, Status, event_kinds_for_finish
@@ -326,13 +327,7 @@ def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | No
         for stack in frontier:
             reached.update(update_successors.get(stack, ()))
         frontier = reached - members
-    inside: list[Edge] = []
-    outgoing, successors = index.outgoing, index.successors
-    for stack in sorted(members):
-        if members.issuperset(successors.get(stack, ())):  # usually: edges an update can fire stay inside
-            inside.extend(outgoing.get(stack, ()))
-        else:
-            inside.extend(edge for edge in outgoing[stack] if edge.downstream in members)
+    inside = _edges_between(members, index)
     if index.rank is None:
         waves = _longest_path_waves(members, {(edge.upstream, edge.downstream) for edge in inside})
     else:
@@ -344,6 +339,18 @@ def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | No
         waves=tuple(tuple(wave) for wave in waves),
         edges=tuple(inside),
     )
+
+
+def _edges_between(members: set[str], index: EdgeIndex) -> list[Edge]:
+    """The edges from a member to a member, by upstream in name order, each upstream's in index order.
+
+    Usually every edge leaving a member stays inside (the edges an update can fire do, by construction),
+    and the groups are taken whole with one check over all of them.
+    """
+    ordered = sorted(members)
+    if members.issuperset(chain.from_iterable(map(index.successors.get, ordered, repeat(())))):
+        return list(chain.from_iterable(map(index.outgoing.get, ordered, repeat(()))))
+    return [edge for stack in ordered for edge in index.outgoing.get(stack, ()) if edge.downstream in members]
 
 
 def _waves_by_rank(root: str, members: set[str], index: EdgeIndex) -> list[list[str]]:

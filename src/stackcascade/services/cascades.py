@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain import cascade as planner
-from stackcascade.domain.cascade import Edge, MemberStatus, Outcome, Plan
+from stackcascade.domain.cascade import MemberStatus, Outcome, Plan
 from stackcascade.domain.deployments import Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
-from stackcascade.services.org_graphs import OrgGraphs, edge_of
-from stackcascade.services.plan_documents import edges_json, plan_document, plan_json, plan_of
+from stackcascade.services.org_graphs import OrgGraph, OrgGraphs, edge_of
+from stackcascade.services.plan_documents import plan_document, plan_json, plan_of
 from stackcascade.services.queueing import queue_in
 from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
@@ -440,14 +439,14 @@ async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -
 
 @dataclass(frozen=True, slots=True)
 class ImpactPlan:
-    """What a change would set off (``plan`` None: nothing), and how to write its edges as JSON fast."""
+    """What a change would set off (``plan`` None: nothing), planned over ``graph``."""
 
     plan: Plan | None
     operation: str
-    edges_json: Callable[[Sequence[Edge]], str] = edges_json
+    graph: OrgGraph
 
     def json(self) -> str:
-        return plan_json(self.plan, self.operation, self.edges_json)
+        return plan_json(None, self.operation) if self.plan is None else self.graph.plan_json(self.plan)
 
 
 async def impact_plan(
@@ -464,7 +463,7 @@ async def impact_plan(
         if row is None:
             raise NotFound(f"stack {org}/{project}/{stack} not found")
         graph = await ctx.graphs.current(conn, org)
-    return ImpactPlan(planner.plan_indexed(f"{project}/{stack}", op, graph.index), op.value, graph.edges_json)
+    return ImpactPlan(planner.plan_indexed(f"{project}/{stack}", op, graph.index), op.value, graph)
 
 
 async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any], list[Any]]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from typing import TYPE_CHECKING, Any, cast
 
-from stackcascade.domain.cascade import Edge, EdgeIndex, TriggerOn, index_edges, reindex
-from stackcascade.services.plan_documents import edge_json, edges_json
+from stackcascade.domain.cascade import Edge, EdgeIndex, Plan, TriggerOn, index_edges, reindex
+from stackcascade.services.plan_documents import edge_json, edges_json, json_string, plan_json, to_json
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import orgs as org_rows
 
@@ -41,27 +42,33 @@ class OrgGraph:
     stack_ids: Mapping[str, str]  # "project/stack" -> id, for every stack at an end of an edge
     names: Mapping[str, str]  # the other way round
     group_json: Mapping[str, str]  # each upstream's outgoing edges (``index.outgoing``) as ``edges_json``
+    name_json: Mapping[str, str]  # each stack of ``stack_ids`` as a JSON string
 
-    def edges_json(self, edges: Sequence[Edge]) -> str:
-        """The edges' JSON, comma-separated, as ``plan_documents.edges_json`` writes it.
+    def plan_json(self, plan: Plan) -> str:
+        """``plan_documents.plan_json(plan, ...)`` for a plan made over this graph's index, from text written once.
 
-        A plan's edges are runs of its members' outgoing groups, nearly always whole: each run equal to a
-        whole group of this graph is copied from the JSON written when the graph was read.
+        Its edges are those between members, by upstream in name order, each upstream's in index order
+        (``domain.cascade.plan_indexed``): nearly always whole groups, copied as written when the graph was
+        read. A plan from anywhere else (its edges do not add up) is written the ordinary way.
         """
-        edges = tuple(edges)
-        outgoing, written = self.index.outgoing, self.group_json
-        parts: list[str] = []
-        at, end = 0, len(edges)
-        while at < end:
-            upstream = edges[at].upstream
-            group = outgoing.get(upstream, ())
-            if group and edges[at : at + len(group)] == group:  # the same objects: compared by identity first
-                parts.append(written[upstream])
-                at += len(group)
-            else:
-                parts.append(edge_json(edges[at]))
-                at += 1
-        return ",".join(parts)
+        inside = set(plan.members)
+        ordered = [stack for stack in sorted(inside) if stack in self.index.outgoing]
+        outgoing, successors, written = self.index.outgoing, self.index.successors, self.group_json
+        if inside.issuperset(chain.from_iterable(map(successors.__getitem__, ordered))):  # all whole: usual
+            parts = list(map(written.__getitem__, ordered))
+            count = sum(map(len, map(outgoing.__getitem__, ordered)))
+        else:
+            kept = [edge for stack in ordered for edge in outgoing[stack] if edge.downstream in inside]
+            parts, count = list(map(edge_json, kept)), len(kept)
+        names = self.name_json.get
+        members = [names(stack) for stack in plan.members]
+        if count != len(plan.edges) or None in members:
+            return plan_json(plan, plan.operation.value)
+        waves = ",".join("[" + ",".join(map(self.name_json.__getitem__, wave)) + "]" for wave in plan.waves)
+        return (
+            f'{{"root":{self.name_json[plan.root]},"operation":{to_json(plan.operation.value)},'
+            f'"members":[{",".join(cast("list[str]", members))}],"waves":[{waves}],"edges":[{",".join(parts)}]}}'
+        )
 
 
 def edge_of(spec: Any) -> Edge:
@@ -80,7 +87,8 @@ def _build(version: int, specs: list[Any]) -> OrgGraph:
     index = index_edges(_interned(specs))
     stack_ids = _stack_ids(specs)
     written = {upstream: edges_json(group) for upstream, group in index.outgoing.items()}
-    return OrgGraph(version, index, stack_ids, {v: k for k, v in stack_ids.items()}, written)
+    name_json = {name: json_string(name) for name in stack_ids}
+    return OrgGraph(version, index, stack_ids, {v: k for k, v in stack_ids.items()}, written, name_json)
 
 
 def _caught_up(graph: OrgGraph, version: int, changed: set[str], specs: list[Any]) -> OrgGraph:
@@ -98,7 +106,8 @@ def _caught_up(graph: OrgGraph, version: int, changed: set[str], specs: list[Any
             written[upstream] = edges_json(index.outgoing[upstream])
         else:
             written.pop(upstream, None)
-    return OrgGraph(version, index, stack_ids, names, written)
+    name_json = {**graph.name_json, **{name: json_string(name) for name in new_ids}}
+    return OrgGraph(version, index, stack_ids, names, written, name_json)
 
 
 def _stack_ids(specs: list[Any]) -> dict[str, str]:
