@@ -15,7 +15,7 @@ from stackcascade.domain.cascade import Edge, Plan, TriggerOn
 from stackcascade.domain.deployments import Operation
 from stackcascade.services import autodeploy, cascades, stacks, webhooks
 from stackcascade.services.context import Context
-from stackcascade.services.org_graphs import _build, edge_of
+from stackcascade.services.org_graphs import OrgGraphs, _build, edge_of
 from stackcascade.services.plan_documents import plan_document, to_json
 from stackcascade.services.webhooks import Scope
 from stackcascade.store import cascades as cascade_rows
@@ -285,3 +285,21 @@ async def test_an_auto_deploy_declaration_shows_in_the_next_plan(ctx: Context) -
     assert "cache/prod" in await members(ctx, "network")
     await autodeploy.apply(ctx, ADMIN, ORG, {"stacks": []}, dry_run=False)  # deletes the managed edge again
     assert "cache/prod" not in await members(ctx, "network")
+
+
+async def test_graphs_past_the_edge_budget_leave_memory_least_recently_used_first(ctx: Context) -> None:
+    await diamond(ctx)  # four edges
+    for project in ("a", "b", "c"):
+        await stacks.create(ctx, ADMIN, "other", project, {"stackName": "prod"})
+    for upstream, downstream in (("a", "b"), ("b", "c")):
+        body = {"format": "pulumi_deployments", "payloadUrl": f"{downstream}/prod"}
+        await webhooks.create(ctx, ADMIN, Scope("other", upstream, "prod"), body)
+    graphs = OrgGraphs(max_edges=5)
+    async with ctx.db.read() as conn:
+        await graphs.current(conn, ORG)
+        await graphs.current(conn, "other")  # 4 + 2 edges: the diamond goes
+        assert await graphs.cached(conn, ORG) is None
+        assert await graphs.cached(conn, "other") is not None
+        await graphs.current(conn, ORG)  # read again; now "other" is the least recently used
+        assert await graphs.cached(conn, "other") is None
+    assert graphs.full_reads == 3

@@ -44,6 +44,10 @@ class OrgGraph:
     group_json: Mapping[str, str]  # each upstream's outgoing edges (``index.outgoing``) as ``edges_json``
     name_json: Mapping[str, str]  # each stack of ``stack_ids`` as a JSON string
 
+    @property
+    def edge_count(self) -> int:
+        return sum(map(len, self.index.outgoing.values()))
+
     def plan_json(self, plan: Plan) -> str:
         """``plan_documents.plan_json(plan, ...)`` for a plan made over this graph's index, from text written once.
 
@@ -138,7 +142,8 @@ _TRIGGERS = {trigger.value: trigger for trigger in TriggerOn}
 
 
 class OrgGraphs:
-    """The newest ``OrgGraph`` of recently planned orgs, least recently used out first.
+    """The newest ``OrgGraph`` of recently planned orgs, up to ``max_edges`` edges in all, least recently
+    used out first.
 
     Whether a held graph is current is one query: the org's logged changes since its version. Every
     committed change has its row, and pruning keeps the newest rows, so no row means no change.
@@ -149,8 +154,9 @@ class OrgGraphs:
     # than reading a large graph whole, and a small graph is read whole quickly either way.
     MAX_CATCH_UP = org_rows.KEPT_CHANGES
 
-    def __init__(self, size: int = 16) -> None:
-        self._size = size
+    def __init__(self, max_edges: int = 100_000) -> None:
+        # About 1 KB of memory per edge (the index, the written JSON): 30,000 edges take about 30 MB.
+        self._max_edges = max_edges
         self._graphs: OrderedDict[str, OrgGraph] = OrderedDict()
         self._refreshing: set[asyncio.Task[None]] = set()
         self.full_reads = 0
@@ -219,8 +225,8 @@ class OrgGraphs:
         if latest is None or latest.version <= graph.version:  # a slower concurrent refresh never goes back
             self._graphs[org] = graph
         self._graphs.move_to_end(org)
-        if len(self._graphs) > self._size:
-            self._graphs.popitem(last=False)
+        while len(self._graphs) > 1 and sum(g.edge_count for g in self._graphs.values()) > self._max_edges:
+            self._graphs.popitem(last=False)  # the least recently used; the graph just used always stays
         return graph
 
     async def _caught_up_from(
