@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from graphlib import CycleError, TopologicalSorter
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
 from typing import Final, Literal
 
 from stackcascade.domain.deployments import Operation, Status, event_kinds_for_finish
@@ -335,8 +335,8 @@ def plan_indexed(root: str, operation: Operation, index: EdgeIndex) -> Plan | No
     return Plan(
         root=root,
         operation=operation,
-        members=tuple(stack for wave in waves for stack in wave),
-        waves=tuple(tuple(wave) for wave in waves),
+        members=tuple(chain.from_iterable(waves)),
+        waves=tuple(map(tuple, waves)),
         edges=tuple(inside),
     )
 
@@ -361,19 +361,14 @@ def _waves_by_rank(root: str, members: set[str], index: EdgeIndex) -> list[list[
     """
     assert index.rank is not None
     wave_of = dict.fromkeys(members, 0)
-    current = wave_of.get
-    successors = index.successors
+    current, successors_of = wave_of.get, index.successors.get
     for stack in sorted(members, key=index.rank.__getitem__):
         below = wave_of[stack] + 1
-        for downstream in successors.get(stack, ()):
+        for downstream in successors_of(stack, ()):
             if current(downstream, below) < below:  # a stack outside the cascade counts as already below
                 wave_of[downstream] = below
-    waves: list[list[str]] = [[] for _ in range(max(wave_of.values()) + 1)]
-    for stack, wave in wave_of.items():
-        waves[wave].append(stack)
-    for wave_members in waves:
-        wave_members.sort()
-    return waves
+    by_wave = sorted(sorted(wave_of), key=wave_of.__getitem__)  # stable: by wave, then by name
+    return [list(stacks) for _, stacks in groupby(by_wave, key=wave_of.__getitem__)]
 
 
 Action = Literal["run", "await_approval", "skip"]

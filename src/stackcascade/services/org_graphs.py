@@ -65,7 +65,7 @@ class OrgGraph:
             kept = [edge for stack in ordered for edge in outgoing[stack] if edge.downstream in inside]
             parts, count = list(map(edge_json, kept)), len(kept)
         names = self.name_json.get
-        members = [names(stack) for stack in plan.members]
+        members = list(map(names, plan.members))
         if count != len(plan.edges) or None in members:
             return plan_json(plan, plan.operation.value)
         waves = ",".join("[" + ",".join(map(self.name_json.__getitem__, wave)) + "]" for wave in plan.waves)
