@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +27,17 @@ from stackcascade.store.schema import stacks as stack_table
 from tests.services.helpers import ADMIN, make_stack, queue
 
 ORG = "graphs"
+
+
+@pytest.fixture
+async def other(ctx: Context, database_url: str) -> AsyncIterator[Context]:
+    """Another replica: its own process state (graphs) on the same database."""
+    replica = Context(db=Database(database_url), secrets=ctx.secrets)
+    try:
+        yield replica
+    finally:
+        await replica.graphs.settle()
+        await replica.db.dispose()
 
 
 async def edge(ctx: Context, upstream: str, downstream: str, **fields: Any) -> None:
@@ -121,34 +133,24 @@ async def test_plans_of_an_unchanged_graph_read_no_edges_even_as_stacks_come_and
     assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
 
 
-async def test_a_change_made_through_another_replica_shows_in_this_ones_next_plan(
-    ctx: Context, database_url: str
-) -> None:
-    other = Context(db=Database(database_url), secrets=ctx.secrets)
-    try:
-        await diamond(ctx)
-        assert "cache/prod" not in await members(ctx, "network")
-        await edge(other, "cluster", "cache")
-        assert "cache/prod" in await members(ctx, "network")
-        assert ctx.graphs.catch_ups == 1
-    finally:
-        await other.db.dispose()
+async def test_a_change_made_through_another_replica_shows_in_this_ones_next_plan(ctx: Context, other: Context) -> None:
+    await diamond(ctx)
+    assert "cache/prod" not in await members(ctx, "network")
+    await edge(other, "cluster", "cache")
+    assert "cache/prod" in await members(ctx, "network")
+    assert ctx.graphs.catch_ups == 1
 
 
-async def test_a_graph_whose_changes_left_the_log_is_read_again(ctx: Context, database_url: str) -> None:
-    other = Context(db=Database(database_url), secrets=ctx.secrets)
-    try:
-        await diamond(ctx)
-        await members(ctx, "network")
-        await edge(other, "app", "cache")  # another replica: this one's graph is stale now
-        await edge(other, "cluster", "cache")
-        async with ctx.db.write() as conn:  # as pruning does once the changes are old (never the newest)
-            newest = sa.select(sa.func.max(graph_changes.c.version)).scalar_subquery()
-            await conn.execute(sa.delete(graph_changes).where(graph_changes.c.version < newest))
-        assert "cache/prod" in await members(ctx, "network")
-        assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
-    finally:
-        await other.db.dispose()
+async def test_a_graph_whose_changes_left_the_log_is_read_again(ctx: Context, other: Context) -> None:
+    await diamond(ctx)
+    await members(ctx, "network")
+    await edge(other, "app", "cache")  # another replica: this one's graph is stale now
+    await edge(other, "cluster", "cache")
+    async with ctx.db.write() as conn:  # as pruning does once the changes are old (never the newest)
+        newest = sa.select(sa.func.max(graph_changes.c.version)).scalar_subquery()
+        await conn.execute(sa.delete(graph_changes).where(graph_changes.c.version < newest))
+    assert "cache/prod" in await members(ctx, "network")
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
 
 
 async def test_the_log_keeps_the_newest_changes_and_prunes_the_rest(ctx: Context) -> None:
@@ -183,19 +185,15 @@ async def test_a_deployment_in_an_org_with_a_current_graph_plans_its_cascade_wit
 
 
 async def test_a_deployment_after_another_replicas_change_plans_from_the_edges_its_root_reaches(
-    ctx: Context, database_url: str
+    ctx: Context, other: Context
 ) -> None:
-    other = Context(db=Database(database_url), secrets=ctx.secrets)
-    try:
-        await diamond(ctx)
-        await planned(ctx, "network")
-        await edge(other, "app", "cache")  # this replica's graph is stale; the deployment does not refresh it
-        deployment = await queue(ctx, ORG, "network")
-        _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
-        assert "cache/prod" in {row.stack for row in rows}
-        assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
-    finally:
-        await other.db.dispose()
+    await diamond(ctx)
+    await planned(ctx, "network")
+    await edge(other, "app", "cache")  # this replica's graph is stale; the deployment does not refresh it
+    deployment = await queue(ctx, ORG, "network")
+    _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
+    assert "cache/prod" in {row.stack for row in rows}
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 0)
 
 
 async def test_a_failed_refresh_after_a_commit_keeps_the_change_and_drops_the_graph(
