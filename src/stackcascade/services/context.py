@@ -26,6 +26,7 @@ class WorkSignal:
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
         self.closed = False
+        self.generation = 0  # how many notifies so far
 
     def close(self) -> None:
         """The process is shutting down: wake every waiter, and long-polls return at once from now on."""
@@ -33,19 +34,38 @@ class WorkSignal:
         self.notify()
 
     def notify(self) -> None:
+        self.generation += 1
         for waiter in list(self._waiters):
             if not waiter.done():
                 waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
-    async def wait(self, seconds: float) -> None:
+    async def wait(self, seconds: float) -> bool:
+        """Until notified (True) or ``seconds`` passed (False)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
         try:
             await asyncio.wait_for(waiter, seconds)
         except TimeoutError:
-            pass
+            return False
         finally:
             self._waiters.discard(waiter)
+        return True
+
+
+class ClaimGate:
+    """This process's claim attempts, one at a time; one that found nothing answers for those woken with it.
+
+    A notify wakes every long-polling claimer, though it usually announces one or a few deployments. The
+    claimers take turns: each tries while there is work, and once an attempt that began after the latest
+    notify found none, the claimers woken by that notify go back to waiting without asking the database.
+    (On PostgreSQL their claims would queue on the org's row lock one after another anyway.) A claimer
+    woken by its poll timeout always asks: work queued by another replica sends no notify here.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.empty_at = -1  # the notify generation at which an attempt last found nothing
+        self.attempts = 0  # attempts that asked the database
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -91,6 +111,7 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     max_log_bytes: int = 5 * 1024 * 1024
     work: WorkSignal = field(default_factory=WorkSignal)
+    claims: ClaimGate = field(default_factory=ClaimGate)
     auth_cache: AuthCache = field(default_factory=AuthCache)
     # Webhooks: the HTTP side (None: ping and HTTP webhooks are refused), the retry policy, a source of
     # randomness for jitter, and the signal that wakes the dispatcher when events were committed.

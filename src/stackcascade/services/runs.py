@@ -128,14 +128,31 @@ async def claim(
     if start is not None:
         check_steps(start)
     deadline = time.monotonic() + wait_seconds
+    notified = False
     while True:
-        job = await _claim_once(ctx, owner, start)
+        job = await _claim_in_turn(ctx, owner, start, notified=notified)
         if job is not None:
             return job
         remaining = deadline - time.monotonic()
         if remaining <= 0 or ctx.work.closed:
             return None
-        await ctx.work.wait(min(remaining, 1.0))
+        notified = await ctx.work.wait(min(remaining, 1.0))
+
+
+async def _claim_in_turn(
+    ctx: Context, owner: str, start: list[runs.StepUpdate] | None, *, notified: bool
+) -> dict[str, Any] | None:
+    """``_claim_once`` through this process's ``ClaimGate``: skipped when a notify's work is known gone."""
+    gate = ctx.claims
+    async with gate.lock:
+        generation = ctx.work.generation
+        if notified and gate.empty_at == generation:
+            return None
+        gate.attempts += 1
+        job = await _claim_once(ctx, owner, start)
+        if job is None:
+            gate.empty_at = generation
+        return job
 
 
 async def _claim_once(ctx: Context, owner: str, start: list[runs.StepUpdate] | None = None) -> dict[str, Any] | None:

@@ -1,0 +1,84 @@
+"""Long-polling claimers of one process take turns: a notify costs the database one empty look, not one per claimer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from stackcascade.domain.roles import Principal, TokenKind
+from stackcascade.services import runs
+from stackcascade.services.context import Context
+from stackcascade.services.secrets import SecretBox
+from stackcascade.store.db import Database
+from tests.services.helpers import make_stack, queue
+
+ORG = "herd"
+RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
+CLAIMERS = 8
+
+
+async def until(condition: object) -> None:
+    """Let the other tasks run until ``condition()`` holds (they only await the database and the signal)."""
+    for _ in range(10_000):
+        if condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the claimers never got there")
+
+
+def waiting(ctx: Context) -> int:
+    return len(ctx.work._waiters)
+
+
+@pytest.fixture
+async def herd(ctx: Context) -> AsyncIterator[list[asyncio.Task[dict[str, object] | None]]]:
+    """``CLAIMERS`` long-polling claims, all waiting for work; closed (and awaited) afterwards."""
+    await make_stack(ctx, ORG, "net")
+    tasks = [asyncio.create_task(runs.claim(ctx, RUNNER, f"slot-{i}", 30)) for i in range(CLAIMERS)]
+    await until(lambda: waiting(ctx) == CLAIMERS)
+    try:
+        yield tasks
+    finally:
+        ctx.work.close()
+        await asyncio.gather(*tasks)
+
+
+async def test_one_deployment_wakes_every_claimer_but_costs_one_claim_and_one_empty_look(
+    ctx: Context, herd: list[asyncio.Task[dict[str, object] | None]]
+) -> None:
+    before = ctx.claims.attempts
+    deployment = await queue(ctx, ORG, "net")  # commits, then notifies every waiting claimer
+    await until(lambda: sum(task.done() for task in herd) == 1 and waiting(ctx) == CLAIMERS - 1)
+    [job] = [task.result() for task in herd if task.done()]
+    assert job is not None and job["deploymentId"] == deployment.id
+    assert ctx.claims.attempts - before == 2  # the winner, then one look that found the queue empty
+
+
+async def test_each_of_several_deployments_queued_at_once_is_claimed(
+    ctx: Context, herd: list[asyncio.Task[dict[str, object] | None]]
+) -> None:
+    for project in ("a", "b", "c"):
+        await make_stack(ctx, ORG, project)
+    queued = set()
+    ctx.work.notify = lambda: None  # type: ignore[method-assign]  # queue all three, then wake once
+    for project in ("a", "b", "c"):
+        queued.add((await queue(ctx, ORG, project)).id)
+    del ctx.work.notify
+    ctx.work.notify()
+    await until(lambda: sum(task.done() for task in herd) == 3 and waiting(ctx) == CLAIMERS - 3)
+    assert {task.result()["deploymentId"] for task in herd if task.done()} == queued  # type: ignore[index]
+
+
+async def test_a_claimer_whose_poll_ran_out_still_asks_for_work_queued_by_another_replica(
+    ctx: Context, database_url: str, herd: list[asyncio.Task[dict[str, object] | None]]
+) -> None:
+    other = Context(db=Database(database_url), secrets=SecretBox.generate())
+    try:
+        deployment = await queue(other, ORG, "net")  # no notify reaches this process
+    finally:
+        await other.db.dispose()
+    await until(lambda: any(task.done() for task in herd))  # within a poll (a second)
+    [job] = [task.result() for task in herd if task.done()]
+    assert job is not None and job["deploymentId"] == deployment.id
