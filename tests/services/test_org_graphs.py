@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from stackcascade.domain import cascade as planner
 from stackcascade.domain.cascade import Edge, Plan, TriggerOn
 from stackcascade.domain.deployments import Operation
+from stackcascade.domain.errors import Conflict, NotFound
 from stackcascade.services import autodeploy, cascades, stacks, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.org_graphs import OrgGraphs, _build, edge_of
@@ -301,3 +304,47 @@ async def test_graphs_past_the_edge_budget_leave_memory_least_recently_used_firs
         await graphs.current(conn, ORG)  # read again; now "other" is the least recently used
         assert await graphs.cached(conn, "other") is None
     assert graphs.full_reads == 3
+
+
+async def test_plans_on_two_replicas_end_exact_after_writers_and_readers_race(ctx: Context, other: Context) -> None:
+    """Stress: edges created, changed and deleted through both replicas while both plan; nothing is lost."""
+    projects = [f"p{i:02d}" for i in range(12)]
+    for project in projects:
+        await make_stack(ctx, ORG, project)
+    await edge(ctx, "p00", "p01")
+
+    async def write(replica: Context, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(15):
+            up, down = sorted(rng.sample(range(12), 2))  # downwards only: no cycle is ever refused
+            scope, name = Scope(ORG, projects[up], "prod"), f"to-{projects[down]}"
+            try:
+                match rng.choice(["create", "create", "change", "delete"]):
+                    case "create":
+                        body = {"format": "pulumi_deployments", "payloadUrl": f"{projects[down]}/prod", "name": name}
+                        await webhooks.create(replica, ADMIN, scope, body)
+                    case "change":
+                        await webhooks.update(replica, ADMIN, scope, name, {"active": rng.random() < 0.5})
+                    case _:
+                        await webhooks.delete(replica, ADMIN, scope, name)
+            except (Conflict, NotFound):
+                pass  # another writer got there first, or there is no such edge yet
+
+    async def read(replica: Context, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(20):
+            await cascades.impact_plan(replica, ADMIN, ORG, rng.choice(projects), "prod", "update")
+
+    await members(ctx, "p00")
+    await members(other, "p00")  # both replicas hold the graph when the race starts
+    await asyncio.gather(
+        *(write(replica, seed) for seed, replica in enumerate([ctx, other, ctx, other])),
+        *(read(replica, 100 + seed) for seed, replica in enumerate([ctx, other, ctx, other, ctx])),
+    )
+    await ctx.graphs.settle()
+    await other.graphs.settle()
+    for project in projects:
+        expected = await from_scratch(ctx, project)
+        assert await planned(ctx, project) == expected
+        assert await planned(other, project) == expected
+    assert ctx.graphs.catch_ups > 0 and other.graphs.catch_ups > 0  # the race went through the log
