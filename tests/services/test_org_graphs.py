@@ -115,15 +115,27 @@ async def test_every_edge_change_made_here_brings_the_held_graph_up_to_date_from
     assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 6)  # one catch-up per committed change
 
 
-async def test_a_deleted_stack_makes_the_next_plan_read_the_whole_graph(ctx: Context) -> None:
+async def test_a_deleted_stack_is_caught_up_from_its_own_and_its_upstreams_logged_changes(
+    ctx: Context, other: Context
+) -> None:
     await diamond(ctx)
     await members(ctx, "network")
-    await stacks.delete(ctx, ADMIN, ORG, "cluster", "prod")  # the edges into it go too, unlogged one by one
+    await members(other, "network")
+    await stacks.delete(ctx, ADMIN, ORG, "cluster", "prod")  # its edge to app, and network's edge to it, go
     await ctx.graphs.settle()
-    held, _ = await held_version(ctx)
-    assert held is None  # dropped right after the commit: the log cannot say which edges went
+    current, version = await held_version(ctx)
+    assert current == version  # caught up right after the commit
     assert await members(ctx, "network") == {"network/prod", "database/prod", "app/prod"}
-    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (2, 0)
+    assert await members(other, "network") == {"network/prod", "database/prod", "app/prod"}
+    assert (ctx.graphs.full_reads, ctx.graphs.catch_ups) == (1, 1)
+    assert (other.graphs.full_reads, other.graphs.catch_ups) == (1, 1)
+    await make_stack(ctx, ORG, "cluster")  # the same name again, a new stack: its id is the new one
+    await edge(ctx, "network", "cluster")
+    deployment = await queue(ctx, ORG, "network")
+    _, rows = await cascades.get(ctx, ADMIN, ORG, deployment.cascade_id)
+    async with ctx.db.read() as conn:
+        ids = dict((await conn.execute(sa.select(stack_table.c.project, stack_table.c.id))).all())
+    assert {row.stack: row.stack_id for row in rows}["cluster/prod"] == ids["cluster"]
 
 
 async def test_plans_of_an_unchanged_graph_read_no_edges_even_as_stacks_come_and_deploy(ctx: Context) -> None:

@@ -6,7 +6,7 @@ milliseconds. Every transaction that changes an org's stack webhooks or deletes 
 the org's ``graph_version`` and logs whose edges changed (``store.orgs.graph_changed``). A held graph is
 used only while no change was logged after its version, so every process sees every change, made by any
 replica, at its next read; it catches up by re-reading the changed stacks' edges, or reads the whole
-graph again when the log cannot say (a deleted stack, changes pruned from the log). The process that made
+graph again when the log cannot say (changes pruned from the log). The process that made
 a change catches up right after committing it.
 """
 
@@ -181,7 +181,7 @@ class OrgGraphs:
 
         In the background, after the change's own response: the first plan after an edit then finds its
         graph current (or catches up itself if it comes first). Only from the log: a change it cannot replay
-        (a deleted stack) drops the graph, to be read whole by the next plan that needs it.
+        (pruned from the log) drops the graph, to be read whole by the next plan that needs it.
         """
         held = sorted(orgs & self._graphs.keys())
         if held:
@@ -237,7 +237,7 @@ class OrgGraphs:
         if versions != list(range(held.version + 1, held.version + 1 + len(logged))):
             return None  # older changes were pruned from the log: read everything
         if len(logged) > self.MAX_CATCH_UP or any(stack_id is None for _, stack_id in logged):
-            return None  # a stack was deleted: edges into it went too, from stacks the log does not name
+            return None  # a change the log could not name: read everything
         changed = {stack_id for _, stack_id in logged if stack_id is not None}
         self.catch_ups += 1
         specs = await cascade_rows.edge_specs_from(conn, org, changed)

@@ -60,7 +60,7 @@ async def graph_version(conn: AsyncConnection, name: str) -> int:
 async def graph_changed(conn: AsyncConnection, name: str, stack_id: str | None) -> None:
     """Count and log a change to the org's graph, in the transaction that makes it.
 
-    ``stack_id``: the stack whose outgoing edges changed; None when more may have (a stack deleted).
+    ``stack_id``: the stack whose outgoing edges changed; None when it cannot be said (read everything).
     On PostgreSQL this also locks the org's row until the transaction ends; callers do it before
     touching the webhook or stack rows, so locks are always taken org first (as claims do).
     """

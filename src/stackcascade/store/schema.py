@@ -197,7 +197,8 @@ webhooks = sa.Table(
 )
 
 # The recent changes to each org's deployment graph, one row per ``orgs.graph_version`` step: whose
-# outgoing edges changed (NULL: any part of the graph may have, e.g. a deleted stack). A process holding
+# outgoing edges changed (NULL: any part of the graph may have; a deleted stack logs itself and its
+# upstreams). A process holding
 # an indexed graph re-reads only those stacks' edges; rows older than the newest 500 are pruned.
 graph_changes = sa.Table(
     "graph_changes",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from stackcascade.store.orgs import graph_changed
-from stackcascade.store.schema import deployment_settings, stacks
+from stackcascade.store.schema import deployment_settings, stacks, webhooks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -64,13 +64,22 @@ async def insert(conn: AsyncConnection, **values: Any) -> None:
 
 
 _ORG_OF = sa.select(stacks.c.org).where(stacks.c.id == sa.bindparam("b_id"))
+_UPSTREAMS_OF = (
+    sa.select(webhooks.c.stack_id)
+    .where(webhooks.c.target_stack_id == sa.bindparam("b_id"), webhooks.c.stack_id.is_not(None))
+    .distinct()
+    .order_by(webhooks.c.stack_id)
+)
 
 
 async def delete(conn: AsyncConnection, stack_id: str) -> None:
-    """Delete the stack; its webhooks and the edges to it go with it, a change to the org's graph."""
+    """Delete the stack; its webhooks and the edges to it go with it: a change to the edges of the stack
+    and of each stack with an edge to it, logged as such so held graphs catch up without a full read."""
     org = await conn.scalar(_ORG_OF, {"b_id": stack_id})
     if org is not None:
-        await graph_changed(conn, org, None)
+        await graph_changed(conn, org, stack_id)  # locks the org row first, as every graph change does
+        for upstream in (await conn.execute(_UPSTREAMS_OF, {"b_id": stack_id})).scalars().all():
+            await graph_changed(conn, org, str(upstream))
     await conn.execute(stacks.delete().where(stacks.c.id == stack_id))
 
 
