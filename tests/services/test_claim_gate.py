@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -19,10 +19,10 @@ RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
 CLAIMERS = 8
 
 
-async def until(condition: object) -> None:
+async def until(condition: Callable[[], bool]) -> None:
     """Let the other tasks run until ``condition()`` holds (they only await the database and the signal)."""
     for _ in range(10_000):
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         await asyncio.sleep(0.001)
     raise AssertionError("the claimers never got there")

@@ -19,7 +19,7 @@ from stackcascade.domain.deployments import Operation
 from stackcascade.domain.errors import Conflict, NotFound
 from stackcascade.services import autodeploy, cascades, stacks, webhooks
 from stackcascade.services.context import Context
-from stackcascade.services.org_graphs import OrgGraphs, _build, edge_of
+from stackcascade.services.org_graphs import OrgGraphs, _build, edges_of
 from stackcascade.services.plan_documents import plan_document, to_json
 from stackcascade.services.webhooks import Scope
 from stackcascade.store import cascades as cascade_rows
@@ -61,7 +61,7 @@ async def planned(ctx: Context, project: str) -> Plan | None:
 async def from_scratch(ctx: Context, project: str) -> Plan | None:
     """The plan over every edge read afresh: what the cached graph must answer."""
     async with ctx.db.read() as conn:
-        edges = [edge_of(spec) for spec in await cascade_rows.edge_specs(conn, ORG)]
+        edges = edges_of(await cascade_rows.edge_specs(conn, ORG))
     return planner.plan(f"{project}/prod", Operation.UPDATE, edges)
 
 
@@ -175,8 +175,8 @@ async def test_the_log_keeps_the_newest_changes_and_prunes_the_rest(ctx: Context
             await org_rows.graph_changed(conn, ORG, None)
         assert await org_rows.graph_version(conn, ORG) == 600
         logged = await org_rows.graph_changes_since(conn, ORG, 0)
-    assert [version for version, _ in logged] == list(range(101, 601))
-    assert org_rows.KEPT_CHANGES == 500
+    # pruned every 100 changes down to the newest KEPT_CHANGES: after 600, exactly those are left
+    assert [version for version, _ in logged] == list(range(600 - org_rows.KEPT_CHANGES + 1, 601))
 
 
 async def test_a_deployment_in_an_org_with_a_current_graph_plans_its_cascade_without_reading_edges(

@@ -19,7 +19,7 @@ from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
-from stackcascade.services.org_graphs import OrgGraph, OrgGraphs, edge_of
+from stackcascade.services.org_graphs import OrgGraph, OrgGraphs, edges_of, stack_ids_of
 from stackcascade.services.plan_documents import plan_document, plan_json, plan_of
 from stackcascade.services.queueing import queue_in
 from stackcascade.services.stacks import ensure_org
@@ -98,8 +98,8 @@ async def plan_for(
         stack_ids = graph.stack_ids
     else:
         specs = await rows.edge_specs(conn, org, reachable_from=root_id)
-        plan = planner.plan(root, operation, [edge_of(spec) for spec in specs])
-        stack_ids = {s.upstream: s.upstream_id for s in specs} | {s.downstream: s.downstream_id for s in specs}
+        plan = planner.plan(root, operation, edges_of(specs))
+        stack_ids = stack_ids_of(specs)
     if plan is None:
         return None
     return Started(str(uuid.uuid4()), plan, {stack: stack_ids[stack] for stack in plan.members})

@@ -75,21 +75,9 @@ class OrgGraph:
         )
 
 
-def edge_of(spec: Any) -> Edge:
-    """The planner's edge from a ``store.cascades.edge_specs`` row."""
-    return Edge(
-        spec.upstream,
-        spec.downstream,
-        tuple(spec.filters),
-        tuple(spec.groups),
-        TriggerOn(spec.trigger_on),
-        bool(spec.require_approval),
-    )
-
-
 def _build(version: int, specs: list[Any]) -> OrgGraph:
-    index = index_edges(_interned(specs))
-    stack_ids = _stack_ids(specs)
+    index = index_edges(edges_of(specs))
+    stack_ids = stack_ids_of(specs)
     written = {upstream: edges_json(group) for upstream, group in index.outgoing.items()}
     name_json = {name: json_string(name) for name in stack_ids}
     return OrgGraph(version, index, stack_ids, {v: k for k, v in stack_ids.items()}, written, name_json)
@@ -97,11 +85,11 @@ def _build(version: int, specs: list[Any]) -> OrgGraph:
 
 def _caught_up(graph: OrgGraph, version: int, changed: set[str], specs: list[Any]) -> OrgGraph:
     """``graph`` with the outgoing edges of the ``changed`` stacks (ids) replaced by those in ``specs``."""
-    new_ids = _stack_ids(specs)
+    new_ids = stack_ids_of(specs)
     stack_ids = {**graph.stack_ids, **new_ids}
     names = {**graph.names, **{v: k for k, v in new_ids.items()}}
     replaced: dict[str, list[Edge]] = {names[stack_id]: [] for stack_id in changed if stack_id in names}
-    for edge in _interned(specs):
+    for edge in edges_of(specs):
         replaced[edge.upstream].append(edge)
     index = reindex(graph.index, replaced)
     written = dict(graph.group_json)
@@ -114,12 +102,14 @@ def _caught_up(graph: OrgGraph, version: int, changed: set[str], specs: list[Any
     return OrgGraph(version, index, stack_ids, names, written, name_json)
 
 
-def _stack_ids(specs: list[Any]) -> dict[str, str]:
+def stack_ids_of(specs: list[Any]) -> dict[str, str]:
+    """ "project/stack" -> id for both ends of every edge spec."""
     return {s.upstream: s.upstream_id for s in specs} | {s.downstream: s.downstream_id for s in specs}
 
 
-def _interned(specs: list[Any]) -> list[Edge]:
-    """Edges whose filter and group tuples are shared: most edges of an org listen to the same events."""
+def edges_of(specs: list[Any]) -> list[Edge]:
+    """The planner's edges from ``store.cascades.edge_specs`` rows, their filter and group tuples shared
+    (most edges of an org listen to the same events)."""
     seen: dict[tuple[str, ...], tuple[str, ...]] = {}
     edges = []
     for spec in specs:
