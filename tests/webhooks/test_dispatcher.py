@@ -1,0 +1,111 @@
+"""The dispatcher's loop: commits in quick succession share a round; a commit is never left to the poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from stackcascade.services.context import Context
+from stackcascade.webhooks.dispatcher import Dispatcher
+from tests.services.helpers import make_stack
+from tests.services.helpers import queue as enqueue
+
+ORG = "acme"
+LONG = 3600.0  # a poll or gap that never runs out within a test: only a commit can wake the loop
+
+
+class Rounds(Dispatcher):
+    """Records the events each round fanned out, and lets a test wait for a round."""
+
+    def __init__(self, ctx: Context, **options: Any) -> None:
+        super().__init__(ctx, client=None, **options)  # type: ignore[arg-type]  # no HTTP webhooks here
+        self.fanned: list[int] = []
+        self.changed = asyncio.Condition()
+
+    async def _round(self) -> tuple[int, int]:
+        fanned, sent = await super()._round()
+        async with self.changed:
+            self.fanned.append(fanned)
+            self.changed.notify_all()
+        return fanned, sent
+
+    async def until(self, done: Callable[[list[int]], bool]) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: done(self.fanned)), 10)
+
+
+class HeldSleep:
+    """An injected sleep that returns only when the test releases it."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self.entered = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        self.entered.set()
+        await self.released.wait()
+
+
+@asynccontextmanager
+async def running(dispatcher: Dispatcher) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_commits_during_the_gap_after_a_round_are_fanned_out_together(ctx: Context) -> None:
+    for name in ("net", "db", "app"):
+        await make_stack(ctx, ORG, name)
+    sleep = HeldSleep()
+    dispatcher = Rounds(ctx, poll_seconds=LONG, min_gap_seconds=LONG, sleep=sleep)
+    async with running(dispatcher):
+        await dispatcher.until(lambda fanned: len(fanned) == 1)  # the stacks' own events
+        await enqueue(ctx, ORG, "net")  # wakes the loop, which must first wait out the gap
+        await asyncio.wait_for(sleep.entered.wait(), 10)
+        await enqueue(ctx, ORG, "db")
+        await enqueue(ctx, ORG, "app")
+        assert len(dispatcher.fanned) == 1
+        sleep.released.set()
+        await dispatcher.until(lambda fanned: len(fanned) == 2)
+    assert dispatcher.fanned[1:] == [3]  # one round for three commits (each appended one event)
+    assert len(sleep.asked) == 1 and 0 < sleep.asked[0] <= LONG
+
+
+async def test_a_commit_after_a_quiet_gap_is_fanned_out_without_pausing(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    sleep = HeldSleep()
+    gap = 0.05
+    dispatcher = Rounds(ctx, poll_seconds=LONG, min_gap_seconds=gap, sleep=sleep)
+    async with running(dispatcher):
+        await dispatcher.until(lambda fanned: len(fanned) == 1)
+        await asyncio.sleep(2 * gap)  # the gap since that round began has passed (the loop's clock)
+        await enqueue(ctx, ORG, "net")
+        await dispatcher.until(lambda fanned: len(fanned) == 2)
+    assert dispatcher.fanned[1:] == [1]
+    assert sleep.asked == []
+
+
+async def test_a_commit_made_while_a_round_runs_gets_its_own_round_without_the_poll(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    await make_stack(ctx, ORG, "db")
+
+    class CommitsDuringItsFirstRound(Rounds):
+        async def _round(self) -> tuple[int, int]:
+            result = await super()._round()
+            if len(self.fanned) == 1:
+                await enqueue(ctx, ORG, "db")  # its notify finds nobody waiting
+            return result
+
+    await enqueue(ctx, ORG, "net")
+    dispatcher = CommitsDuringItsFirstRound(ctx, poll_seconds=LONG, min_gap_seconds=0)
+    async with running(dispatcher):
+        await dispatcher.until(lambda fanned: len(fanned) == 2)
+    assert dispatcher.fanned[0] >= 1 and dispatcher.fanned[1:] == [1]
