@@ -140,6 +140,50 @@ async def test_a_failed_member_skips_its_descendants_and_retry_resumes_them(ctx:
     assert await deployed(ctx) == Counter(network=1, database=2, cluster=1, app=1)
 
 
+NO_SOURCE = (
+    "no source for stack acme/database/prod: save deployment settings with sourceContext.git.repoUrl, "
+    "or give sourceContext in the request"
+)
+
+
+async def test_a_member_without_a_source_fails_in_its_cascade_and_the_other_branch_runs_on(ctx: Context) -> None:
+    await diamond(ctx)
+    await deployment_settings.delete(ctx, ADMIN, ORG, "database", "prod")
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")  # its finish queues cluster and refuses database, in one transaction
+    state = await members(ctx, root.cascade_id)
+    assert state["database"] == ("failed", NO_SOURCE)
+    assert state["cluster"] == ("queued", None)
+    assert state["app"] == ("waiting", None)  # decided once every upstream is done
+    await run_next(ctx, "cluster")
+    assert (await members(ctx, root.cascade_id))["app"] == ("skipped", "upstream database/prod failed")
+    assert await nothing_queued(ctx)
+    assert await deployed(ctx) == Counter(network=1, cluster=1)
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "failed"
+
+
+async def test_a_refused_member_ends_its_cascade_when_nothing_else_runs(ctx: Context) -> None:
+    for project in ("network", "database", "app"):
+        await make_stack(ctx, ORG, project)
+    for project in ("network", "app"):  # database has no deployment settings
+        settings = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
+        await deployment_settings.save(ctx, ADMIN, ORG, project, "prod", settings, replace=True)
+    for up, down in [("network", "database"), ("database", "app")]:
+        body = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+        await webhooks.create(ctx, ADMIN, Scope(ORG, up, "prod"), body)
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")
+    state = await members(ctx, root.cascade_id)
+    assert state == {
+        "network": ("succeeded", None),
+        "database": ("failed", NO_SOURCE),
+        "app": ("skipped", "upstream database/prod failed"),
+    }
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "failed"
+
+
 async def test_an_approval_gate_holds_the_member_until_approved_and_records_who(ctx: Context) -> None:
     await diamond(ctx, **{"cluster->app": {"requireApproval": True}})
     root = await deploy(ctx, "network")

@@ -206,6 +206,27 @@ async def test_only_the_lease_holder_may_report_on_a_deployment(ctx: Context) ->
         await queue.finish(ctx, claimed.id, "intruder", Status.SUCCEEDED)
 
 
+async def test_a_finish_that_finds_the_deployment_ended_meanwhile_changes_nothing(ctx: Context) -> None:
+    """On PostgreSQL another transaction (the lease sweeper) can end the deployment between the finish's
+    read and its write: the finish must then refuse, not emit events for a change it did not make."""
+    await make_stack(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None
+    await queue.start(ctx, claimed.id, "r1")
+    with pytest.raises(Conflict, match="it ended meanwhile"):
+        async with ctx.db.write() as conn:
+            row = await queue.owned(conn, claimed.id, "r1")
+            await conn.execute(  # what the other transaction committed
+                deployments_table.update().where(deployments_table.c.id == claimed.id).values(status="failed")
+            )
+            await queue.finish_in(conn, row, Status.SUCCEEDED, None, ctx.now())
+    assert await _status(ctx, claimed.id) == ("running", None)  # rolled back as a whole
+    async with ctx.db.read() as conn:
+        kinds = (await conn.execute(sa.select(events.c.kind).where(events.c.deployment_id == claimed.id))).scalars()
+        assert "deployment_succeeded" not in set(kinds)
+
+
 async def test_finish_emits_deployment_and_operation_events_in_order(ctx: Context) -> None:
     await make_stack(ctx, ORG, "net")
     queued = await enqueue(ctx, ORG, "net", operation="preview")

@@ -109,3 +109,23 @@ async def test_a_commit_made_while_a_round_runs_gets_its_own_round_without_the_p
     async with running(dispatcher):
         await dispatcher.until(lambda fanned: len(fanned) == 2)
     assert dispatcher.fanned[0] >= 1 and dispatcher.fanned[1:] == [1]
+
+
+async def test_rounds_whose_fan_out_created_no_delivery_look_for_due_ones_once_per_poll(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+
+    class CountsLooks(Rounds):
+        looks = 0
+
+        async def deliver_due(self) -> int:
+            self.looks += 1
+            return await super().deliver_due()
+
+    dispatcher = CountsLooks(ctx, poll_seconds=LONG, min_gap_seconds=0)
+    async with running(dispatcher):
+        await dispatcher.until(lambda fanned: len(fanned) == 1)
+        for round_count in (2, 3, 4):  # three commits, three rounds, no webhook: no delivery is created
+            await enqueue(ctx, ORG, "net")
+            await dispatcher.until(lambda fanned, count=round_count: len(fanned) == count)
+    assert dispatcher.fanned[1:] == [1, 1, 1]
+    assert dispatcher.looks == 1  # the first round's; the next comes a poll later

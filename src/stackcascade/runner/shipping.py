@@ -18,7 +18,7 @@ from typing import Any
 from stackcascade.runner.client import RunnerClient
 from stackcascade.runner.masking import Masker
 
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 0.5  # a line shows within a second; a deployment shorter than this is one call less
 BATCH_LINES = 500
 MAX_LINE_CHARS = 16_384
 MAX_STEPS_PER_CALL = 20  # what the server accepts in one call

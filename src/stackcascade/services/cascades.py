@@ -211,23 +211,30 @@ async def _record(
     return outcomes, ended
 
 
-async def _apply(conn: AsyncConnection, cascade: Any, decisions: list[Any], members: list[Any], now: float) -> bool:
-    """Carry out the planner's decisions; True when a deployment was queued."""
+async def _apply(
+    conn: AsyncConnection, cascade: Any, decisions: list[Any], members: list[Any], now: float
+) -> tuple[bool, set[str]]:
+    """Carry out the planner's decisions: whether a deployment was queued, and the members that ended
+    (skipped, or refused a deployment)."""
     queued = False
+    ended: set[str] = set()
     by_stack = {m.stack: m for m in members}
     for decision in decisions:
         if decision.action == "skip":
             status = MemberStatus.SKIPPED
+            ended.add(decision.stack)
         elif decision.action == "await_approval":
             status = MemberStatus.AWAITING_APPROVAL
         else:
-            await _deploy_member(conn, cascade, by_stack[decision.stack], now)
-            queued = True
+            if await _deploy_member(conn, cascade, by_stack[decision.stack], now):
+                queued = True
+            else:
+                ended.add(decision.stack)
             continue
         await rows.update_member(
             conn, cascade.id, decision.stack, status=status.value, reason=decision.reason, modified_at=now
         )
-    return queued
+    return queued, ended
 
 
 def _gates(members: list[Any]) -> dict[str, set[str]]:
@@ -247,7 +254,7 @@ async def _advance_all(
         decisions = planner.decide(plan, outcomes, **_gates(members))
         if not decisions:
             break
-        queued |= await _apply(conn, cascade, decisions, members, now)
+        queued |= (await _apply(conn, cascade, decisions, members, now))[0]
     status = planner.cascade_status(plan, outcomes)
     if status is not planner.CascadeStatus.RUNNING:
         await rows.update(conn, cascade.id, status=status.value, finished_at=now)
@@ -267,15 +274,17 @@ async def _advance_from(
         members = await rows.members(conn, cascade.id, needed)
         outcomes, ended = await _record(conn, cascade.id, plan, members, root_events, now)
         decisions = planner.decide(plan, outcomes, only=candidates, **_gates(members)) if candidates else []
-        queued |= await _apply(conn, cascade, decisions, members, now)
-        # Members that became terminal now (skipped, or a deployment found ended) make their own
-        # downstream members ready in turn.
-        frontier = ({d.stack for d in decisions if d.action == "skip"} | ended) - done
+        deployed, decided_ended = await _apply(conn, cascade, decisions, members, now)
+        queued |= deployed
+        # Members that became terminal now (skipped, refused a deployment, or a deployment found ended)
+        # make their own downstream members ready in turn.
+        frontier = (decided_ended | ended) - done
     return queued
 
 
-async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> None:
-    """Queue the member's update with its own saved settings; a stack that cannot deploy is skipped."""
+async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> bool:
+    """Queue the member's update with its own saved settings (True); a stack that cannot deploy ends the
+    member instead: skipped when it was deleted, failed when it has no source (False)."""
     stack_row = await stack_rows.get_with_settings(conn, member.stack_id) if member.stack_id else None
     if stack_row is None:
         await rows.update_member(
@@ -286,26 +295,25 @@ async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: 
             reason="the stack was deleted",
             modified_at=now,
         )
-        return
+        return False
     try:
-        async with conn.begin_nested():
-            row = await queue_in(
-                conn,
-                stack_row,
-                Operation.UPDATE,
-                {},
-                now=now,
-                inherit=True,
-                initiator="cascade",
-                requested_by=f"cascade from {cascade.root}",
-                triggered_by=cascade.root_deployment_id,
-                cascade_id=cascade.id,
-            )
-    except InvalidInput as exc:  # no deployment settings: nothing to run
+        row = await queue_in(
+            conn,
+            stack_row,
+            Operation.UPDATE,
+            {},
+            now=now,
+            inherit=True,
+            initiator="cascade",
+            requested_by=f"cascade from {cascade.root}",
+            triggered_by=cascade.root_deployment_id,
+            cascade_id=cascade.id,
+        )
+    except InvalidInput as exc:  # no deployment settings: refused before it wrote anything
         await rows.update_member(
             conn, cascade.id, member.stack, status=MemberStatus.FAILED.value, reason=exc.message, modified_at=now
         )
-        return
+        return False
     await rows.update_member(
         conn,
         cascade.id,
@@ -315,6 +323,7 @@ async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: 
         deployment_id=row.id,
         modified_at=now,
     )
+    return True
 
 
 async def reconcile(ctx: Context) -> int:

@@ -5,7 +5,9 @@ All transitions of a claimed deployment go through here, each in one transaction
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,16 +34,11 @@ class Heartbeat:
     cancel_requested: bool
 
 
-async def _emit(conn: AsyncConnection, row: Any, kind: str, now: float, **extra: Any) -> None:
-    await events.append(
-        conn,
-        org=row.org,
-        kind=kind,
-        payload=event_payload(row, row.org, row.project, row.stack, **extra),
-        now=now,
-        stack_id=row.stack_id,
-        deployment_id=row.id,
-    )
+async def _emit(conn: AsyncConnection, row: Any, kinds: Iterable[str], now: float, **extra: Any) -> None:
+    """Events of ``row``, one per kind, in one statement."""
+    payload = event_payload(row, row.org, row.project, row.stack, **extra)
+    where = {"org": row.org, "stack_id": row.stack_id, "deployment_id": row.id, "created_at": now}
+    await events.append_all(conn, [{**where, "kind": kind, "payload": payload} for kind in kinds])
 
 
 async def claim(ctx: Context, runner_id: str) -> Any | None:
@@ -51,7 +48,8 @@ async def claim(ctx: Context, runner_id: str) -> Any | None:
 
 
 async def owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> Any:
-    row = await rows.get(conn, deployment_id)
+    """The deployment's row (without its documents: ``rows.get_state``), if ``runner_id`` holds its lease."""
+    row = await rows.get_state(conn, deployment_id)
     if row is None:
         raise NotFound(f"deployment {deployment_id} not found")
     if row.runner_id != runner_id or row.status not in _ACTIVE:
@@ -74,8 +72,14 @@ async def start_in(conn: AsyncConnection, row: Any, steps: list[runs.StepUpdate]
         conn, row.id, (Status.ACCEPTED.value,), status=Status.RUNNING.value, started_at=now, modified_at=now
     )
     started = await rows.get(conn, row.id)
-    await _emit(conn, started, "deployment_started", now)
+    await _emit(conn, started, ["deployment_started"], now)
     return started
+
+
+async def started_in(conn: AsyncConnection, row: Any, steps: list[runs.StepUpdate], now: float) -> None:
+    """The first step updates and the event of ``row``, which its claim started (no steps stored yet)."""
+    await runs.apply_steps(conn, row.id, steps, now, none_stored=True)
+    await _emit(conn, row, ["deployment_started"], now)
 
 
 async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbeat:
@@ -102,23 +106,21 @@ async def finish_in(
     ``values``: more columns to set in the same statement; ``extra``: more fields for the events.
     """
     check_transition(Status(row.status), status)
-    await rows.update(
-        conn,
-        row.id,
-        _ACTIVE,
-        status=status.value,
-        reason=reason,
-        finished_at=now,
-        modified_at=now,
-        lease_expires_at=None,
+    changes = {
+        "status": status.value,
+        "reason": reason,
+        "finished_at": now,
+        "modified_at": now,
+        "lease_expires_at": None,
         **(values or {}),
-    )
+    }
+    if not await rows.update(conn, row.id, _ACTIVE, **changes):  # PostgreSQL: another transaction ended it
+        raise Conflict(f"deployment {row.id} is no longer {row.status}: it ended meanwhile")
     if status is Status.FAILED:
         await runs.fail_running_steps(conn, row.id, now)
     await conn.execute(_DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
-    finished = await rows.get(conn, row.id)
-    for kind in event_kinds_for_finish(Operation(row.operation), status):
-        await _emit(conn, finished, kind, now, **extra)
+    finished = SimpleNamespace(**{**row._asdict(), **changes})  # the row as it now is, without reading it
+    await _emit(conn, finished, event_kinds_for_finish(Operation(row.operation), status), now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)
     if row.cascade_id:  # a member finished: its cascade moves on in the same transaction
         await cascades.advance_in(conn, row.cascade_id, now, finished=f"{row.project}/{row.stack}")

@@ -51,7 +51,8 @@ async def queue_in(
 ) -> Any:
     """Queue a deployment of ``stack_row`` (with ``settings_document``) inside the caller's transaction.
 
-    The caller wakes the runners (``ctx.work.notify()``) after its commit.
+    The caller wakes the runners (``ctx.work.notify()``) after its commit. A refusal (``InvalidInput``:
+    no source) comes before any write, so a caller may go on with its transaction after one.
     """
     org, project, stack = stack_row.org, stack_row.project, stack_row.name
     saved = dict(stack_row.settings_document or {}) if inherit else {}

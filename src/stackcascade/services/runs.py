@@ -157,18 +157,20 @@ async def _claim_in_turn(
 
 async def _claim_once(ctx: Context, owner: str, start: list[runs.StepUpdate] | None = None) -> dict[str, Any] | None:
     """Lease a deployment (and start it, if asked) and issue its short-lived token in one transaction."""
-    # Every claimer of this process wakes on each notify, and most find the queue empty by then:
-    # looking first costs one read instead of a write transaction (and the writer lock) each.
-    async with ctx.db.read() as conn:
-        if not await rows.any_queued(conn):
-            return None
+    # On SQLite a claim that finds nothing would still have taken the one write lock: looking first
+    # costs one read instead. On PostgreSQL the claim's first statement is that look, under no lock.
+    if ctx.db.exclusive_writes:
+        async with ctx.db.read() as conn:
+            if not await rows.any_queued(conn):
+                return None
     value = new_token_value()
     async with ctx.db.write() as conn:
-        row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=ctx.now())
+        now = ctx.now()
+        row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=now, start=start is not None)
         if row is None:
             return None
         if start is not None:
-            row = await queue.start_in(conn, row, start, ctx.now())
+            await queue.started_in(conn, row, start, now)
         timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
         token = {
             "id": str(uuid.uuid4()),
@@ -177,8 +179,8 @@ async def _claim_once(ctx: Context, owner: str, start: list[runs.StepUpdate] | N
             "kind": TokenKind.DEPLOYMENT.value,
             "org": row.org,
             "deployment_id": row.id,
-            "created_at": ctx.now(),
-            "expires_at": ctx.now() + timeout + 600,
+            "created_at": now,
+            "expires_at": now + timeout + 600,
         }
         await conn.execute(_INSERT_TOKEN, token)
         upstream = await webhook_rows.upstream_outputs(conn, row.stack_id)

@@ -11,7 +11,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stackcascade import __version__
 from stackcascade.domain import webhook_payloads as payloads
@@ -97,13 +97,18 @@ def _event_view(event: Any) -> payloads.EventView:
 # --- fan-out ----------------------------------------------------------------------------------------
 
 
-async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
-    """Turn undispatched events into deliveries (and deployments, for deployment edges); returns events done."""
+class FannedOut(NamedTuple):
+    events: int  # events taken from the outbox
+    deliveries: int  # deliveries created, due at once
+
+
+async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> FannedOut:
+    """Turn undispatched events into deliveries (and deployments, for deployment edges)."""
     queued_deployments = False
     async with ctx.db.write() as conn:
         batch = await rows.undispatched_events(conn, limit)
         if not batch:
-            return 0
+            return FannedOut(0, 0)
         scoped: dict[tuple[str, str | None], list[Any]] = {}  # (org, stack id or None for org hooks) -> hooks
         for hook in await rows.for_events(conn, {(event.org, event.stack_id) for event in batch}):
             scoped.setdefault((hook.org, hook.stack_id), []).append(hook)
@@ -143,7 +148,7 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> int:
         await rows.mark_dispatched(conn, [event.id for event in batch])
     if queued_deployments:
         ctx.work.notify()
-    return len(batch)
+    return FannedOut(len(batch), len(new_deliveries))
 
 
 async def _fire_edge(ctx: Context, conn: AsyncConnection, hook: Any, event: Any, now: float) -> bool:

@@ -186,10 +186,14 @@ async def update(conn: AsyncConnection, cascade_id: str, **values: Any) -> None:
     await conn.execute(cascades.update().where(cascades.c.id == cascade_id).values(**values))
 
 
+_SET_OUTPUTS_CHANGED = cascade_members.update().where(
+    cascade_members.c.deployment_id == sa.bindparam("b_deployment_id")
+)
+_STACK_OUTPUTS = sa.select(stacks.c.outputs).where(stacks.c.id == sa.bindparam("b_stack_id"))
+
+
 async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed: bool) -> None:
-    await conn.execute(
-        cascade_members.update().where(cascade_members.c.deployment_id == deployment_id).values(outputs_changed=changed)
-    )
+    await conn.execute(_SET_OUTPUTS_CHANGED, {"b_deployment_id": deployment_id, "outputs_changed": changed})
 
 
 async def behind_ids(conn: AsyncConnection) -> list[str]:
@@ -208,18 +212,21 @@ async def behind_ids(conn: AsyncConnection) -> list[str]:
     return [row[0] for row in (await conn.execute(query)).all()]
 
 
+# Without the plan: a list shows no members, and a large cascade's plan is a large document to decode.
+_LIST_PAGE = (
+    sa.select(*_STATE_COLUMNS)
+    .where(cascades.c.org == sa.bindparam("b_org"))
+    .order_by(cascades.c.created_at.desc(), cascades.c.id)
+    .limit(sa.bindparam("b_limit"))
+)
+
+
 async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.Row[Any]]:
-    query = (
-        sa.select(cascades)
-        .where(cascades.c.org == org)
-        .order_by(cascades.c.created_at.desc(), cascades.c.id)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).all())
+    return list((await conn.execute(_LIST_PAGE, {"b_org": org, "b_limit": limit})).all())
 
 
 async def stack_outputs(conn: AsyncConnection, stack_id: str) -> Any:
-    return await conn.scalar(sa.select(stacks.c.outputs).where(stacks.c.id == stack_id))
+    return await conn.scalar(_STACK_OUTPUTS, {"b_stack_id": stack_id})
 
 
 async def graph_nodes(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:

@@ -129,6 +129,11 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    @property
+    def exclusive_writes(self) -> bool:
+        """SQLite: a write transaction holds the database's one write lock from its BEGIN (IMMEDIATE)."""
+        return not self.is_postgres
+
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction that changes state; commits on success, rolls back on any error.

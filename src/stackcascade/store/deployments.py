@@ -33,9 +33,9 @@ async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(_INSERT, values)
 
 
-def _with_stack() -> sa.Select[Any]:
+def _with_stack(*columns: Any) -> sa.Select[Any]:
     return sa.select(
-        deployments,
+        *(columns or [deployments]),
         stacks.c.project.label("project"),
         stacks.c.name.label("stack"),
         stacks.c.paused.label("stack_paused"),
@@ -55,6 +55,9 @@ def _in_stack() -> sa.Select[Any]:
 
 
 _GET = _with_stack().where(deployments.c.id == _ID)
+# What the runner protocol's calls after the claim need: not the documents (settings, outputs).
+_DOCUMENTS = frozenset({"settings", "outputs", "resource_changes"})
+_GET_STATE = _with_stack(*(c for c in deployments.c if c.name not in _DOCUMENTS)).where(deployments.c.id == _ID)
 _FIND_BY_ID = _in_stack().where(deployments.c.id == _ID)
 _FIND_BY_VERSION = _in_stack().where(deployments.c.version == sa.bindparam("b_version"))
 
@@ -84,6 +87,11 @@ async def find_in_stack(
 
 async def get(conn: AsyncConnection, deployment_id: str) -> sa.Row[Any] | None:
     return (await conn.execute(_GET, {"b_id": deployment_id})).first()
+
+
+async def get_state(conn: AsyncConnection, deployment_id: str) -> sa.Row[Any] | None:
+    """A deployment's row without its settings, outputs and resource changes."""
+    return (await conn.execute(_GET_STATE, {"b_id": deployment_id})).first()
 
 
 async def get_by_version(conn: AsyncConnection, stack_id: str, version: int) -> sa.Row[Any] | None:
@@ -234,8 +242,15 @@ def _head_of_line(org: Any) -> sa.Select[Any]:
             sa.and_(deployments.c.status == QUEUED, deployments.c.seq < _d.c.seq),
         ),
     )
+    # Only a newer queued deployment that asked for it can make skipIntermediateDeployments skip anything.
+    may_supersede = sa.exists().where(
+        deployments.c.stack_id == _d.c.stack_id,
+        deployments.c.status == QUEUED,
+        deployments.c.seq > _d.c.seq,
+        deployments.c.skip_intermediate,
+    )
     return (
-        sa.select(_d.c.seq, _d.c.id, _d.c.stack_id)
+        sa.select(_d.c.seq, _d.c.id, _d.c.stack_id, may_supersede.label("may_supersede"))
         .join(stacks, stacks.c.id == _d.c.stack_id)
         .where(_d.c.org == org, _d.c.status == QUEUED, sa.not_(stacks.c.paused), sa.not_(blocked))
         .order_by(_d.c.seq)
@@ -279,9 +294,16 @@ async def _wait_for_busy_org(conn: AsyncConnection) -> sa.Row[Any] | None:
 
 
 async def claim(
-    conn: AsyncConnection, *, runner_id: str, lease_seconds: float, now: float, attempts: int = 1000
+    conn: AsyncConnection,
+    *,
+    runner_id: str,
+    lease_seconds: float,
+    now: float,
+    start: bool = False,
+    attempts: int = 1000,
 ) -> sa.Row[Any] | None:
-    """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``), or return None.
+    """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``; ``running`` with
+    ``start``, in the same statement), or return None.
 
     The org row is locked first and the org's running work counted under that lock, so the
     concurrency limit holds by construction. Locks are taken with SKIP LOCKED on PostgreSQL, so a
@@ -303,18 +325,19 @@ async def claim(
         if candidate is None:
             excluded.add(str(org.name))
             continue
-        if await skip_superseded(conn, candidate.stack_id, now=now):
+        if candidate.may_supersede and await skip_superseded(conn, candidate.stack_id, now=now):
             continue  # the head may have been superseded; look again
+        started = {"status": "running", "started_at": now} if start else {"status": "accepted"}
         try:
             async with conn.begin_nested():
                 taken = await update(
                     conn,
                     str(candidate.id),
                     (QUEUED,),
-                    status="accepted",
                     runner_id=runner_id,
                     lease_expires_at=now + lease_seconds,
                     modified_at=now,
+                    **started,
                 )
         except IntegrityError:
             return None  # another claimer won this stack: the unique index said no

@@ -37,3 +37,10 @@ async def append(
     }
     await conn.execute(_INSERT, values)
     appended_in_transaction.set(True)
+
+
+async def append_all(conn: AsyncConnection, values: list[dict[str, Any]]) -> None:
+    """Several events in one statement (each ``values`` as ``append`` takes them)."""
+    if values:
+        await conn.execute(_INSERT, [{"stack_id": None, "deployment_id": None, **item} for item in values])
+        appended_in_transaction.set(True)

@@ -83,9 +83,16 @@ _SET_STACK_OUTPUTS = stacks.update().where(stacks.c.id == sa.bindparam("b_stack_
 
 
 async def apply_steps(
-    conn: AsyncConnection, deployment_id: str, updates: list[StepUpdate], now: float, *, earliest: float | None = None
+    conn: AsyncConnection,
+    deployment_id: str,
+    updates: list[StepUpdate],
+    now: float,
+    *,
+    earliest: float | None = None,
+    none_stored: bool = False,
 ) -> None:
-    """Apply step transitions in order: one read of the steps involved, then one write per step.
+    """Apply step transitions in order: one read of the steps involved (none when the caller knows
+    that the deployment has no steps yet: ``none_stored``), then one write per step.
 
     A transition takes effect at its ``at`` (the runner's clock, so transitions sent together keep
     their own times), kept within ``[earliest, now]``; without ``at`` it takes effect ``now``. Running
@@ -96,7 +103,11 @@ async def apply_steps(
     floor = now if earliest is None else min(earliest, now)
     indices = sorted({update.index for update in updates})
     where = {"b_deployment_id": deployment_id}
-    stored = {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
+    stored = (
+        {}
+        if none_stored
+        else {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
+    )
     state: dict[int, dict[str, Any]] = {}
     new: list[int] = []
     for update in updates:

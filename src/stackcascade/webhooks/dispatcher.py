@@ -50,6 +50,8 @@ class Dispatcher:
         self._lease_seconds = lease_seconds
         self._min_gap_seconds = min_gap_seconds
         self._sleep = sleep
+        self._more_due = False  # the last look for due deliveries came back with a full batch
+        self._look_for_due_at = 0.0  # the loop's time at which to look for due deliveries in any case
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until ``stop``: at once while a batch comes back full, else when a commit wakes it (or
@@ -90,12 +92,24 @@ class Dispatcher:
 
     async def step(self) -> bool:
         """One round: fan out a batch of events, then send one batch of due deliveries; True if any work."""
-        fanned, sent = await self._round()
+        fanned, sent = await self._round(always_deliver=True)
         return bool(fanned or sent)
 
-    async def _round(self) -> tuple[int, int]:
-        """Events fanned out and deliveries sent."""
-        return await webhook_delivery.fan_out(self._ctx), await self.deliver_due()
+    async def _round(self, *, always_deliver: bool = False) -> tuple[int, int]:
+        """Events fanned out and deliveries sent.
+
+        Deliveries come due when a fan-out creates them, when a retry's delay runs out, or when another
+        dispatcher's lease on them does; so due deliveries are looked for after a fan-out that created
+        some, after a full batch, and otherwise once per ``poll_seconds``, not on every commit's round.
+        """
+        fanned = await webhook_delivery.fan_out(self._ctx)
+        now = asyncio.get_running_loop().time()
+        if not (always_deliver or fanned.deliveries or self._more_due or now >= self._look_for_due_at):
+            return fanned.events, 0
+        sent = await self.deliver_due()
+        self._more_due = sent >= self._batch
+        self._look_for_due_at = now + self._poll_seconds
+        return fanned.events, sent
 
     async def deliver_due(self) -> int:
         due = await webhook_delivery.claim_due(self._ctx, self._batch, self._lease_seconds)
