@@ -1,4 +1,5 @@
-"""Long-polling claimers of one process take turns: a notify costs the database one empty look, not one per claimer."""
+"""Long-polling claimers of one process take turns, and the one whose turn it is claims for all those waiting
+with it: a notify costs the database one transaction, not one per claimer."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import sqlalchemy as sa
 
 from stackcascade.domain.roles import Principal, TokenKind
 from stackcascade.services import runs
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox
 from stackcascade.store.db import Database
+from stackcascade.store.schema import deployments
 from tests.services.helpers import make_stack, queue
 
 ORG = "herd"
@@ -45,7 +48,7 @@ async def herd(ctx: Context) -> AsyncIterator[list[asyncio.Task[dict[str, object
         await asyncio.gather(*tasks)
 
 
-async def test_one_deployment_wakes_every_claimer_but_costs_one_claim_and_one_empty_look(
+async def test_one_deployment_wakes_every_claimer_but_costs_one_claim(
     ctx: Context, herd: list[asyncio.Task[dict[str, object] | None]]
 ) -> None:
     before = ctx.claims.attempts
@@ -53,7 +56,7 @@ async def test_one_deployment_wakes_every_claimer_but_costs_one_claim_and_one_em
     await until(lambda: sum(task.done() for task in herd) == 1 and waiting(ctx) == CLAIMERS - 1)
     [job] = [task.result() for task in herd if task.done()]
     assert job is not None and job["deploymentId"] == deployment.id
-    assert ctx.claims.attempts - before == 2  # the winner, then one look that found the queue empty
+    assert ctx.claims.attempts - before == 1  # one claim answered all eight: one job, seven go back to wait
 
 
 async def test_each_of_several_deployments_queued_at_once_is_claimed(
@@ -66,9 +69,19 @@ async def test_each_of_several_deployments_queued_at_once_is_claimed(
     for project in ("a", "b", "c"):
         queued.add((await queue(ctx, ORG, project)).id)
     del ctx.work.notify
+    before = ctx.claims.attempts
     ctx.work.notify()
     await until(lambda: sum(task.done() for task in herd) == 3 and waiting(ctx) == CLAIMERS - 3)
-    assert {task.result()["deploymentId"] for task in herd if task.done()} == queued  # type: ignore[index]
+    jobs = [task.result() for task in herd if task.done()]
+    assert {job["deploymentId"] for job in jobs} == queued  # type: ignore[index]
+    assert ctx.claims.attempts - before == 1  # one transaction claimed all three, for three claimers
+    async with ctx.db.read() as conn:  # each is leased to the claimer whose job it is
+        leased = {
+            (row.id, row.runner_id)
+            for row in (await conn.execute(sa.select(deployments.c.id, deployments.c.runner_id))).all()
+        }
+    mine = {(task.result()["deploymentId"], f"pool/slot-{i}") for i, task in enumerate(herd) if task.done()}  # type: ignore[index]
+    assert mine <= leased
 
 
 async def test_a_claimer_whose_poll_ran_out_still_asks_for_work_queued_by_another_replica(

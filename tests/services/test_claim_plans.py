@@ -41,6 +41,6 @@ def test_counting_an_orgs_active_deployments_goes_through_its_stacks(tmp_path: P
 
 
 def test_head_of_line_looks_only_at_active_and_older_deployments(tmp_path: Path) -> None:
-    [plan] = _plans(tmp_path, lambda conn: conn.execute(rows._HEAD_OF_LINE, {"b_org": "acme"}))
+    [plan] = _plans(tmp_path, lambda conn: conn.execute(rows._HEADS_OF_LINE, {"b_org": "acme", "b_limit": 1}))
     assert "uq_deployments_one_active_per_stack" in plan
     assert "(stack_id=?)" not in plan.replace("uq_deployments_one_active_per_stack (stack_id=?)", "")

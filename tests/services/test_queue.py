@@ -12,6 +12,7 @@ from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import Conflict
 from stackcascade.services import deployments, queue
 from stackcascade.services.context import Context
+from stackcascade.store import deployments as deployment_rows
 from stackcascade.store.schema import deployments as deployments_table
 from stackcascade.store.schema import events
 from tests.services.helpers import ADMIN, make_stack
@@ -84,6 +85,28 @@ async def test_concurrency_limit_of_one_org_does_not_hold_back_another(ctx: Cont
     await enqueue(ctx, "other", "x")
     claimed = [await queue.claim(ctx, f"r{i}") for i in range(3)]
     assert [(c.org, c.project) if c else None for c in claimed] == [("small", "a"), ("other", "x"), None]
+
+
+async def test_one_claim_for_several_runners_keeps_head_of_line_and_every_orgs_limit(ctx: Context) -> None:
+    await deployments.set_org_concurrency(ctx, ADMIN, "small", 1)
+    for project in ("a", "b"):
+        await make_stack(ctx, "small", project)
+        await enqueue(ctx, "small", project)
+    await make_stack(ctx, ORG, "net")
+    await make_stack(ctx, ORG, "db")
+    first_net = await enqueue(ctx, ORG, "net")
+    await enqueue(ctx, ORG, "net")  # waits behind the first on its stack
+    db = await enqueue(ctx, ORG, "db")
+    runners = [f"r{i}" for i in range(6)]
+    async with ctx.db.write() as conn:
+        claimed = await deployment_rows.claim_many(conn, runner_ids=runners, lease_seconds=30, now=ctx.now())
+    by_runner = {row.runner_id: (row.org, row.project, row.id) for row in claimed}
+    assert by_runner == {  # the oldest org's queue first; "small" lets one through; one per stack
+        "r0": ("small", "a", by_runner["r0"][2]),
+        "r1": (ORG, "net", first_net.id),
+        "r2": (ORG, "db", db.id),
+    }
+    assert all(row.status == "accepted" for row in claimed)
 
 
 async def test_paused_stack_holds_its_queue_until_resumed(ctx: Context) -> None:

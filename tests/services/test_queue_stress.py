@@ -20,9 +20,11 @@ import pytest
 import sqlalchemy as sa
 
 from stackcascade.domain.deployments import Status
-from stackcascade.services import deployments, queue
+from stackcascade.domain.roles import Principal, TokenKind
+from stackcascade.services import deployments, queue, runs
 from stackcascade.services.context import Context
 from stackcascade.store.db import Database
+from stackcascade.store.runs import StepUpdate
 from stackcascade.store.schema import deployments as deployments_table
 from tests.services.helpers import ADMIN, make_stack
 from tests.services.helpers import queue as enqueue
@@ -34,6 +36,10 @@ LIMITS = {"alpha": 3, "beta": 4}
 STACKS_PER_ORG = 10
 DEPLOYMENTS_PER_STACK = 5
 CLAIMERS = 10
+REPLICAS = 3
+CLAIMERS_PER_REPLICA = 6
+BATCHED_PER_STACK = 3
+RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
 
 
 def _in_threads(base: Context, count: int, work: Callable[[Context, int], Awaitable[T]]) -> list[T]:
@@ -100,6 +106,50 @@ async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
 
     await asyncio.to_thread(_in_threads, ctx, CLAIMERS, claimer)
 
+    await _check(ctx, marks, total)
+
+
+async def test_long_polling_claimers_of_several_replicas_claiming_in_batches_keep_every_rule(ctx: Context) -> None:
+    """Claimers of one replica take turns, and the one whose turn it is claims for all those waiting: each
+    job must reach the claimer it was leased to, and none may be leased without reaching anyone."""
+    for org, limit in LIMITS.items():
+        await deployments.set_org_concurrency(ctx, ADMIN, org, limit)
+        for i in range(STACKS_PER_ORG):
+            await make_stack(ctx, org, f"s{i}")
+    for _ in range(BATCHED_PER_STACK):
+        for org in LIMITS:
+            for i in range(STACKS_PER_ORG):
+                await enqueue(ctx, org, f"s{i}")
+    total = len(LIMITS) * STACKS_PER_ORG * BATCHED_PER_STACK
+    ticks = itertools.count()
+    marks: list[Mark] = []
+    finished = itertools.count(1)
+    done = threading.Event()
+
+    async def replica(actor: Context, index: int) -> None:
+        async def claimer(slot: str) -> None:
+            rng = random.Random(slot)
+            while not done.is_set():
+                job = await runs.claim(actor, RUNNER, slot, 0.2, start=[StepUpdate(0, "source", "running")])
+                if job is None:
+                    continue
+                mark = Mark(next(ticks), "claim", str(job["org"]), str(job["project"]), int(job["version"]))
+                marks.append(mark)
+                await asyncio.sleep(rng.uniform(0.02, 0.08))
+                marks.append(Mark(next(ticks), "finish", mark.org, mark.stack, mark.version))
+                await runs.finish(actor, RUNNER, slot, str(job["deploymentId"]), runs.Result(Status.SUCCEEDED))
+                if next(finished) == total:
+                    done.set()
+                    actor.work.close()
+
+        await asyncio.gather(*(claimer(f"replica-{index}-slot-{n}") for n in range(CLAIMERS_PER_REPLICA)))
+
+    await asyncio.to_thread(_in_threads, ctx, REPLICAS, replica)
+    await _check(ctx, marks, total)
+
+
+async def _check(ctx: Context, marks: list[Mark], total: int) -> None:
+    """Every deployment claimed once and succeeded; per stack one at a time, in FIFO order; org limits held."""
     claims = [m for m in marks if m.kind == "claim"]
     assert len(claims) == total
     assert len({(m.org, m.stack, m.version) for m in claims}) == total, "a deployment was claimed twice"

@@ -64,6 +64,7 @@ class ClaimGate:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
+        self.pending: list[Any] = []  # the claimers waiting for their turn (``services.runs`` fills it)
         self.empty_at = -1  # the notify generation at which an attempt last found nothing
         self.attempts = 0  # attempts that asked the database
 

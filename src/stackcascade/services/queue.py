@@ -36,9 +36,18 @@ class Heartbeat:
 
 async def _emit(conn: AsyncConnection, row: Any, kinds: Iterable[str], now: float, **extra: Any) -> None:
     """Events of ``row``, one per kind, in one statement."""
-    payload = event_payload(row, row.org, row.project, row.stack, **extra)
-    where = {"org": row.org, "stack_id": row.stack_id, "deployment_id": row.id, "created_at": now}
-    await events.append_all(conn, [{**where, "kind": kind, "payload": payload} for kind in kinds])
+    await events.append_all(conn, [_event(row, kind, now, **extra) for kind in kinds])
+
+
+def _event(row: Any, kind: str, now: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "org": row.org,
+        "kind": kind,
+        "payload": event_payload(row, row.org, row.project, row.stack, **extra),
+        "created_at": now,
+        "stack_id": row.stack_id,
+        "deployment_id": row.id,
+    }
 
 
 async def claim(ctx: Context, runner_id: str) -> Any | None:
@@ -76,10 +85,10 @@ async def start_in(conn: AsyncConnection, row: Any, steps: list[runs.StepUpdate]
     return started
 
 
-async def started_in(conn: AsyncConnection, row: Any, steps: list[runs.StepUpdate], now: float) -> None:
-    """The first step updates and the event of ``row``, which its claim started (no steps stored yet)."""
-    await runs.apply_steps(conn, row.id, steps, now, none_stored=True)
-    await _emit(conn, row, ["deployment_started"], now)
+async def started_in(conn: AsyncConnection, started: list[tuple[Any, list[runs.StepUpdate]]], now: float) -> None:
+    """The first step updates and the events of deployments their claim started (no steps stored yet)."""
+    await runs.insert_first_steps(conn, [(row.id, steps) for row, steps in started], now)
+    await events.append_all(conn, [_event(row, "deployment_started", now) for row, _ in started])
 
 
 async def heartbeat(ctx: Context, deployment_id: str, runner_id: str) -> Heartbeat:

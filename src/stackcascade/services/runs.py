@@ -6,6 +6,7 @@ they leave the database decrypted, and only towards a runner token over the API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -47,8 +48,9 @@ def _open(ctx: Context, value: Any) -> str | None:
 def _upstream(ctx: Context, upstream: list[Any], secrets: list[str]) -> dict[str, Any]:
     """``CASCADE_UPSTREAM_OUTPUTS``: each direct upstream's outputs, secrets opened (and later masked)."""
     found: dict[str, Any] = {}
-    for project, name, stored in upstream:
-        found[f"{project}/{name}"] = open_outputs(ctx, stored, show_secrets=True)
+    for row in upstream:
+        stored = row.outputs
+        found[f"{row.project}/{row.name}"] = open_outputs(ctx, stored, show_secrets=True)
         for sealed in (stored or {}).get("sealed", {}).values():
             value = json.loads(ctx.secrets.open(sealed))
             secrets.append(value if isinstance(value, str) else _json(value))
@@ -139,55 +141,95 @@ async def claim(
         notified = await ctx.work.wait(min(remaining, 1.0))
 
 
+@dataclass(slots=True)
+class _Request:
+    """A claimer waiting for its turn; whoever's turn comes first claims for every one waiting with it."""
+
+    owner: str
+    start: list[runs.StepUpdate] | None
+    answer: asyncio.Future[dict[str, Any] | None]
+
+
 async def _claim_in_turn(
     ctx: Context, owner: str, start: list[runs.StepUpdate] | None, *, notified: bool
 ) -> dict[str, Any] | None:
-    """``_claim_once`` through this process's ``ClaimGate``: skipped when a notify's work is known gone."""
+    """A job for ``owner``, claimed through this process's ``ClaimGate``.
+
+    Claimers take turns. The one whose turn it is claims, in one transaction, a deployment for itself
+    and for every claimer waiting behind it (a layer of a cascade becoming ready wakes many at once), so
+    those find their answer when their turn comes, without asking the database. A turn is skipped when
+    a look begun after the notify that woke this claimer found nothing.
+    """
     gate = ctx.claims
-    async with gate.lock:
-        generation = ctx.work.generation
-        if notified and gate.empty_at == generation:
-            return None
-        gate.attempts += 1
-        job = await _claim_once(ctx, owner, start)
-        if job is None:
-            gate.empty_at = generation
-        return job
+    request = _Request(owner, start, asyncio.get_running_loop().create_future())
+    gate.pending.append(request)
+    try:
+        async with gate.lock:
+            if request.answer.done():
+                return request.answer.result()
+            generation = ctx.work.generation
+            if notified and gate.empty_at == generation:
+                return None
+            await asyncio.sleep(0)  # the claimers woken with this one join its batch
+            batch = {request.owner: request}
+            for other in gate.pending:  # one request per owner, all starting (protocol 2) or none
+                if not other.answer.done() and (other.start is None) == (start is None):
+                    batch.setdefault(other.owner, other)
+            gate.attempts += 1
+            jobs = await _claim_for(ctx, list(batch.values()))
+            if len(jobs) < len(batch):
+                gate.empty_at = generation
+            for owner, other in batch.items():
+                other.answer.set_result(jobs.get(owner))
+            return request.answer.result()
+    finally:
+        gate.pending.remove(request)
 
 
-async def _claim_once(ctx: Context, owner: str, start: list[runs.StepUpdate] | None = None) -> dict[str, Any] | None:
-    """Lease a deployment (and start it, if asked) and issue its short-lived token in one transaction."""
+async def _claim_for(ctx: Context, batch: list[_Request]) -> dict[str, dict[str, Any]]:
+    """Lease (and start, if asked) a deployment for each request, with its short-lived token, in one
+    transaction: jobs by owner, for the batch's first requests (fewer when fewer are eligible)."""
     # On SQLite a claim that finds nothing would still have taken the one write lock: looking first
     # costs one read instead. On PostgreSQL the claim's first statement is that look, under no lock.
     if ctx.db.exclusive_writes:
         async with ctx.db.read() as conn:
             if not await rows.any_queued(conn):
-                return None
-    value = new_token_value()
+                return {}
+    start = batch[0].start is not None
+    steps = {request.owner: request.start or [] for request in batch}
+    values: dict[str, str] = {}
     async with ctx.db.write() as conn:
         now = ctx.now()
-        row = await rows.claim(conn, runner_id=owner, lease_seconds=ctx.lease_seconds, now=now, start=start is not None)
-        if row is None:
-            return None
-        if start is not None:
-            await queue.started_in(conn, row, start, now)
-        timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
-        token = {
-            "id": str(uuid.uuid4()),
-            "hash": hash_token(value),
-            "name": f"deployment {row.id}",
-            "kind": TokenKind.DEPLOYMENT.value,
-            "org": row.org,
-            "deployment_id": row.id,
-            "created_at": now,
-            "expires_at": now + timeout + 600,
-        }
-        await conn.execute(_INSERT_TOKEN, token)
-        upstream = await webhook_rows.upstream_outputs(conn, row.stack_id)
-    job = _job(ctx, row, value, upstream)
-    if start is not None:
-        job["started"] = True
-    return job
+        owners = [request.owner for request in batch]
+        claimed = await rows.claim_many(conn, runner_ids=owners, lease_seconds=ctx.lease_seconds, now=now, start=start)
+        if not claimed:
+            return {}
+        if start:
+            await queue.started_in(conn, [(row, steps[row.runner_id]) for row in claimed], now)
+        new_tokens = []
+        for row in claimed:
+            values[row.id] = new_token_value()
+            timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
+            new_tokens.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "hash": hash_token(values[row.id]),
+                    "name": f"deployment {row.id}",
+                    "kind": TokenKind.DEPLOYMENT.value,
+                    "org": row.org,
+                    "deployment_id": row.id,
+                    "created_at": now,
+                    "expires_at": now + timeout + 600,
+                }
+            )
+        await conn.execute(_INSERT_TOKEN, new_tokens)
+        upstream = await webhook_rows.upstream_outputs_of(conn, [row.stack_id for row in claimed])
+    jobs = {}
+    for row in claimed:
+        jobs[row.runner_id] = job = _job(ctx, row, values[row.id], upstream.get(row.stack_id, []))
+        if start:
+            job["started"] = True
+    return jobs
 
 
 def owner_of(principal: Principal, runner_id: str) -> str:

@@ -55,6 +55,7 @@ def _in_stack() -> sa.Select[Any]:
 
 
 _GET = _with_stack().where(deployments.c.id == _ID)
+_GET_MANY = _with_stack().where(deployments.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 # What the runner protocol's calls after the claim need: not the documents (settings, outputs).
 _DOCUMENTS = frozenset({"settings", "outputs", "resource_changes"})
 _GET_STATE = _with_stack(*(c for c in deployments.c if c.name not in _DOCUMENTS)).where(deployments.c.id == _ID)
@@ -254,7 +255,6 @@ def _head_of_line(org: Any) -> sa.Select[Any]:
         .join(stacks, stacks.c.id == _d.c.stack_id)
         .where(_d.c.org == org, _d.c.status == QUEUED, sa.not_(stacks.c.paused), sa.not_(blocked))
         .order_by(_d.c.seq)
-        .limit(1)
         .with_for_update(of=_d, skip_locked=True)
     )
 
@@ -273,7 +273,9 @@ _LOCK_ORG = (
     .where(orgs.c.name == sa.bindparam("b_org"), sa.not_(orgs.c.paused))
     .with_for_update()
 )
-_HEAD_OF_LINE = _head_of_line(sa.bindparam("b_org"))
+_HEADS_OF_LINE = _head_of_line(sa.bindparam("b_org")).limit(sa.bindparam("b_limit"))
+# SET: runner_id, status, lease_expires_at, modified_at (and started_at), from the parameters.
+_TAKE = deployments.update().where(deployments.c.id == _ID, deployments.c.status == QUEUED)
 
 
 async def _active_in_org(conn: AsyncConnection, org: str) -> int:
@@ -300,10 +302,23 @@ async def claim(
     lease_seconds: float,
     now: float,
     start: bool = False,
-    attempts: int = 1000,
 ) -> sa.Row[Any] | None:
-    """Lease the oldest eligible deployment to ``runner_id`` (status ``accepted``; ``running`` with
-    ``start``, in the same statement), or return None.
+    """Lease the oldest eligible deployment to ``runner_id`` (``claim_many`` for one runner)."""
+    taken = await claim_many(conn, runner_ids=[runner_id], lease_seconds=lease_seconds, now=now, start=start)
+    return taken[0] if taken else None
+
+
+async def claim_many(
+    conn: AsyncConnection,
+    *,
+    runner_ids: list[str],
+    lease_seconds: float,
+    now: float,
+    start: bool = False,
+    attempts: int = 1000,
+) -> list[sa.Row[Any]]:
+    """Lease the oldest eligible deployments, one to each of ``runner_ids`` in order (status ``accepted``;
+    ``running`` with ``start``, in the same statement); fewer (or none) when fewer are eligible.
 
     The org row is locked first and the org's running work counted under that lock, so the
     concurrency limit holds by construction. Locks are taken with SKIP LOCKED on PostgreSQL, so a
@@ -311,39 +326,49 @@ async def claim(
     locked does it wait, for the oldest one's lock, holding no other (so claimers cannot deadlock).
     On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
     """
+    wanted = list(runner_ids)
+    claimed: list[sa.Row[Any]] = []
     excluded: set[str] = set()
+    started = {"status": "running", "started_at": now} if start else {"status": "accepted"}
     for _ in range(attempts):
+        if not wanted:
+            break
         org = (await conn.execute(_next_org(excluded) if excluded else _NEXT_ORG)).first()
         if org is None and not excluded and conn.dialect.name == "postgresql":
             org = await _wait_for_busy_org(conn)
         if org is None:
-            return None
-        if await _active_in_org(conn, org.name) >= int(org.concurrency):
+            break
+        room = int(org.concurrency) - await _active_in_org(conn, org.name)
+        heads = (
+            (await conn.execute(_HEADS_OF_LINE, {"b_org": org.name, "b_limit": min(room, len(wanted))})).all()
+            if room > 0
+            else []
+        )
+        if not heads:
             excluded.add(str(org.name))
             continue
-        candidate = (await conn.execute(_HEAD_OF_LINE, {"b_org": org.name})).first()
-        if candidate is None:
-            excluded.add(str(org.name))
-            continue
-        if candidate.may_supersede and await skip_superseded(conn, candidate.stack_id, now=now):
-            continue  # the head may have been superseded; look again
-        started = {"status": "running", "started_at": now} if start else {"status": "accepted"}
+        superseded = [head for head in heads if head.may_supersede]
+        if superseded and any([await skip_superseded(conn, head.stack_id, now=now) for head in superseded]):
+            continue  # a head may have been superseded; look again
+        owners = dict(zip((str(head.id) for head in heads), wanted, strict=False))
+        lease = {"lease_expires_at": now + lease_seconds, "modified_at": now, **started}
+        values = [{"b_id": id_, "runner_id": owner, **lease} for id_, owner in owners.items()]
         try:
             async with conn.begin_nested():
-                taken = await update(
-                    conn,
-                    str(candidate.id),
-                    (QUEUED,),
-                    runner_id=runner_id,
-                    lease_expires_at=now + lease_seconds,
-                    modified_at=now,
-                    **started,
-                )
+                await conn.execute(_TAKE, values)  # one statement, executed for each
         except IntegrityError:
-            return None  # another claimer won this stack: the unique index said no
-        if taken:
-            return await get(conn, str(candidate.id))
-    return None
+            break  # another claimer won one of these stacks: the unique index said no
+        taken = [
+            row
+            for row in (await conn.execute(_GET_MANY, {"b_ids": list(owners)})).all()
+            if row.runner_id == owners[row.id] and row.status == started["status"]
+        ]
+        taken.sort(key=lambda row: row.seq)
+        claimed += taken
+        wanted = wanted[len(taken) :]
+        if len(taken) < len(heads):
+            break  # a compare-and-set lost (cannot happen under the org lock): do not loop on it
+    return claimed
 
 
 async def expired_leases(conn: AsyncConnection, *, now: float, limit: int = 100) -> list[sa.Row[Any]]:

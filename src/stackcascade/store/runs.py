@@ -89,10 +89,8 @@ async def apply_steps(
     now: float,
     *,
     earliest: float | None = None,
-    none_stored: bool = False,
 ) -> None:
-    """Apply step transitions in order: one read of the steps involved (none when the caller knows
-    that the deployment has no steps yet: ``none_stored``), then one write per step.
+    """Apply step transitions in order: one read of the steps involved, then one write per step.
 
     A transition takes effect at its ``at`` (the runner's clock, so transitions sent together keep
     their own times), kept within ``[earliest, now]``; without ``at`` it takes effect ``now``. Running
@@ -103,11 +101,29 @@ async def apply_steps(
     floor = now if earliest is None else min(earliest, now)
     indices = sorted({update.index for update in updates})
     where = {"b_deployment_id": deployment_id}
-    stored = (
-        {}
-        if none_stored
-        else {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
-    )
+    stored = {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
+    state, new = _transitions(updates, now, floor, stored)
+    if new:
+        await conn.execute(_INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
+    for idx, values in state.items():
+        if idx not in new:
+            await conn.execute(_UPDATE_STEP, {**where, "b_idx": idx, **values})
+
+
+async def insert_first_steps(conn: AsyncConnection, firsts: list[tuple[str, list[StepUpdate]]], now: float) -> None:
+    """The first step transitions of deployments that have no steps yet (just claimed), in one insert."""
+    rows: list[dict[str, Any]] = []
+    for deployment_id, updates in firsts:
+        state, _ = _transitions(updates, now, now, {})
+        rows += [{"deployment_id": deployment_id, "idx": idx, **values} for idx, values in state.items()]
+    if rows:
+        await conn.execute(_INSERT_STEP, rows)
+
+
+def _transitions(
+    updates: list[StepUpdate], now: float, floor: float, stored: dict[int, Any]
+) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """Each step's columns after ``updates``, and the steps not stored yet (``apply_steps``'s rules)."""
     state: dict[int, dict[str, Any]] = {}
     new: list[int] = []
     for update in updates:
@@ -128,11 +144,7 @@ async def apply_steps(
             current["finished_at"] = at
             if current["started_at"] is None:
                 current["started_at"] = at
-    if new:
-        await conn.execute(_INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
-    for idx, values in state.items():
-        if idx not in new:
-            await conn.execute(_UPDATE_STEP, {**where, "b_idx": idx, **values})
+    return state, new
 
 
 async def steps(conn: AsyncConnection, deployment_id: str) -> list[sa.Row[Any]]:

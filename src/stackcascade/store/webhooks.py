@@ -318,11 +318,12 @@ async def delivery_of(conn: AsyncConnection, webhook_id: str, identifier: str) -
 def _upstream_outputs() -> sa.Select[Any]:
     source = stacks.alias("source")
     return (
-        sa.select(source.c.project, source.c.name, source.c.outputs)
+        sa.select(webhooks.c.target_stack_id, source.c.project, source.c.name, source.c.outputs)
         .join(webhooks, webhooks.c.stack_id == source.c.id)
-        .where(webhooks.c.target_stack_id == sa.bindparam("b_stack_id"), webhooks.c.active.is_(True))
+        .where(webhooks.c.target_stack_id.in_(sa.bindparam("b_stack_ids", expanding=True)))
+        .where(webhooks.c.active.is_(True))
         .distinct()
-        .order_by(source.c.project, source.c.name)
+        .order_by(webhooks.c.target_stack_id, source.c.project, source.c.name)
     )
 
 
@@ -331,7 +332,15 @@ _UPSTREAM_OUTPUTS = _upstream_outputs()  # read at every claim: built once
 
 async def upstream_outputs(conn: AsyncConnection, stack_id: str) -> list[sa.Row[Any]]:
     """The current (sealed) outputs of every direct upstream of a stack in the deployment graph."""
-    return list((await conn.execute(_UPSTREAM_OUTPUTS, {"b_stack_id": stack_id})).all())
+    return (await upstream_outputs_of(conn, [stack_id])).get(stack_id, [])
+
+
+async def upstream_outputs_of(conn: AsyncConnection, stack_ids: list[str]) -> dict[str, list[sa.Row[Any]]]:
+    """``upstream_outputs`` of several stacks in one query, by stack id (a stack without upstreams is absent)."""
+    found: dict[str, list[sa.Row[Any]]] = {}
+    for row in (await conn.execute(_UPSTREAM_OUTPUTS, {"b_stack_ids": stack_ids})).all():
+        found.setdefault(row.target_stack_id, []).append(row)
+    return found
 
 
 # --- Auto Deploy declarations -------------------------------------------------------------------------

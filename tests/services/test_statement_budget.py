@@ -1,0 +1,71 @@
+"""What a cascade member's deployment costs the database: a budget of statements for the runner protocol's
+two calls, so a change that adds round trips to the hot path fails here (``bench/cascade.py`` measures
+the time; this counts, deterministically, on both databases)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from stackcascade.domain.deployments import Status
+from stackcascade.domain.roles import Principal, TokenKind
+from stackcascade.services import runs
+from stackcascade.services.context import Context
+from stackcascade.store.runs import LogLine, StepUpdate
+from tests.services.test_cascades import deploy, diamond
+
+RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
+SLOT = "slot-0"
+# Statements per call as counted when the budget was set (SQLite's include its BEGINs and its look before
+# the claim). Finishes, in the order they run: network (queues database and cluster), cluster (queues
+# nothing: app still waits for database), database (queues app), app (ends the cascade).
+CLAIM_BUDGET = {"sqlite": 14, "postgresql": 11}
+FINISH_BUDGET = {"sqlite": [29, 19, 24, 21], "postgresql": [28, 18, 23, 20]}
+
+
+class Statements:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.seen.append(statement)
+
+
+@contextmanager
+def counting() -> Iterator[Statements]:
+    counter = Statements()
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", counter)
+
+
+async def test_each_member_of_the_diamond_costs_at_most_its_budget_of_statements(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    claims: list[int] = []
+    finishes: list[int] = []
+    order: list[str] = []
+    for _ in range(4):
+        with counting() as claimed:
+            job = await runs.claim(ctx, RUNNER, SLOT, 0, start=[StepUpdate(0, "source", "running")])
+        assert job is not None and job["started"]
+        claims.append(len(claimed.seen))
+        order.append(job["project"])
+        steps = [StepUpdate(0, "source", "succeeded"), StepUpdate(1, "operation", "running")]
+        steps.append(StepUpdate(1, "operation", "succeeded"))
+        lines = [LogLine(0, 0, "$ git fetch", 1.0), LogLine(1, 0, "done", 2.0)]
+        result = runs.Result(Status.SUCCEEDED, outputs={"url": "https://example.test"})
+        with counting() as finished:
+            await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], result, steps, lines)
+        finishes.append(len(finished.seen))
+    assert await runs.claim(ctx, RUNNER, SLOT, 0) is None
+    assert order == ["network", "cluster", "database", "app"]
+    dialect = ctx.db.dialect
+    assert max(claims) <= CLAIM_BUDGET[dialect], f"claims took {claims} statements"
+    assert all(n <= most for n, most in zip(finishes, FINISH_BUDGET[dialect], strict=True)), f"finishes: {finishes}"
+    assert root.cascade_id is not None
