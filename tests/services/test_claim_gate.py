@@ -95,3 +95,22 @@ async def test_a_claimer_whose_poll_ran_out_still_asks_for_work_queued_by_anothe
     await until(lambda: any(task.done() for task in herd))  # within a poll (a second)
     [job] = [task.result() for task in herd if task.done()]
     assert job is not None and job["deploymentId"] == deployment.id
+
+
+async def test_a_claimer_cancelled_while_waiting_for_its_turn_is_not_claimed_for(ctx: Context) -> None:
+    await make_stack(ctx, ORG, "net")
+    deployment = await queue(ctx, ORG, "net")
+    await ctx.claims.lock.acquire()  # another claimer's turn
+    gone = asyncio.create_task(runs.claim(ctx, RUNNER, "slot-gone", 30))
+    await until(lambda: len(ctx.claims.pending) == 1)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert ctx.claims.pending == []
+    ctx.claims.lock.release()
+    job = await runs.claim(ctx, RUNNER, "slot-here", 0)  # the turn is free again, and only this one asks
+    assert job is not None and job["deploymentId"] == deployment.id
+    async with ctx.db.read() as conn:
+        owner = await conn.scalar(sa.select(deployments.c.runner_id).where(deployments.c.id == deployment.id))
+    assert owner == "pool/slot-here"
+    assert not ctx.claims.lock.locked()

@@ -156,34 +156,47 @@ async def _claim_in_turn(
     """A job for ``owner``, claimed through this process's ``ClaimGate``.
 
     Claimers take turns. The one whose turn it is claims, in one transaction, a deployment for itself
-    and for every claimer waiting behind it (a layer of a cascade becoming ready wakes many at once), so
-    those find their answer when their turn comes, without asking the database. A turn is skipped when
-    a look begun after the notify that woke this claimer found nothing.
+    and for every claimer waiting for a turn (a layer of a cascade becoming ready wakes many at once);
+    those take their answer as soon as it is there, without asking the database. A turn is skipped
+    when a look begun after the notify that woke this claimer found nothing.
     """
     gate = ctx.claims
     request = _Request(owner, start, asyncio.get_running_loop().create_future())
     gate.pending.append(request)
+    turn = asyncio.ensure_future(gate.lock.acquire())
     try:
-        async with gate.lock:
-            if request.answer.done():
-                return request.answer.result()
-            generation = ctx.work.generation
-            if notified and gate.empty_at == generation:
-                return None
-            await asyncio.sleep(0)  # the claimers woken with this one join its batch
-            batch = {request.owner: request}
-            for other in gate.pending:  # one request per owner, all starting (protocol 2) or none
-                if not other.answer.done() and (other.start is None) == (start is None):
-                    batch.setdefault(other.owner, other)
-            gate.attempts += 1
-            jobs = await _claim_for(ctx, list(batch.values()))
-            if len(jobs) < len(batch):
-                gate.empty_at = generation
-            for owner, other in batch.items():
-                other.answer.set_result(jobs.get(owner))
+        await asyncio.wait({turn, request.answer}, return_when=asyncio.FIRST_COMPLETED)
+        if request.answer.done():  # answered in another claimer's turn
             return request.answer.result()
+        return await _take_turn(ctx, request, notified=notified)
     finally:
         gate.pending.remove(request)
+        if not request.answer.done():
+            request.answer.cancel()  # gone (cancelled): no later turn may claim for it
+        if turn.done() and not turn.cancelled():
+            gate.lock.release()  # the turn was this claimer's, used or not
+        else:
+            turn.cancel()
+
+
+async def _take_turn(ctx: Context, request: _Request, *, notified: bool) -> dict[str, Any] | None:
+    gate = ctx.claims
+    generation = ctx.work.generation
+    if notified and gate.empty_at == generation:
+        return None
+    await asyncio.sleep(0)  # the claimers woken with this one join its batch
+    batch = {request.owner: request}
+    for other in gate.pending:  # one request per owner, all starting (protocol 2) or none
+        if not other.answer.done() and (other.start is None) == (request.start is None):
+            batch.setdefault(other.owner, other)
+    gate.attempts += 1
+    jobs = await _claim_for(ctx, list(batch.values()))
+    if len(jobs) < len(batch):
+        gate.empty_at = generation
+    for owner, other in batch.items():
+        if not other.answer.done():  # a claimer cancelled meanwhile loses its job to the lease's expiry
+            other.answer.set_result(jobs.get(owner))
+    return jobs.get(request.owner)
 
 
 async def _claim_for(ctx: Context, batch: list[_Request]) -> dict[str, dict[str, Any]]:
