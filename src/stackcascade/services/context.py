@@ -53,13 +53,14 @@ class WorkSignal:
 
 
 class ClaimGate:
-    """This process's claim attempts, one at a time; one that found nothing answers for those woken with it.
+    """This process's claim attempts, one at a time, each for every claimer waiting for a turn.
 
-    A notify wakes every long-polling claimer, though it usually announces one or a few deployments. The
-    claimers take turns: each tries while there is work, and once an attempt that began after the latest
-    notify found none, the claimers woken by that notify go back to waiting without asking the database.
-    (On PostgreSQL their claims would queue on the org's row lock one after another anyway.) A claimer
-    woken by its poll timeout always asks: work queued by another replica sends no notify here.
+    A notify wakes every long-polling claimer. They take turns (on PostgreSQL their claims would queue
+    on the org's row lock one after another anyway), and the one whose turn it is claims, in one
+    transaction, a deployment for each claimer in ``pending`` (``services.runs``); once an attempt that
+    began after the latest notify found too few, the claimers woken by that notify go back to waiting
+    without asking the database. A claimer woken by its poll timeout always asks: work queued by another
+    replica sends no notify here.
     """
 
     def __init__(self) -> None:
