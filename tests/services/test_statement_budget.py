@@ -23,7 +23,7 @@ SLOT = "slot-0"
 # the claim). Finishes, in the order they run: network (queues database and cluster), cluster (queues
 # nothing: app still waits for database), database (queues app), app (ends the cascade).
 CLAIM_BUDGET = {"sqlite": 14, "postgresql": 11}
-FINISH_BUDGET = {"sqlite": [29, 19, 24, 21], "postgresql": [28, 18, 23, 20]}
+FINISH_BUDGET = {"sqlite": [28, 18, 23, 21], "postgresql": [27, 17, 22, 20]}
 
 
 class Statements:

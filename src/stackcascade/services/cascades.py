@@ -188,8 +188,9 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, fini
     plan, root_events = known
     if finished is None or finished not in plan.position:
         return await _advance_all(conn, cascade, plan, root_events, now)
-    queued = await _advance_from(conn, cascade, plan, root_events, now, finished)
-    if not await rows.has_unfinished_member(conn, cascade_id):
+    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, finished)
+    # A member this advance left waiting, gated or queued means the cascade goes on: no need to ask.
+    if not open_member_seen and not await rows.has_unfinished_member(conn, cascade_id):
         await _advance_all(conn, cascade, plan, root_events, now)  # once per cascade: sets its final status
     return queued
 
@@ -263,9 +264,12 @@ async def _advance_all(
 
 async def _advance_from(
     conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: str
-) -> bool:
-    """Advance from one member that ended: only its downstream members can have become ready."""
-    queued = False
+) -> tuple[bool, bool]:
+    """Advance from one member that ended: only its downstream members can have become ready.
+
+    Returns whether deployments were queued, and whether a member it read is left unfinished.
+    """
+    queued = open_member_seen = False
     frontier, done = {finished}, set[str]()
     while frontier:
         done |= frontier
@@ -276,10 +280,16 @@ async def _advance_from(
         decisions = planner.decide(plan, outcomes, only=candidates, **_gates(members)) if candidates else []
         deployed, decided_ended = await _apply(conn, cascade, decisions, members, now)
         queued |= deployed
+        decided = {decision.stack for decision in decisions}
+        open_member_seen |= any(
+            stack not in decided_ended
+            and (stack in decided or outcome.status not in planner.TERMINAL)  # run or gated: open
+            for stack, outcome in outcomes.items()
+        )
         # Members that became terminal now (skipped, refused a deployment, or a deployment found ended)
         # make their own downstream members ready in turn.
         frontier = (decided_ended | ended) - done
-    return queued
+    return queued, open_member_seen
 
 
 async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> bool:
