@@ -72,17 +72,22 @@ class Mark:
     version: int
 
 
-async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
+async def _queue_everywhere(ctx: Context, per_stack: int) -> int:
+    """The orgs of ``LIMITS`` with their limits and stacks, ``per_stack`` deployments queued on each stack."""
     for org, limit in LIMITS.items():
         await deployments.set_org_concurrency(ctx, ADMIN, org, limit)
         for i in range(STACKS_PER_ORG):
             await make_stack(ctx, org, f"s{i}")
     # Interleave creation across stacks so FIFO per stack differs from global order.
-    for _ in range(DEPLOYMENTS_PER_STACK):
+    for _ in range(per_stack):
         for org in LIMITS:
             for i in range(STACKS_PER_ORG):
                 await enqueue(ctx, org, f"s{i}")
-    total = len(LIMITS) * STACKS_PER_ORG * DEPLOYMENTS_PER_STACK
+    return len(LIMITS) * STACKS_PER_ORG * per_stack
+
+
+async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
+    total = await _queue_everywhere(ctx, DEPLOYMENTS_PER_STACK)
     ticks = itertools.count()
     marks: list[Mark] = []
     finished = itertools.count(1)
@@ -112,15 +117,7 @@ async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
 async def test_long_polling_claimers_of_several_replicas_claiming_in_batches_keep_every_rule(ctx: Context) -> None:
     """Claimers of one replica take turns, and the one whose turn it is claims for all those waiting: each
     job must reach the claimer it was leased to, and none may be leased without reaching anyone."""
-    for org, limit in LIMITS.items():
-        await deployments.set_org_concurrency(ctx, ADMIN, org, limit)
-        for i in range(STACKS_PER_ORG):
-            await make_stack(ctx, org, f"s{i}")
-    for _ in range(BATCHED_PER_STACK):
-        for org in LIMITS:
-            for i in range(STACKS_PER_ORG):
-                await enqueue(ctx, org, f"s{i}")
-    total = len(LIMITS) * STACKS_PER_ORG * BATCHED_PER_STACK
+    total = await _queue_everywhere(ctx, BATCHED_PER_STACK)
     ticks = itertools.count()
     marks: list[Mark] = []
     finished = itertools.count(1)
