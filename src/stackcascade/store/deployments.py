@@ -347,8 +347,8 @@ async def claim_many(
         if not heads:
             excluded.add(str(org.name))
             continue
-        superseded = [head for head in heads if head.may_supersede]
-        if superseded and any([await skip_superseded(conn, head.stack_id, now=now) for head in superseded]):
+        skipped = [await skip_superseded(conn, head.stack_id, now=now) for head in heads if head.may_supersede]
+        if any(skipped):
             continue  # a head may have been superseded; look again
         owners = dict(zip((str(head.id) for head in heads), wanted, strict=False))
         lease = {"lease_expires_at": now + lease_seconds, "modified_at": now, **started}
