@@ -11,10 +11,11 @@ from stackcascade.domain.deployments import Status
 from stackcascade.domain.roles import Principal, TokenKind
 from stackcascade.services import queue, runs
 from stackcascade.services.context import Context
+from stackcascade.store import runs as store_runs
 from stackcascade.store.runs import LogLine, StepUpdate
 from stackcascade.store.schema import deployment_logs, deployment_steps, events
 from stackcascade.store.schema import deployments as deployments_table
-from tests.services.helpers import make_stack
+from tests.services.helpers import ADMIN, make_stack
 from tests.services.helpers import queue as enqueue
 
 ORG = "acme"
@@ -168,3 +169,27 @@ async def test_a_claim_without_start_leaves_the_deployment_accepted(ctx: Context
         status = await conn.scalar(sa.select(deployments_table.c.status).where(deployments_table.c.id == queued.id))
     assert status == "accepted"
     assert await _steps(ctx, queued.id) == []
+
+
+async def test_log_lines_committed_while_they_are_read_come_with_their_steps_name(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL each statement of a read sees what was committed when it began: lines of a new step
+    that commit between two of them must still be headed with the step's name, not ``step 1``."""
+    now = [3_000.0]
+    deployment_id = await _running(ctx, now)
+    read_lines = store_runs.logs_after
+
+    async def lines_after_a_commit(conn: Any, *args: Any) -> Any:
+        steps = [StepUpdate(0, "source", "succeeded"), StepUpdate(1, "deploy", "running")]
+        await runs.append_logs(ctx, RUNNER, SLOT, deployment_id, [LogLine(1, 0, "deploying", 3_000.5)], steps)
+        return await read_lines(conn, *args)
+
+    monkeypatch.setattr(store_runs, "logs_after", lines_after_a_commit)
+    body = await runs.read_logs(
+        ctx, ADMIN, ORG, "net", "prod", deployment_id, continuation=None, count=None, job=None, step=None, offset=None
+    )
+    headed = [(line["header"], line["line"]) for line in body["lines"]]
+    assert all(header == "deploy" for header, _ in headed)  # SQLite reads one snapshot and may see none
+    if ctx.db.is_postgres:
+        assert headed == [("deploy", "deploying")]

@@ -384,7 +384,6 @@ async def read_logs(
         row = await rows.get(conn, deployment_id)
         if row is None or row.stack_id != stack_row.id:
             raise NotFound(f"deployment {deployment_id} not found on stack {ref(org, project, stack)}")
-        names = {s.idx: s.name for s in await runs.steps(conn, deployment_id)}
         finished = Status(row.status) in TERMINAL
         if step is not None or job is not None:
             if job not in (None, 0):
@@ -407,6 +406,9 @@ async def read_logs(
         except ValueError:
             raise InvalidInput("continuationToken is not one this server returned") from None
         lines = await runs.logs_after(conn, deployment_id, after, limit)
+        # After the lines: a step's row commits with (or before) its first lines, and on PostgreSQL each
+        # statement sees what was committed when it began, so every line read here has its step's name.
+        names = {s.idx: s.name for s in await runs.steps(conn, deployment_id)}
     body = {
         "__type": "DeploymentLogs",
         "lines": [
