@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable
@@ -158,6 +159,62 @@ async def test_a_changed_repository_url_clones_again(
     )
     assert (project / "Cascade.yaml").exists()
     assert not (project / "Pulumi.yaml").exists()
+    assert any(line.startswith("$ git clone") for line in log.lines)
+
+
+def git_recorder(directory: Path, record: Path) -> Path:
+    """A ``git`` first on PATH that writes each invocation's arguments to ``record``, then runs the real git."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shim = directory / "git"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {record}\nexec {shutil.which("git")} "$@"\n')
+    shim.chmod(0o755)
+    return directory
+
+
+async def test_a_warm_branch_deployment_runs_three_git_commands(
+    origin: Repo, workspace: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    record = tmp_path / "git-calls"
+    recorded = {**env, "PATH": f"{git_recorder(tmp_path / 'shim', record)}:{env['PATH']}"}
+    spec = SourceSpec(repo_url=origin.path.as_uri(), branch="main")
+    await fetch_source(spec, workspace=workspace, ctx=make_context(recorded))
+    record.unlink()
+    second = origin.commit({"version.txt": "two\n"}, "second")
+
+    await fetch_source(spec, workspace=workspace, ctx=make_context(recorded))
+    calls = record.read_text().splitlines()
+    # Every git process costs milliseconds of CPU per deployment; none runs that is not needed (no
+    # `git config`, no `rev-parse`, no automatic maintenance after the fetch).
+    assert [call.split()[0] for call in calls] == ["fetch", "checkout", "clean"]
+    assert "--no-auto-maintenance" in calls[0].split()
+    assert head(workspace, env) == second
+
+
+async def test_the_fetch_ignores_what_a_deployment_did_to_the_remote_config(
+    origin: Repo, make_repo: Callable[[str], Repo], workspace: Path, env: dict[str, str]
+) -> None:
+    other = make_repo("other")
+    other.commit({"version.txt": "other\n"}, "other")
+    spec = SourceSpec(repo_url=str(origin.path), branch="main")
+    await fetch_source(spec, workspace=workspace, ctx=make_context(env))
+    # A deployment's command runs in the workspace and may rewrite its git configuration.
+    subprocess.run(["git", "remote", "set-url", "origin", str(other.path)], cwd=workspace, env=env, check=True)
+    second = origin.commit({"version.txt": "two\n"}, "second")
+
+    project = await fetch_source(spec, workspace=workspace, ctx=make_context(env))
+    assert (project / "version.txt").read_text() == "two\n"
+    assert head(workspace, env) == second
+
+
+async def test_a_workspace_without_the_clone_mark_clones_again(
+    origin: Repo, workspace: Path, env: dict[str, str]
+) -> None:
+    spec = SourceSpec(repo_url=str(origin.path))
+    await fetch_source(spec, workspace=workspace, ctx=make_context(env))
+    (workspace / ".git" / workspace_module._ORIGIN_MARK).unlink()  # as a workspace made by an older runner
+    log = Log()
+    project = await fetch_source(spec, workspace=workspace, ctx=make_context(env, log=log))
+    assert (project / "version.txt").read_text() == "one\n"
     assert any(line.startswith("$ git clone") for line in log.lines)
 
 

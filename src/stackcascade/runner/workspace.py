@@ -41,6 +41,9 @@ printf '%s\\n' "$CASCADE_SSH_PASSPHRASE"
 """
 _SCP_LIKE = re.compile(r"^(?:[^@/:\s]+@)?[^@/:\s]+:(?!//)")
 _COMMIT = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_FULL_HASH = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_ORIGIN_MARK = "cascade-cloned-from"  # in .git: the URL the workspace was cloned from
+_REMOTE_HEADS = "+refs/heads/*:refs/remotes/origin/*"
 TOKEN_USERNAME = "x-access-token"  # noqa: S105 - the user name GitHub-style token auth expects
 # A plain directory this small (and a workspace this small to empty) is copied on the event loop: a
 # few files take well under a millisecond, less than handing the work to a thread and back, which
@@ -176,7 +179,14 @@ def _is_small(directory: Path) -> bool:
 
 
 class _GitCheckout:
-    """Clone or fetch, then check out the wanted commit detached, with a clean work tree."""
+    """Clone or fetch, then check out the wanted commit detached, with a clean work tree.
+
+    A warm deployment spawns as few git processes as it can (each costs milliseconds of CPU, and a
+    cascade runs hundreds of deployments): the cached clone is recognised by a mark file instead of
+    ``git config``, the fetch names the URL and refspec itself (so nothing a deployment did to the
+    workspace's ``remote.origin`` config changes where it fetches from), skips the automatic
+    maintenance child, and a branch is checked out by name, its commit read back from ``.git/HEAD``.
+    """
 
     def __init__(self, spec: SourceSpec, source: _GitSource, workspace: Path, ctx: RunContext) -> None:
         self.spec = spec
@@ -196,53 +206,90 @@ class _GitCheckout:
             self.env = {**self.ctx.env, "GIT_TERMINAL_PROMPT": "0", **auth_env}
             # Our credentials must not be answered by, or stored into, a credential helper of the host.
             self.config = ["-c", "credential.helper="] if uses_password else []
+            default_ref = "refs/remotes/origin/HEAD"  # what a fresh clone sets
             if await self._has_cached_clone():
-                await self._checked(["fetch", "--prune", "--force", "origin"], f"git fetch of {self.source.display}")
+                fetch = ["fetch", "--prune", "--force", "--no-auto-maintenance", "--no-write-fetch-head"]
+                await self._checked(
+                    [*fetch, "--", self.source.url, _REMOTE_HEADS], f"git fetch of {self.source.display}"
+                )
                 if not self.spec.commit and not self.spec.branch:
-                    await self._git(["remote", "set-head", "origin", "--auto"])
+                    default_ref = await self._remote_default_ref()
             else:
                 _empty_directory(self.workspace)
                 await self._checked(
                     ["clone", "--no-checkout", "--", self.source.url, "."], f"git clone of {self.source.display}"
                 )
-            sha, what = await self._resolve()
-            await self._checked(["checkout", "--force", "--detach", sha], f"git checkout of {sha[:12]}")
+                (self.workspace / ".git" / _ORIGIN_MARK).write_text(self.source.url, encoding="utf-8")
+            sha, what = await self._check_out(default_ref)
             await self._checked(["clean", "-ffdx"], "git clean")
             await self.ctx.on_line(f"checked out {sha} ({what})")
 
     async def _has_cached_clone(self) -> bool:
         if not (self.workspace / ".git").is_dir():
             return False
-        result, lines = await self._git(["config", "--get", "remote.origin.url"], capture=True)
-        if result.stopped:
-            raise StepFailed(result.stopped)
-        same = result.exit_code == 0 and bool(lines) and lines[0].strip() == self.source.url
+        try:
+            cloned_from = (self.workspace / ".git" / _ORIGIN_MARK).read_text(encoding="utf-8")
+        except OSError:
+            cloned_from = None  # a workspace from before the mark, or damaged: start afresh
+        same = cloned_from == self.source.url
         if not same:
             await self.ctx.on_line(f"the cached clone is not of {self.source.display}: cloning again")
         return same
 
-    async def _resolve(self) -> tuple[str, str]:
-        """The commit to check out and a description of it; the commit wins when both are given."""
+    async def _remote_default_ref(self) -> str:
+        """The remote-tracking ref of the remote's current default branch (it may have changed)."""
+        result, lines = await self._git(["ls-remote", "--symref", "--", self.source.url, "HEAD"], capture=True)
+        if result.stopped:
+            raise StepFailed(result.stopped)
+        for line in lines if result.exit_code == 0 else ():
+            target, _, name = line.partition("\t")
+            if name.strip() == "HEAD" and target.startswith("ref: refs/heads/"):
+                return "refs/remotes/origin/" + target.removeprefix("ref: refs/heads/")
+        raise StepFailed(
+            f"could not determine the default branch of {self.source.display} (is it empty?); set a branch"
+        )
+
+    async def _check_out(self, default_ref: str) -> tuple[str, str]:
+        """Check out the wanted commit; the commit wins when both a commit and a branch are given."""
         display = self.source.display
         if self.spec.commit:
             commit = self.spec.commit
             sha = await self._rev_parse(f"{commit}^{{commit}}")
             if sha is None:  # not on any branch head: ask the remote for it directly
-                await self._git(["fetch", "origin", commit])
+                await self._git(["fetch", "--no-auto-maintenance", "--", self.source.url, commit])
                 sha = await self._rev_parse(f"{commit}^{{commit}}")
             if sha is None:
                 raise StepFailed(f"commit '{commit}' not found in {display}")
+            await self._checked(["checkout", "--force", "--detach", sha, "--"], f"git checkout of {sha[:12]}")
             return sha, f"commit {commit}"
         if self.spec.branch:
             branch = self.spec.branch.removeprefix("refs/heads/")
-            sha = await self._rev_parse(f"refs/remotes/origin/{branch}^{{commit}}")
-            if sha is None:
-                raise StepFailed(f"branch '{branch}' not found in {display}")
-            return sha, f"branch {branch}"
-        sha = await self._rev_parse("refs/remotes/origin/HEAD^{commit}")
+            ref, what = f"refs/remotes/origin/{branch}", f"branch {branch}"
+            missing = f"branch '{branch}' not found in {display}"
+        else:
+            ref, what = default_ref, "default branch"
+            missing = f"could not determine the default branch of {display} (is it empty?); set a branch"
+        result, _ = await self._git(["checkout", "--force", "--detach", ref, "--"])
+        if result.stopped:
+            raise StepFailed(result.stopped)
+        if result.exit_code != 0:
+            if await self._rev_parse(f"{ref}^{{commit}}") is None:
+                raise StepFailed(missing)
+            raise StepFailed(f"git checkout of {what} failed (exit {result.exit_code})")
+        return await self._head(), what
+
+    async def _head(self) -> str:
+        """The commit just checked out: a detached HEAD file holds it, no process needed."""
+        try:
+            content = (self.workspace / ".git" / "HEAD").read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            content = ""
+        if _FULL_HASH.match(content):
+            return content
+        sha = await self._rev_parse("HEAD^{commit}")
         if sha is None:
-            raise StepFailed(f"could not determine the default branch of {display} (is it empty?); set a branch")
-        return sha, "default branch"
+            raise StepFailed("git checkout left no commit checked out")
+        return sha
 
     async def _rev_parse(self, revision: str) -> str | None:
         result, lines = await self._git(["rev-parse", "--verify", "--quiet", revision], capture=True)
