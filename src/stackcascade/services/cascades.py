@@ -1,21 +1,14 @@
 """Cascades: start one with the root deployment, advance it as members finish, approve, reject, retry.
 
-Every transition runs under a lock on the cascade row, so two advances of one cascade happen one after
-the other. Most run inside the transaction of the change that causes them (the root's creation, an
-approval, a retry, a lease that ran out). A runner's finish is the exception: it commits first, without
-the cascade's lock, and the cascade is advanced right after in its own transaction, once for every
-member of it that finished meanwhile in this process (``advance_after``). Finishes of one cascade then
-no longer queue on its row one by one, and a crash between the two leaves a member whose deployment
-ended while its member row did not: the lease sweeper's ``reconcile`` advances such cascades. The
-decisions themselves are ``domain.cascade``'s.
+Every transition runs inside the transaction of the change that causes it (the root's creation, a
+member's finish, an approval), under a lock on the cascade row, so two members finishing at once
+advance it one after the other. The decisions themselves are ``domain.cascade``'s.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +28,6 @@ from stackcascade.store import stacks as stack_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-log = logging.getLogger("stackcascade.cascades")
 
 MODES = ("coalesced", "per-edge")
 _TERMINAL_STATUSES = {Status.SUCCEEDED.value, Status.FAILED.value, Status.SKIPPED.value}
@@ -180,30 +171,13 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     )
 
 
-async def advance_after(ctx: Context, cascade_id: str, member: str) -> None:
-    """Advance a cascade after its member's finish committed, in a turn shared with every member of the
-    same cascade that finished meanwhile. A failure here does not undo the finish: it is logged, and
-    the lease sweeper's ``reconcile`` advances the cascade later."""
-
-    async def advance(finished: frozenset[str]) -> None:
-        async with ctx.db.write() as conn:
-            queued = await advance_in(conn, cascade_id, ctx.now(), finished=finished)
-        if queued:
-            ctx.work.notify()
-
-    try:
-        await ctx.advances.submit(cascade_id, member, advance)
-    except Exception as exc:  # the finish stands; reconcile picks the cascade up
-        log.warning("advancing cascade %s after %s failed (%s): the sweeper retries", cascade_id, member, exc)
-
-
-async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, finished: Collection[str] = ()) -> bool:
+async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, finished: str | None = None) -> bool:
     """Record finished members, then run, gate or skip every member whose upstreams are all done.
 
-    ``finished`` names the members whose deployments just finished: then only their neighbourhood is
-    read (their downstream members and those members' upstreams, and so on down a chain of skips), so
-    a member's finish costs the same in a cascade of 5 members or of 500. Without it, every member is
-    looked at. Returns True when deployments were queued (the caller wakes the runners after its commit).
+    ``finished`` names the member whose deployment just finished: then only its neighbourhood is read
+    (its downstream members and their upstreams, and so on down a chain of skips), so a member's
+    finish costs the same in a cascade of 5 members or of 500. Without it, every member is looked at.
+    Returns True when deployments were queued (the caller wakes the runners after its commit).
     """
     cascade = await rows.lock(conn, cascade_id)
     if cascade is None or cascade.status != rows.RUNNING:
@@ -212,10 +186,9 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, fini
     if known is None:
         return False
     plan, root_events = known
-    frontier = {stack for stack in finished if stack in plan.position}
-    if not frontier:
+    if finished is None or finished not in plan.position:
         return await _advance_all(conn, cascade, plan, root_events, now)
-    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, frontier)
+    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, finished)
     # A member this advance left waiting, gated or queued means the cascade goes on: no need to ask.
     if not open_member_seen and not await rows.has_unfinished_member(conn, cascade_id):
         await _advance_all(conn, cascade, plan, root_events, now)  # once per cascade: sets its final status
@@ -290,14 +263,14 @@ async def _advance_all(
 
 
 async def _advance_from(
-    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: set[str]
+    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: str
 ) -> tuple[bool, bool]:
-    """Advance from members that ended: only their downstream members can have become ready.
+    """Advance from one member that ended: only its downstream members can have become ready.
 
     Returns whether deployments were queued, and whether a member it read is left unfinished.
     """
     queued = open_member_seen = False
-    frontier, done = set(finished), set[str]()
+    frontier, done = {finished}, set[str]()
     while frontier:
         done |= frontier
         candidates = {down for stack in frontier for down in plan.outgoing[stack]}

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackcascade.domain.backoff import RetryPolicy
-from stackcascade.services.batches import KeyedBatches
 from stackcascade.services.org_graphs import OrgGraphs
 from stackcascade.services.secrets import SecretBox
 from stackcascade.services.webhook_client import WebhookClient
@@ -115,9 +114,6 @@ class Context:
     max_log_bytes: int = 5 * 1024 * 1024
     work: WorkSignal = field(default_factory=WorkSignal)
     claims: ClaimGate = field(default_factory=ClaimGate)
-    # Advances of each cascade after its members' finishes, one turn at a time, each for every member
-    # that finished before it began (``services.cascades.advance_after``).
-    advances: KeyedBatches = field(default_factory=KeyedBatches)
     auth_cache: AuthCache = field(default_factory=AuthCache)
     # Webhooks: the HTTP side (None: ping and HTTP webhooks are refused), the retry policy, a source of
     # randomness for jitter, and the signal that wakes the dispatcher when events were committed.

@@ -108,14 +108,11 @@ async def finish_in(
     now: float,
     *,
     values: dict[str, Any] | None = None,
-    advance: bool = True,
     **extra: Any,
 ) -> Any:
     """Finish ``row`` inside the caller's transaction: status, events, superseded queue entries.
 
     ``values``: more columns to set in the same statement; ``extra``: more fields for the events.
-    ``advance``: advance the row's cascade in this transaction too; a runner's finish leaves it to
-    ``cascades.advance_after``, once it has committed.
     """
     check_transition(Status(row.status), status)
     changes = {
@@ -134,23 +131,16 @@ async def finish_in(
     finished = SimpleNamespace(**{**row._asdict(), **changes})  # the row as it now is, without reading it
     await _emit(conn, finished, event_kinds_for_finish(Operation(row.operation), status), now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)
-    if row.cascade_id and advance:  # a member finished: its cascade moves on in the same transaction
-        await cascades.advance_in(conn, row.cascade_id, now, finished=(member_of(row),))
+    if row.cascade_id:  # a member finished: its cascade moves on in the same transaction
+        await cascades.advance_in(conn, row.cascade_id, now, finished=f"{row.project}/{row.stack}")
     return finished
-
-
-def member_of(row: Any) -> str:
-    """The cascade member a deployment is: its stack, ``project/stack``."""
-    return f"{row.project}/{row.stack}"
 
 
 async def finish(ctx: Context, deployment_id: str, runner_id: str, status: Status, reason: str | None = None) -> Any:
     async with ctx.db.write() as conn:
         row = await owned(conn, deployment_id, runner_id)
-        finished = await finish_in(conn, row, status, reason, ctx.now(), advance=False)
+        finished = await finish_in(conn, row, status, reason, ctx.now())
     ctx.work.notify()
-    if row.cascade_id:
-        await cascades.advance_after(ctx, row.cascade_id, member_of(row))
     return finished
 
 

@@ -18,7 +18,7 @@ from stackcascade.domain.deployments import TERMINAL, Status
 from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.domain.timestamps import rfc3339
-from stackcascade.services import cascades, queue
+from stackcascade.services import queue
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import load, ref
 from stackcascade.services.tokens import hash_token, new_token_value
@@ -329,8 +329,7 @@ async def finish(
     lines: list[runs.LogLine] | None = None,
 ) -> Any:
     """End a run: the last steps and log lines, status, outputs (on the stack only after a successful
-    update), events, token revoked; all in one transaction. Its cascade, if any, is advanced right
-    after the commit (``cascades.advance_after``)."""
+    update), events, token revoked; all in one transaction."""
     owner = owner_of(principal, runner_id)
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
         raise InvalidInput("a run finishes as succeeded or failed")
@@ -355,12 +354,9 @@ async def finish(
             result.reason,
             now,
             values={"outputs": sealed, "resource_changes": result.resource_changes},
-            advance=False,
             **extra,
         )
     ctx.work.notify()
-    if row.cascade_id:
-        await cascades.advance_after(ctx, row.cascade_id, queue.member_of(row))
     return finished
 
 
