@@ -1,29 +1,15 @@
 """Cascades: start one with the root deployment, advance it as members finish, approve, reject, retry.
 
 Every transition runs inside the transaction of the change that causes it (the root's creation, a
-member's finish, an approval). The decisions themselves are ``domain.cascade``'s.
-
-Locks (PostgreSQL; on SQLite a write transaction holds the database's one write lock):
-
-* a member's finish locks only the members it may decide, its downstream members, after its own member:
-  two members finishing at once wait for each other only when they share a downstream member, and the
-  second then reads the first's outcome. A skip to carry further down than it can lock in order, and the
-  cascade's final status, are left to a catch-up right after the commit (``catching_up``), which advances
-  the cascade under the whole-cascade lock; the sweeper's ``reconcile`` finds a catch-up that was lost;
-* everything else (an approval, a retry, a catch-up) locks every member, then the cascade row.
-
-Locks are taken in one order, members by (wave, stack) and then the cascade row (``store.cascades``).
+member's finish, an approval), under a lock on the cascade row, so two members finishing at once
+advance it one after the other. The decisions themselves are ``domain.cascade``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Collection
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain import cascade as planner
@@ -42,8 +28,6 @@ from stackcascade.store import stacks as stack_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-log = logging.getLogger("stackcascade.cascades")
 
 MODES = ("coalesced", "per-edge")
 _TERMINAL_STATUSES = {Status.SUCCEEDED.value, Status.FAILED.value, Status.SKIPPED.value}
@@ -187,38 +171,6 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     )
 
 
-_left_behind: ContextVar[set[str] | None] = ContextVar("cascades_left_behind", default=None)
-
-
-@contextlib.asynccontextmanager
-async def catching_up(ctx: Context) -> AsyncIterator[None]:
-    """Around a write transaction that finishes members: their finishes lock only what they decide, and
-    after the commit, the cascades they left behind are advanced, each under the whole-cascade lock.
-
-    Without it a finish locks its whole cascade and carries everything through itself.
-    """
-    behind: set[str] = set()
-    marker = _left_behind.set(behind)
-    try:
-        yield
-    finally:
-        _left_behind.reset(marker)
-    await catch_up(ctx, behind)
-
-
-async def catch_up(ctx: Context, cascade_ids: Collection[str]) -> None:
-    """Advance these cascades, one transaction each; one that fails is left to the sweeper's ``reconcile``."""
-    queued = False
-    for cascade_id in sorted(cascade_ids):
-        try:
-            async with ctx.db.write() as conn:
-                queued |= await advance_in(conn, cascade_id, ctx.now())
-        except Exception as exc:  # the finish that left it behind is committed: reconcile catches it up
-            log.warning("cascade %s: catching up failed (%s); the sweeper will", cascade_id, type(exc).__name__)
-    if queued:
-        ctx.work.notify()
-
-
 async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, finished: str | None = None) -> bool:
     """Record finished members, then run, gate or skip every member whose upstreams are all done.
 
@@ -227,9 +179,6 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, fini
     finish costs the same in a cascade of 5 members or of 500. Without it, every member is looked at.
     Returns True when deployments were queued (the caller wakes the runners after its commit).
     """
-    behind = _left_behind.get()
-    if finished is not None and behind is not None:
-        return await _advance_finished(conn, cascade_id, now, finished, behind)
     cascade = await rows.lock(conn, cascade_id)
     if cascade is None or cascade.status != rows.RUNNING:
         return False
@@ -239,106 +188,28 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, fini
     plan, root_events = known
     if finished is None or finished not in plan.position:
         return await _advance_all(conn, cascade, plan, root_events, now)
-    step = await _advance_from(conn, cascade, plan, root_events, now, finished, _Locks.everything())
+    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, finished)
     # A member this advance left waiting, gated or queued means the cascade goes on: no need to ask.
-    if not step.open_member_seen and not await rows.has_unfinished_member(conn, cascade_id):
+    if not open_member_seen and not await rows.has_unfinished_member(conn, cascade_id):
         await _advance_all(conn, cascade, plan, root_events, now)  # once per cascade: sets its final status
-    return step.queued
-
-
-async def _advance_finished(
-    conn: AsyncConnection, cascade_id: str, now: float, finished: str, behind: set[str]
-) -> bool:
-    """A member's finish, locking only the member rows it decides (see the module doc)."""
-    cascade = await rows.state(conn, cascade_id)
-    if cascade is None or cascade.status != rows.RUNNING:
-        return False
-    known = await _PLANS.get(conn, cascade_id)
-    if known is None:
-        return False
-    plan, root_events = known
-    if finished not in plan.position:
-        behind.add(cascade_id)
-        return False
-    # The same order on SQLite, where the locks cost nothing (its writer holds the database): one behaviour.
-    locks = _Locks.after_member(plan, finished)
-    step = await _advance_from(conn, cascade, plan, root_events, now, finished, locks)
-    if step.stopped:
-        behind.add(cascade_id)
-    elif not step.open_member_seen:
-        await rows.lock_row(conn, cascade_id)  # the last lock: whoever takes it second sees the other's finish
-        if not await rows.has_unfinished_member(conn, cascade_id):
-            await _advance_all(conn, cascade, plan, root_events, now)  # every member is done: its final status
-    return step.queued
-
-
-@dataclass(slots=True)
-class _Locks:
-    """The member rows a finish holds, taken in (wave, stack) order; without a plan: all of them."""
-
-    plan: Plan | None = None
-    held: set[str] = field(default_factory=set)
-    highest: tuple[int, str] | None = None
-    unlocked: str | None = None  # the finished member: written by its finish, locked with the first rows
-
-    @classmethod
-    def everything(cls) -> _Locks:
-        return cls()
-
-    @classmethod
-    def after_member(cls, plan: Plan, finished: str) -> _Locks:
-        """For a member's finish: its own row comes first in the order (its downstream members come after)."""
-        return cls(plan, {finished}, (plan.wave_of[finished], finished), finished)
-
-    def holds(self, stack: str) -> bool:
-        return self.plan is None or stack in self.held
-
-    def may_take(self, stacks: Collection[str]) -> bool:
-        """Whether these rows can be locked without breaking the order (each after every row held)."""
-        if self.plan is None or self.highest is None:
-            return True
-        wanted = [(self.plan.wave_of[stack], stack) for stack in stacks if stack not in self.held]
-        return not wanted or min(wanted) > self.highest
-
-    async def take(self, conn: AsyncConnection, cascade_id: str, stacks: Collection[str]) -> None:
-        if self.plan is None:
-            return
-        wanted = {stack for stack in stacks if stack not in self.held}
-        if not wanted:
-            return
-        first = {self.unlocked} if self.unlocked is not None else set()
-        await rows.lock_members(conn, cascade_id, wanted | first)
-        self.unlocked = None
-        self.held |= wanted
-        self.highest = max([(self.plan.wave_of[stack], stack) for stack in wanted] + [self.highest or (-1, "")])
+    return queued
 
 
 async def _record(
-    conn: AsyncConnection,
-    cascade_id: str,
-    plan: Plan,
-    members: list[Any],
-    root_events: frozenset[str],
-    now: float,
-    locks: _Locks,
-) -> tuple[dict[str, Outcome], set[str], bool]:
-    """Each member's outcome, written to the members whose deployment finished; those members; and
-    whether one of them is a row this transaction does not hold (its outcome is left unwritten)."""
+    conn: AsyncConnection, cascade_id: str, plan: Plan, members: list[Any], root_events: frozenset[str], now: float
+) -> tuple[dict[str, Outcome], set[str]]:
+    """Each member's outcome, written to the members whose deployment finished; and those members."""
     outcomes: dict[str, Outcome] = {}
     ended: set[str] = set()
-    unwritten = False
     for member in members:
         outcome = _outcome(plan, member, root_events)
         if member.status != outcome.status.value:  # its deployment has finished
-            if locks.holds(member.stack):
-                await rows.update_member(
-                    conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
-                )
-            else:
-                unwritten = True
+            await rows.update_member(
+                conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
+            )
             ended.add(member.stack)
         outcomes[member.stack] = outcome
-    return outcomes, ended, unwritten
+    return outcomes, ended
 
 
 async def _apply(
@@ -380,7 +251,7 @@ async def _advance_all(
     queued = False
     while True:
         members = await rows.members(conn, cascade.id)
-        outcomes, _, _ = await _record(conn, cascade.id, plan, members, root_events, now, _Locks.everything())
+        outcomes, _ = await _record(conn, cascade.id, plan, members, root_events, now)
         decisions = planner.decide(plan, outcomes, **_gates(members))
         if not decisions:
             break
@@ -391,41 +262,26 @@ async def _advance_all(
     return queued
 
 
-@dataclass(slots=True)
-class _Step:
-    queued: bool = False
-    open_member_seen: bool = False  # a member it read is left unfinished
-    stopped: bool = False  # it left members to decide (or to record) to a catch-up
-
-
 async def _advance_from(
-    conn: AsyncConnection,
-    cascade: Any,
-    plan: Plan,
-    root_events: frozenset[str],
-    now: float,
-    finished: str,
-    locks: _Locks,
-) -> _Step:
-    """Advance from one member that ended: only its downstream members can have become ready."""
-    step = _Step()
+    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: str
+) -> tuple[bool, bool]:
+    """Advance from one member that ended: only its downstream members can have become ready.
+
+    Returns whether deployments were queued, and whether a member it read is left unfinished.
+    """
+    queued = open_member_seen = False
     frontier, done = {finished}, set[str]()
     while frontier:
         done |= frontier
         candidates = {down for stack in frontier for down in plan.outgoing[stack]}
-        if not locks.may_take(candidates):
-            step.stopped = True  # further down than it can lock in order: the catch-up goes on from here
-            break
-        await locks.take(conn, cascade.id, candidates)
         needed = frontier | candidates | {up for down in candidates for up in plan.incoming[down]}
         members = await rows.members(conn, cascade.id, needed)
-        outcomes, ended, unwritten = await _record(conn, cascade.id, plan, members, root_events, now, locks)
-        step.stopped |= unwritten
+        outcomes, ended = await _record(conn, cascade.id, plan, members, root_events, now)
         decisions = planner.decide(plan, outcomes, only=candidates, **_gates(members)) if candidates else []
         deployed, decided_ended = await _apply(conn, cascade, decisions, members, now)
-        step.queued |= deployed
+        queued |= deployed
         decided = {decision.stack for decision in decisions}
-        step.open_member_seen |= any(
+        open_member_seen |= any(
             stack not in decided_ended
             and (stack in decided or outcome.status not in planner.TERMINAL)  # run or gated: open
             for stack, outcome in outcomes.items()
@@ -433,7 +289,7 @@ async def _advance_from(
         # Members that became terminal now (skipped, refused a deployment, or a deployment found ended)
         # make their own downstream members ready in turn.
         frontier = (decided_ended | ended) - done
-    return step
+    return queued, open_member_seen
 
 
 async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> bool:

@@ -137,7 +137,7 @@ async def finish_in(
 
 
 async def finish(ctx: Context, deployment_id: str, runner_id: str, status: Status, reason: str | None = None) -> Any:
-    async with cascades.catching_up(ctx), ctx.db.write() as conn:
+    async with ctx.db.write() as conn:
         row = await owned(conn, deployment_id, runner_id)
         finished = await finish_in(conn, row, status, reason, ctx.now())
     ctx.work.notify()

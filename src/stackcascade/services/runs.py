@@ -18,7 +18,7 @@ from stackcascade.domain.deployments import TERMINAL, Status
 from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.domain.timestamps import rfc3339
-from stackcascade.services import cascades, queue
+from stackcascade.services import queue
 from stackcascade.services.context import Context
 from stackcascade.services.stacks import load, ref
 from stackcascade.services.tokens import hash_token, new_token_value
@@ -334,7 +334,7 @@ async def finish(
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
         raise InvalidInput("a run finishes as succeeded or failed")
     now = ctx.now()
-    async with cascades.catching_up(ctx), ctx.db.write() as conn:
+    async with ctx.db.write() as conn:
         row = await queue.owned(conn, deployment_id, owner)
         await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now, earliest=_step_floor(row, now))
         await runs.append_logs(conn, deployment_id, lines or [], max_bytes=ctx.max_log_bytes, now=now, state=row)

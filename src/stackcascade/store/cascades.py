@@ -109,50 +109,14 @@ async def insert(conn: AsyncConnection, values: dict[str, Any], members: list[di
 _STATE_COLUMNS = [column for column in cascades.c if column.name != "plan"]
 
 
-_STATE = sa.select(*_STATE_COLUMNS).where(cascades.c.id == sa.bindparam("b_id"))
-# FOR NO KEY UPDATE: no key ever changes, and it does not wait for the KEY SHARE lock that PostgreSQL's
-# foreign key check takes on the cascade row when a transaction updates a member row a second time (two
-# finishes holding that and asking FOR UPDATE would wait for each other).
-_LOCK_FOR_UPDATE = _STATE.with_for_update(key_share=True)
-# Member rows are locked in one order, (wave, stack), and the cascade row after them: a member's wave is
-# greater than each of its upstreams', so a finish locking its member and then that member's downstream
-# members takes its locks in this order too, and no two transactions can wait for each other.
-_LOCK_MEMBERS = (
-    sa.select(cascade_members.c.stack)
-    .where(cascade_members.c.cascade_id == sa.bindparam("b_cascade_id"))
-    .order_by(cascade_members.c.wave, cascade_members.c.stack)
-    .with_for_update(key_share=True)
-)
-_LOCK_SOME_MEMBERS = _LOCK_MEMBERS.where(cascade_members.c.stack.in_(sa.bindparam("b_stacks", expanding=True)))
-
-
-async def state(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
-    """The cascade row without its plan, not locked."""
-    return (await conn.execute(_STATE, {"b_id": cascade_id})).first()
+_LOCK = sa.select(*_STATE_COLUMNS).where(cascades.c.id == sa.bindparam("b_id"))
+_LOCK_FOR_UPDATE = _LOCK.with_for_update()
 
 
 async def lock(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
-    """The cascade row without its plan, with every member row locked and then the cascade row: the whole
-    cascade, for a change that may touch any member (advancing it all, an approval, a retry).
-
-    SQLite needs no row locks: a write transaction holds the database's one write lock.
-    """
-    if conn.dialect.name != "postgresql":
-        return await state(conn, cascade_id)
-    await conn.execute(_LOCK_MEMBERS, {"b_cascade_id": cascade_id})
-    return (await conn.execute(_LOCK_FOR_UPDATE, {"b_id": cascade_id})).first()
-
-
-async def lock_members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str]) -> None:
-    """Lock these member rows (PostgreSQL), in the one order: the caller holds no member row after them."""
-    if conn.dialect.name == "postgresql" and stacks:
-        await conn.execute(_LOCK_SOME_MEMBERS, {"b_cascade_id": cascade_id, "b_stacks": sorted(stacks)})
-
-
-async def lock_row(conn: AsyncConnection, cascade_id: str) -> None:
-    """Lock the cascade row alone (PostgreSQL), after any member rows: to decide whether it has ended."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_LOCK_FOR_UPDATE, {"b_id": cascade_id})
+    """The cascade row without its plan, locked: members finishing at once advance it one after another."""
+    query = _LOCK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK
+    return (await conn.execute(query, {"b_id": cascade_id})).first()
 
 
 async def plan(conn: AsyncConnection, cascade_id: str) -> dict[str, Any] | None:
@@ -232,8 +196,9 @@ async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed
     await conn.execute(_SET_OUTPUTS_CHANGED, {"b_deployment_id": deployment_id, "outputs_changed": changed})
 
 
-def _behind() -> sa.CompoundSelect[Any]:
-    ended_outside_a_finish = (
+async def behind_ids(conn: AsyncConnection) -> list[str]:
+    """Running cascades with a member whose deployment ended outside a finish (superseded at a claim)."""
+    query = (
         sa.select(cascade_members.c.cascade_id)
         .join(cascades, cascades.c.id == cascade_members.c.cascade_id)
         .join(deployments, deployments.c.id == cascade_members.c.deployment_id)
@@ -242,22 +207,9 @@ def _behind() -> sa.CompoundSelect[Any]:
             cascade_members.c.status == "queued",
             deployments.c.status.in_(("succeeded", "failed", "skipped")),
         )
+        .distinct()
     )
-    open_member = sa.select(cascade_members.c.stack).where(
-        cascade_members.c.cascade_id == cascades.c.id,
-        cascade_members.c.status.in_(("queued", "awaiting-approval")),
-    )
-    nothing_to_wait_for = sa.select(cascades.c.id).where(cascades.c.status == RUNNING, ~open_member.exists())
-    return sa.union(ended_outside_a_finish, nothing_to_wait_for)
-
-
-_BEHIND = _behind()
-
-
-async def behind_ids(conn: AsyncConnection) -> list[str]:
-    """Running cascades that no finish to come will advance: a member whose deployment ended outside a
-    finish (superseded at a claim), or no member queued or awaiting approval (its catch-up was lost)."""
-    return sorted(row[0] for row in (await conn.execute(_BEHIND)).all())
+    return [row[0] for row in (await conn.execute(query)).all()]
 
 
 # Without the plan: a list shows no members, and a large cascade's plan is a large document to decode.
