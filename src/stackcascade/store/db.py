@@ -3,7 +3,8 @@
 Services see one async API: ``write()`` opens a transaction that changes state (commit on success,
 rollback on any error) and ``read()`` a snapshot for reads.
 
-* PostgreSQL: SQLAlchemy's async engine on psycopg 3.
+* PostgreSQL: SQLAlchemy's async engine on psycopg 3 holds the pool and the transactions; statements
+  are compiled by SQLAlchemy and sent through psycopg directly (``store/pg_direct``).
 * SQLite (the embedded default): statements run synchronously on the event loop. A local SQLite
   statement takes microseconds, while a thread hop per statement (aiosqlite) cost about a millisecond
   each. Writers of this process queue on an ``asyncio.Lock`` and then take the file's write lock with
@@ -29,6 +30,8 @@ from stackcascade.store.transaction_marks import graphs_changed_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from stackcascade.store.pg_direct import DirectConnection
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -121,9 +124,13 @@ class Database:
             # Overflow connections are closed when returned, so size the pool for the expected concurrency.
             from sqlalchemy.ext.asyncio import create_async_engine
 
+            from stackcascade.store.pg_direct import DirectConnection, StatementCache
+
             self._engine = create_async_engine(
                 driver_url, pool_size=pool_size * 3, max_overflow=pool_size, pool_recycle=1800
             )
+            self._statements = StatementCache(self._engine.dialect)
+            self._direct = DirectConnection
 
     @property
     def is_postgres(self) -> bool:
@@ -145,8 +152,8 @@ class Database:
         graphs_marker = graphs_changed_in_transaction.set(set())
         try:
             if self.is_postgres:
-                async with self._engine.begin() as conn:
-                    yield conn
+                async with self._postgres_transaction() as direct:
+                    yield direct  # type: ignore[misc]
             else:
                 if self._write_lock is None:
                     self._write_lock = asyncio.Lock()
@@ -165,11 +172,18 @@ class Database:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         if self.is_postgres:
-            async with self._engine.begin() as conn:
-                yield conn
+            async with self._postgres_transaction() as direct:
+                yield direct  # type: ignore[misc]
             return
         with self._sqlite_transaction(self._sqlite_reader) as conn:
             yield conn  # type: ignore[misc]
+
+    @contextlib.asynccontextmanager
+    async def _postgres_transaction(self) -> AsyncIterator[DirectConnection]:
+        """SQLAlchemy's connection holds the transaction; statements go to psycopg directly (see pg_direct)."""
+        async with self._engine.begin() as conn:
+            pooled = await conn.get_raw_connection()
+            yield self._direct(conn, pooled.driver_connection, self._statements)
 
     @staticmethod
     @contextlib.contextmanager
