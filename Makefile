@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/webhook_delivery.py
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/graph_scale.py
+	$(BIN)/python bench/pg_statements.py
 	$(BIN)/python bench/console_pages.py
 
 lock: | $(BIN)/python
