@@ -169,3 +169,27 @@ async def test_statement_listeners_see_every_statement(db: Database) -> None:
         "INSERT",
         "SELECT",
     ]
+
+
+async def test_a_connection_the_server_dropped_fails_its_transaction_and_the_next_one_gets_a_fresh_one(
+    db: Database,
+) -> None:
+    """PostgreSQL only: a backend terminated under a transaction (a server restart, a failover)."""
+    if not db.is_postgres:
+        pytest.skip("SQLite has no server connection to lose")
+    import psycopg
+
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        async with db.write() as conn:
+            pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+            killer = await psycopg.AsyncConnection.connect(db.url, autocommit=True)
+            async with killer:
+                await killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await conn.execute(orgs.insert().values(**_org("lost")))
+    assert caught.value.connection_invalidated
+    assert "INSERT INTO orgs" in str(caught.value.statement)  # the error names the statement that failed
+    for _ in range(3):  # every pooled connection that is handed out works
+        async with db.write() as conn:
+            assert await conn.scalar(sa.text("SELECT 1")) == 1
+    async with db.read() as conn:
+        assert (await conn.execute(sa.select(orgs.c.name))).scalars().all() == []

@@ -148,9 +148,15 @@ class DirectConnection:
                 await cursor.execute(sql, params[0])
                 rows = await cursor.fetchall() if cursor.description is not None else []
         except self.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                sql, parameters, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect
-            ) from exc
+            # A lost connection is invalidated here, as SQLAlchemy's own execution would: the pool drops
+            # it, and the caller sees this statement's error rather than the failed ROLLBACK's.
+            lost = self.dialect.is_disconnect(exc, self._driver, cursor)
+            error = sa.exc.DBAPIError.instance(
+                sql, parameters, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect, connection_invalidated=lost
+            )
+            if lost:
+                await self._connection.invalidate()
+            raise error from exc
         if dispatch.after_cursor_execute:
             dispatch.after_cursor_execute(self._connection.sync_connection, cursor, sql, parameters, None, executemany)
         description = cursor.description or ()
