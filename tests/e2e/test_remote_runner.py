@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +124,19 @@ def test_a_killed_runner_fails_its_deployment_as_runner_lost(
         runner.wait(timeout=10)
         body = wait_for(api, stack, deployment_id, seconds=60)
         assert (body["status"], body["reason"]) == ("failed", "runner lost")
+        # The killed runner could not remove its scratch dir (upstream outputs, secrets opened): the next
+        # runner on the same work dir does, first thing.
+        scratch = tmp_path / "work" / "scratch"
+        assert len(list(scratch.iterdir())) == 1
+        restarted = start_runner(api, bare_server, tmp_path / "work")
+        try:
+            deadline = time.monotonic() + 30
+            while any(scratch.iterdir()) and time.monotonic() < deadline and restarted.poll() is None:
+                time.sleep(0.05)
+            assert list(scratch.iterdir()) == []
+        finally:
+            output = stop_runner(restarted)
+        assert "removed 1 scratch dir(s) a killed runner left behind" in output
     finally:
         if runner.poll() is None:
             runner.kill()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from stackcascade.runner.client import ProtocolError, RunnerClient
 from stackcascade.runner.job import START_STEPS, JobRun
+from stackcascade.runner.scratch import sweep
 
 log = logging.getLogger("stackcascade.runner")
 
@@ -50,6 +51,8 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run until ``stop`` is set; then let running deployments finish, up to the grace period."""
         self._work_dir.mkdir(parents=True, exist_ok=True)
+        if swept := sweep(self._work_dir / "scratch"):
+            log.warning("runner %s: removed %d scratch dir(s) a killed runner left behind", self.name, swept)
         slots = [asyncio.create_task(self._slot(index, stop)) for index in range(self._concurrency)]
         await stop.wait()
         _, pending = await asyncio.wait(slots, timeout=self._grace_seconds)

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +16,7 @@ from stackcascade.runner.client import ProtocolError, RunnerClient
 from stackcascade.runner.masking import Masker
 from stackcascade.runner.process import run_process
 from stackcascade.runner.runtimes import detect, run_operation
+from stackcascade.runner.scratch import scratch_dir
 from stackcascade.runner.shipping import LogShipper
 from stackcascade.runner.types import GitAuth, OperationResult, RunContext, SourceSpec, StepFailed
 from stackcascade.runner.workspace import fetch_source
@@ -97,11 +96,11 @@ class JobRun:
             await self.client.start(self.id, START_STEPS)
         self._shipper.start()
         heartbeat = asyncio.create_task(self._heartbeats(float(self.job.get("leaseSeconds") or 60)))
-        scratch = Path(tempfile.mkdtemp(prefix=f"cascade-{self.id[:8]}-"))
         result: dict[str, Any]
         last: list[dict[str, Any]] = []  # the step transition the finish call carries
         try:
-            outcome = await self._steps(scratch)
+            with scratch_dir(self.work_dir / "scratch", self.id) as scratch:  # swept if this runner is killed
+                outcome = await self._steps(scratch)
             last = [_step(len(STEPS) - 1, "succeeded")]
             result = {"status": "succeeded", **self._result_fields(outcome)}
         except StepFailed as failure:
@@ -119,7 +118,6 @@ class JobRun:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            shutil.rmtree(scratch, ignore_errors=True)
         # Large outputs already make a large finish request: then the last lines go in a call of their own.
         small = len(json.dumps(result.get("outputs"))) <= FINISH_OUTPUTS_CHARS
         lines, steps = await self._shipper.close(carry_lines=small)
