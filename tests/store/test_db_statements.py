@@ -193,3 +193,23 @@ async def test_a_connection_the_server_dropped_fails_its_transaction_and_the_nex
             assert await conn.scalar(sa.text("SELECT 1")) == 1
     async with db.read() as conn:
         assert (await conn.execute(sa.select(orgs.c.name))).scalars().all() == []
+
+
+async def test_a_column_default_computed_in_python_is_refused_on_postgresql_rather_than_left_out(db: Database) -> None:
+    """The schema uses server defaults only; a Python-side default would silently be missing from the row."""
+    with_default = sa.Table(
+        "orgs",
+        sa.MetaData(),
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("concurrency", sa.Integer, default=lambda: 9),
+        sa.Column("created_at", sa.Double),
+    )
+    statement = with_default.insert().values(name="d", created_at=1.0)
+    if db.is_postgres:
+        with pytest.raises(sa.exc.CompileError, match="server_default"):
+            async with db.write() as conn:
+                await conn.execute(statement)
+        return
+    async with db.write() as conn:  # SQLAlchemy's own execution on SQLite computes the default
+        await conn.execute(statement)
+        assert await conn.scalar(sa.select(orgs.c.concurrency).where(orgs.c.name == "d")) == 9

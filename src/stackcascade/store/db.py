@@ -26,12 +26,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from stackcascade.store.events import appended_in_transaction
+from stackcascade.store.pg_direct import DirectConnection, StatementCache
 from stackcascade.store.transaction_marks import graphs_changed_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-    from stackcascade.store.pg_direct import DirectConnection
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -124,13 +123,10 @@ class Database:
             # Overflow connections are closed when returned, so size the pool for the expected concurrency.
             from sqlalchemy.ext.asyncio import create_async_engine
 
-            from stackcascade.store.pg_direct import DirectConnection, StatementCache
-
             self._engine = create_async_engine(
                 driver_url, pool_size=pool_size * 3, max_overflow=pool_size, pool_recycle=1800
             )
             self._statements = StatementCache(self._engine.dialect)
-            self._direct = DirectConnection
 
     @property
     def is_postgres(self) -> bool:
@@ -183,7 +179,7 @@ class Database:
         """SQLAlchemy's connection holds the transaction; statements go to psycopg directly (see pg_direct)."""
         async with self._engine.begin() as conn:
             pooled = await conn.get_raw_connection()
-            yield self._direct(conn, pooled.driver_connection, self._statements)
+            yield DirectConnection(conn, pooled.driver_connection, self._statements)
 
     @staticmethod
     @contextlib.contextmanager

@@ -86,9 +86,11 @@ class StatementCache:
         if compiled.insert_prefetch or compiled.update_prefetch:
             # Python-side column defaults: the schema has none (server defaults only); refuse rather than
             # silently write rows without them.
-            raise NotImplementedError("pg_direct: Python-side column defaults are not supported")
+            raise sa.exc.CompileError(
+                "the store's PostgreSQL path has no Python-side column defaults: use server_default"
+            )
         if compiled.schema_translate_map:
-            raise NotImplementedError("pg_direct: schema_translate_map is not supported")
+            raise sa.exc.CompileError("the store's PostgreSQL path does not translate schemas")
         columns = compiled._result_columns
         keys = [column[0] for column in columns] if columns else None
         expands = bool(compiled.literal_execute_params or compiled.post_compile_params)
