@@ -155,3 +155,51 @@ def test_runner_tokens_can_do_nothing_but_the_runner_protocol(
         assert runner_api.post(f"/api/stacks/{org}/x", json={"stackName": "y"}).status_code == 404
         assert runner_api.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 0}).status_code in (200, 204)
     assert api.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 0}).status_code == 403
+
+
+def test_a_finish_over_http_can_claim_the_runners_next_deployment(
+    api: httpx2.Client, bare_server: LiveServer, org: str
+) -> None:
+    """Protocol 3: ``next`` on a finish claims (and starts) this runner's next deployment in the same call."""
+    stacks = []
+    for project in ("one", "two"):
+        assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        settings = {"sourceContext": {"git": {"repoUrl": "https://example.com/x.git", "branch": "main"}}}
+        assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        stacks.append(f"{org}/{project}/prod")
+    queued = {stack: deploy(api, stack) for stack in stacks}
+    token = api.post("/api/tokens", json={"runner": True}).json()["token"]
+    start = [{"index": 0, "name": "source", "status": "running"}]
+    with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {token}"}, timeout=30) as runner:
+        mine = []
+        for _ in range(20):  # other tests' work on this shared server is claimed and finished first
+            first = runner.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 5, "start": start}).json()
+            assert first["protocol"] == 3
+            if first["deploymentId"] in queued.values():
+                mine.append(first)
+                break
+            finish = runner.post(
+                f"/api/runner/deployments/{first['deploymentId']}/finish", json={"runnerId": "r", "status": "failed"}
+            )
+            assert finish.status_code == 200
+        [first] = mine
+        url = f"/api/runner/deployments/{first['deploymentId']}/finish"
+        refused = runner.post(url, json={"runnerId": "r", "status": "succeeded", "next": 5})
+        assert refused.status_code == 400 and "'next' must be an object" in refused.json()["message"]
+        stack = f"{org}/{first['project']}/{first['stack']}"
+        assert api.get(f"/api/stacks/{stack}/deployments/{first['deploymentId']}").json()["status"] == "running"
+
+        done = runner.post(url, json={"runnerId": "r", "status": "succeeded", "next": {"start": start}})
+        assert done.status_code == 200, done.text
+        handed = done.json()["next"]
+        assert done.json()["status"] == "succeeded"
+        assert handed["deploymentId"] in queued.values() and handed["deploymentId"] != first["deploymentId"]
+        assert handed["started"] is True and handed["deploymentToken"]
+        other = f"{org}/{handed['project']}/{handed['stack']}"
+        assert api.get(f"/api/stacks/{other}/deployments/{handed['deploymentId']}").json()["status"] == "running"
+
+        last = runner.post(
+            f"/api/runner/deployments/{handed['deploymentId']}/finish",
+            json={"runnerId": "r", "status": "succeeded", "next": {}},
+        )
+        assert last.status_code == 200 and last.json()["next"] is None

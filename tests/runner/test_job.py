@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stackcascade.runner.job import JobRun
+from stackcascade.runner.job import START_STEPS, JobRun
 
 
 class Recorder:
@@ -18,6 +18,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.next_start: list[dict[str, Any]] | None = None
+        self.returned: dict[str, Any] | None = None
 
     async def start(self, deployment_id: str, steps: list[dict[str, Any]] | None = None) -> None:
         self.calls.append(("start", _steps(steps or [])))
@@ -33,8 +35,12 @@ class Recorder:
     async def heartbeat(self, deployment_id: str) -> bool:
         return False
 
-    async def finish(self, deployment_id: str, result: dict[str, Any]) -> None:
+    async def finish(
+        self, deployment_id: str, result: dict[str, Any], next_start: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any] | None:
         self.calls.append(("finish", result))
+        self.next_start = next_start
+        return {"deploymentId": "the-next-one"} if next_start is not None else None
 
 
 def _steps(steps: list[dict[str, Any]]) -> list[tuple[int, str]]:
@@ -66,10 +72,11 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
-async def _run(job: dict[str, Any], tmp_path: Path) -> Recorder:
+async def _run(job: dict[str, Any], tmp_path: Path, *, claim_next: bool = False) -> Recorder:
     client = Recorder()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    await JobRun(client, job, work_dir=tmp_path / "work", base_env=env).execute()  # type: ignore[arg-type]
+    run = JobRun(client, job, work_dir=tmp_path / "work", base_env=env)  # type: ignore[arg-type]
+    client.returned = await run.execute(claim_next=claim_next)
     return client
 
 
@@ -114,3 +121,22 @@ async def test_an_older_server_gets_a_start_call_and_a_call_per_transition(proje
     ]
     finish = client.calls[-1][1]
     assert _steps(finish["steps"]) == [(3, "succeeded")] and "lines" not in finish
+
+
+async def test_protocol_3_the_finish_call_asks_for_the_next_job_and_returns_it(project: Path, tmp_path: Path) -> None:
+    client = await _run(_job(project, protocol=3, started=True), tmp_path, claim_next=True)
+    [(name, result)] = client.calls
+    assert name == "finish" and result["status"] == "succeeded"
+    assert client.next_start == START_STEPS  # the next deployment starts with the claim, as with a claim call
+    assert client.returned == {"deploymentId": "the-next-one"}
+
+
+async def test_an_older_server_is_not_asked_for_the_next_job_with_the_finish(project: Path, tmp_path: Path) -> None:
+    client = await _run(_job(project, protocol=2, started=True), tmp_path, claim_next=True)
+    assert [name for name, _ in client.calls] == ["finish"]
+    assert client.next_start is None and client.returned is None
+
+
+async def test_a_run_not_asked_to_claim_next_does_not(project: Path, tmp_path: Path) -> None:
+    client = await _run(_job(project, protocol=3, started=True), tmp_path)
+    assert client.next_start is None and client.returned is None

@@ -29,7 +29,7 @@ async def _running(ctx: Context, now: list[float]) -> str:
     await make_stack(ctx, ORG, "net")
     await enqueue(ctx, ORG, "net")
     job = await runs.claim(ctx, RUNNER, SLOT, 0)
-    assert job is not None and job["protocol"] == 2
+    assert job is not None and job["protocol"] == 3
     await queue.start(ctx, job["deploymentId"], runs.owner_of(RUNNER, SLOT), [StepUpdate(0, "source", "running")])
     return str(job["deploymentId"])
 

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from stackcascade.runner.client import ProtocolError, RunnerClient
 from stackcascade.runner.job import START_STEPS, JobRun
@@ -69,39 +70,46 @@ class Runner:
     async def _slot(self, index: int, stop: asyncio.Event) -> None:
         client = self._make_client(f"{self.name}/{index}")
         backoff = 0.5
+        job: dict[str, Any] | None = None  # the next job, when the server handed it over with a finish
         try:
-            while not stop.is_set():
-                try:
-                    job = await client.claim(self._poll_seconds, START_STEPS)
-                except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
-                    log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
-                    backoff = min(backoff * 2, 15.0)
-                    continue
-                backoff = 0.5
+            while job is not None or not stop.is_set():  # a job handed over is leased to us: run it
                 if job is None:
-                    continue
-                run = JobRun(
-                    client,
-                    job,
-                    work_dir=self._work_dir,
-                    base_env=self._base_env,
-                    api_url=self._api_url,
-                    grace_seconds=10.0,
-                )
-                self._running.add(run)
-                try:
-                    await run.execute()
-                except Exception as exc:  # the server will fail it when the lease expires
-                    log.warning(
-                        "runner %s: deployment %s could not be reported: %s",
-                        client.runner_id,
-                        run.id,
-                        type(exc).__name__,
-                    )
-                finally:
-                    self._running.discard(run)
-                    self.completed += 1
+                    try:
+                        job = await client.claim(self._poll_seconds, START_STEPS)
+                    except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
+                        log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), backoff)
+                        backoff = min(backoff * 2, 15.0)
+                        continue
+                    backoff = 0.5
+                    if job is None:
+                        continue
+                job = await self._run_job(client, job, claim_next=not stop.is_set())
         finally:
             await client.close()
+
+    async def _run_job(self, client: RunnerClient, job: dict[str, Any], *, claim_next: bool) -> dict[str, Any] | None:
+        """Run one job; the next one when the finish call brought it."""
+        run = JobRun(
+            client,
+            job,
+            work_dir=self._work_dir,
+            base_env=self._base_env,
+            api_url=self._api_url,
+            grace_seconds=10.0,
+        )
+        self._running.add(run)
+        try:
+            return await run.execute(claim_next=claim_next)
+        except Exception as exc:  # the server will fail it when the lease expires
+            log.warning(
+                "runner %s: deployment %s could not be reported: %s",
+                client.runner_id,
+                run.id,
+                type(exc).__name__,
+            )
+            return None
+        finally:
+            self._running.discard(run)
+            self.completed += 1

@@ -99,5 +99,14 @@ class RunnerClient:
             body["steps"] = steps
         await self._post(f"/api/runner/deployments/{deployment_id}/logs", body)
 
-    async def finish(self, deployment_id: str, result: dict[str, Any]) -> None:
-        await self._post(f"/api/runner/deployments/{deployment_id}/finish", result)
+    async def finish(
+        self, deployment_id: str, result: dict[str, Any], next_start: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any] | None:
+        """Report the result. With ``next_start`` (protocol 3) the server also claims (and starts, with
+        these first steps) this runner's next deployment: its job, or None when nothing was eligible."""
+        body = result if next_start is None else {**result, "next": {"start": next_start}}
+        response = await self._post(f"/api/runner/deployments/{deployment_id}/finish", body)
+        if next_start is None:
+            return None
+        job = response.json().get("next")
+        return dict(job) if isinstance(job, dict) else None

@@ -91,7 +91,9 @@ class JobRun:
         self._stopped_by_runner = True
         self.cancel.set()
 
-    async def execute(self) -> None:
+    async def execute(self, *, claim_next: bool = False) -> dict[str, Any] | None:
+        """Run and report the deployment. ``claim_next``: a server of protocol 3 or later claims this
+        runner's next deployment with the finish call; returns that job (None: none, or not asked)."""
         if not self.job.get("started"):  # a server older than protocol 2 did not start it with the claim
             await self.client.start(self.id, START_STEPS)
         self._shipper.start()
@@ -125,7 +127,10 @@ class JobRun:
             result["steps"] = [*steps, *last]
         if lines:
             result["lines"] = lines
+        if claim_next and int(self.job.get("protocol") or 1) >= 3:
+            return await self.client.finish(self.id, result, next_start=START_STEPS)
         await self.client.finish(self.id, result)
+        return None
 
     @staticmethod
     def _result_fields(outcome: OperationResult) -> dict[str, Any]:

@@ -57,17 +57,18 @@ class ClaimGate:
 
     A notify wakes every long-polling claimer. They take turns (on PostgreSQL their claims would queue
     on the org's row lock one after another anyway), and the one whose turn it is claims, in one
-    transaction, a deployment for each claimer in ``pending`` (``services.runs``); once an attempt that
-    began after the latest notify found too few, the claimers woken by that notify go back to waiting
-    without asking the database. A claimer woken by its poll timeout always asks: work queued by another
-    replica sends no notify here.
+    transaction, a deployment for each claimer in ``pending`` (``services.runs``); a runner's finish
+    takes a turn itself when none is under way. Once an attempt that began after the latest notify found
+    too few, the claimers woken by that notify go back to waiting without asking the database. A claimer
+    woken by its poll timeout always asks: work queued by another replica sends no notify here.
     """
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.pending: list[Any] = []  # the claimers waiting for their turn (``services.runs`` fills it)
+        self.pending: list[Any] = []  # every claimer in a long poll (``services.runs`` fills it)
         self.empty_at = -1  # the notify generation at which an attempt last found nothing
         self.attempts = 0  # attempts that asked the database
+        self.poll_seconds = 1.0  # how often a waiting claimer asks without a notify (other replicas' work)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.domain.timestamps import rfc3339
 from stackcascade.services import queue
-from stackcascade.services.context import Context
+from stackcascade.services.context import ClaimGate, Context
 from stackcascade.services.stacks import load, ref
 from stackcascade.services.tokens import hash_token, new_token_value
 from stackcascade.store import cascades as cascade_rows
@@ -28,12 +29,14 @@ from stackcascade.store import runs
 from stackcascade.store import webhooks as webhook_rows
 from stackcascade.store.schema import tokens
 
+log = logging.getLogger("stackcascade.services")
 DEFAULT_TIMEOUT_SECONDS = 2 * 3600
 # What the server understands, told to the runner with each job. 2: a claim may start the deployment
 # too ("start": its first step transitions), step transitions may carry the runner's time ("at") and
 # ride along with a log append, and finish may carry the last log lines; so a short deployment takes
-# two calls (claim, finish) instead of one per step, flush and state change.
-PROTOCOL = 2
+# two calls (claim, finish) instead of one per step, flush and state change. 3: a finish may claim the
+# runner's next deployment too ("next"), so a busy runner makes one call per deployment.
+PROTOCOL = 3
 MAX_STEPS = 20
 MASK = "[secret]"
 _INSERT_TOKEN = tokens.insert()  # built once: the columns come with the parameters
@@ -130,73 +133,130 @@ async def claim(
     if start is not None:
         check_steps(start)
     deadline = time.monotonic() + wait_seconds
-    notified = False
-    while True:
-        job = await _claim_in_turn(ctx, owner, start, notified=notified)
-        if job is not None:
-            return job
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or ctx.work.closed:
-            return None
-        notified = await ctx.work.wait(min(remaining, 1.0))
+    request = _Request(owner, start, asyncio.get_running_loop().create_future())
+    gate = ctx.claims
+    gate.pending.append(request)  # for the whole long poll: any turn, or a finish, may claim for it
+    try:
+        notified = False
+        while True:
+            job = await _claim_in_turn(ctx, request, notified=notified)
+            if job is not None:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or ctx.work.closed:
+                return None
+            notified = await _wait(ctx, request, min(remaining, gate.poll_seconds))
+    finally:
+        gate.pending.remove(request)
+        if not request.answer.done():
+            request.answer.cancel()  # gone (cancelled, or the wait ran out): no turn may claim for it now
+
+
+async def _wait(ctx: Context, request: _Request, seconds: float) -> bool:
+    """Until a notify (True), a job claimed for ``request`` by someone else's turn, or ``seconds``."""
+    notified = asyncio.ensure_future(ctx.work.wait(seconds))
+    try:
+        await asyncio.wait({notified, request.answer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not notified.done():
+            notified.cancel()
+    return notified.done() and not notified.cancelled() and notified.result()
 
 
 @dataclass(slots=True)
 class _Request:
-    """A claimer waiting for its turn; whoever's turn comes first claims for every one waiting with it."""
+    """A long-polling claimer. Whoever's turn comes first claims for every one waiting, and answers it."""
 
     owner: str
     start: list[runs.StepUpdate] | None
-    answer: asyncio.Future[dict[str, Any] | None]
+    answer: asyncio.Future[dict[str, Any]]
 
 
-async def _claim_in_turn(
-    ctx: Context, owner: str, start: list[runs.StepUpdate] | None, *, notified: bool
-) -> dict[str, Any] | None:
-    """A job for ``owner``, claimed through this process's ``ClaimGate``.
+async def _claim_in_turn(ctx: Context, request: _Request, *, notified: bool) -> dict[str, Any] | None:
+    """A job for ``request``, claimed through this process's ``ClaimGate``.
 
     Claimers take turns. The one whose turn it is claims, in one transaction, a deployment for itself
-    and for every claimer waiting for a turn (a layer of a cascade becoming ready wakes many at once);
-    those take their answer as soon as it is there, without asking the database. A turn is skipped
-    when a look begun after the notify that woke this claimer found nothing.
+    and for every claimer waiting (a layer of a cascade becoming ready wakes many at once); those take
+    their answer as soon as it is there, without asking the database. A turn is skipped when a look
+    begun after the notify that woke this claimer found nothing.
     """
+    if request.answer.done():  # answered while it waited
+        return request.answer.result()
     gate = ctx.claims
-    request = _Request(owner, start, asyncio.get_running_loop().create_future())
-    gate.pending.append(request)
+    if not await _turn(gate, request):
+        return request.answer.result()  # answered in the turn that was under way
+    try:
+        if notified and gate.empty_at == ctx.work.generation:
+            return None
+        await _take_turn(ctx, request.start is not None)
+        return request.answer.result() if request.answer.done() else None
+    finally:
+        gate.lock.release()
+
+
+async def _turn(gate: ClaimGate, request: _Request) -> bool:
+    """Take the turn (True), or find ``request`` answered by the turn under way (False).
+
+    A free turn is taken without a pass of the event loop, which on a busy server is what a claimer
+    woken by a finish would otherwise wait for while the turn is already its."""
+    if not gate.lock.locked():
+        await gate.lock.acquire()  # free: returns at once
+        return True
     turn = asyncio.ensure_future(gate.lock.acquire())
     try:
         await asyncio.wait({turn, request.answer}, return_when=asyncio.FIRST_COMPLETED)
-        if request.answer.done():  # answered in another claimer's turn
-            return request.answer.result()
-        return await _take_turn(ctx, request, notified=notified)
-    finally:
-        gate.pending.remove(request)
-        if not request.answer.done():
-            request.answer.cancel()  # gone (cancelled): no later turn may claim for it
-        if turn.done() and not turn.cancelled():
-            gate.lock.release()  # the turn was this claimer's, used or not
-        else:
-            turn.cancel()
+    except BaseException:  # cancelled while waiting: give the turn on
+        _give_up(gate, turn)
+        raise
+    if request.answer.done():
+        _give_up(gate, turn)
+        return False
+    return True
 
 
-async def _take_turn(ctx: Context, request: _Request, *, notified: bool) -> dict[str, Any] | None:
+def _give_up(gate: ClaimGate, turn: asyncio.Future[bool]) -> None:
+    if turn.done() and not turn.cancelled():
+        gate.lock.release()  # the turn came too: pass it on unused
+    else:
+        turn.cancel()
+
+
+async def hand_off(ctx: Context) -> None:
+    """Claim for the waiting claimers now, from the call that just queued work (a finish whose cascade
+    moved on), when no turn is under way.
+
+    The notify would wake them to claim the same, but each wake-up is a pass of the event loop, and on
+    a busy server every pass waits behind every request that is ready: the members a finish made ready
+    would start that much later. This turn costs what the woken claimers' turn would have cost; they
+    find their answer, or that the look came after their notify (``ClaimGate.empty_at``).
+    """
+    gate = ctx.claims
+    if gate.lock.locked() or not any(not request.answer.done() for request in gate.pending):
+        return
+    async with gate.lock:
+        await _take_turn(ctx, starting=True)
+        await _take_turn(ctx, starting=False)
+
+
+async def _take_turn(ctx: Context, starting: bool) -> None:
+    """Claim for every unanswered claimer that asks to start (protocol 2), or every one that does not,
+    and answer those that got a job."""
     gate = ctx.claims
     generation = ctx.work.generation
-    if notified and gate.empty_at == generation:
-        return None
-    await asyncio.sleep(0)  # the claimers woken with this one join its batch
-    batch = {request.owner: request}
-    for other in gate.pending:  # one request per owner, all starting (protocol 2) or none
-        if not other.answer.done() and (other.start is None) == (request.start is None):
-            batch.setdefault(other.owner, other)
+    batch: dict[str, _Request] = {}  # one request per owner: a job is answered by its owner's name
+    for request in gate.pending:
+        if not request.answer.done() and (request.start is not None) == starting:
+            batch.setdefault(request.owner, request)
+    if not batch:
+        return
     gate.attempts += 1
     jobs = await _claim_for(ctx, list(batch.values()))
     if len(jobs) < len(batch):
         gate.empty_at = generation
-    for owner, other in batch.items():
-        if not other.answer.done():  # a claimer cancelled meanwhile loses its job to the lease's expiry
-            other.answer.set_result(jobs.get(owner))
-    return jobs.get(request.owner)
+    for request in batch.values():
+        job = jobs.get(request.owner)
+        if job is not None and not request.answer.done():
+            request.answer.set_result(job)
 
 
 async def _claim_for(ctx: Context, batch: list[_Request]) -> dict[str, dict[str, Any]]:
@@ -329,8 +389,61 @@ async def finish(
     lines: list[runs.LogLine] | None = None,
 ) -> Any:
     """End a run: the last steps and log lines, status, outputs (on the stack only after a successful
-    update), events, token revoked; all in one transaction."""
+    update), events, token revoked; all in one transaction. Then the waiting claimers get the work it
+    made ready (``hand_off``)."""
+    finished = await _finish(ctx, owner_of(principal, runner_id), deployment_id, result, steps, lines)
+    ctx.work.notify()
+    try:
+        await hand_off(ctx)  # the members this finish made ready start now, not after the wake-ups
+    except Exception:  # the finish has committed; the woken claimers will try again
+        log.exception("claim after the finish of deployment %s failed", deployment_id)
+    return finished
+
+
+async def finish_and_claim(
+    ctx: Context,
+    principal: Principal,
+    runner_id: str,
+    deployment_id: str,
+    result: Result,
+    steps: list[runs.StepUpdate] | None = None,
+    lines: list[runs.LogLine] | None = None,
+    *,
+    start: list[runs.StepUpdate] | None = None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """``finish``, then (protocol 3) claim the same runner's next deployment, as a claim that does not
+    wait would: the finished row, and the job or None. The claim is a transaction of its own, after the
+    finish's commit, and takes a turn for the waiting claimers too.
+
+    The runner that made members ready is free at that moment; without this it would have to send its
+    claim through a busy event loop while they wait."""
     owner = owner_of(principal, runner_id)
+    if start is not None:
+        check_steps(start)
+    finished = await _finish(ctx, owner, deployment_id, result, steps, lines)
+    ctx.work.notify()
+    request = _Request(owner, start, asyncio.get_running_loop().create_future())
+    ctx.claims.pending.append(request)
+    try:
+        job = await _claim_in_turn(ctx, request, notified=False)
+    except Exception:  # the finish has committed: report it, and let the runner claim as usual
+        log.exception("claim after the finish of deployment %s failed", deployment_id)
+        job = None
+    finally:
+        ctx.claims.pending.remove(request)
+        if not request.answer.done():
+            request.answer.cancel()
+    return finished, job
+
+
+async def _finish(
+    ctx: Context,
+    owner: str,
+    deployment_id: str,
+    result: Result,
+    steps: list[runs.StepUpdate] | None,
+    lines: list[runs.LogLine] | None,
+) -> Any:
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
         raise InvalidInput("a run finishes as succeeded or failed")
     now = ctx.now()
@@ -347,7 +460,7 @@ async def finish(
         if updated and sealed is not None:
             await runs.set_stack_outputs(conn, row.stack_id, sealed, now)
         extra = {"resourceChanges": result.resource_changes} if result.resource_changes else {}
-        finished = await queue.finish_in(
+        return await queue.finish_in(
             conn,
             row,
             result.status,
@@ -356,8 +469,6 @@ async def finish(
             values={"outputs": sealed, "resource_changes": result.resource_changes},
             **extra,
         )
-    ctx.work.notify()
-    return finished
 
 
 async def read_logs(

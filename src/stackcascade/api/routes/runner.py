@@ -151,5 +151,15 @@ async def finish(ctx: Ctx, caller: Caller, deployment_id: str, request: Request)
         raise InvalidInput("'reason' must be a string")
     lines = _lines(body["lines"]) if body.get("lines") is not None else []
     result = runs.Result(status, reason, outputs, frozenset(secret_outputs), changes)
-    row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines)
-    return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})
+    # "next" (optional, protocol 3): {"start": [steps]?}, claim this runner's next deployment as well.
+    wanted = body.get("next")
+    if wanted is None:
+        row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines)
+        return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})
+    if not isinstance(wanted, dict):
+        raise InvalidInput("'next' must be an object ({\"start\": [steps]} or {}) asking for the next deployment")
+    start = _steps({"steps": wanted["start"]}) if wanted.get("start") is not None else None
+    row, job = await runs.finish_and_claim(
+        ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines, start=start
+    )
+    return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason, "next": job})
