@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from stackcascade.domain.deployments import Status
-from stackcascade.services import cascades, deployment_settings, deployments, queue, webhooks
+from stackcascade.domain.roles import Principal, TokenKind
+from stackcascade.services import cascades, deployment_settings, deployments, queue, runs, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
+from stackcascade.store.runs import StepUpdate
 from stackcascade.store.schema import cascade_members
 from stackcascade.store.schema import cascades as cascades_table
 from stackcascade.store.schema import deployments as deployments_table
@@ -23,6 +25,7 @@ from tests.services.helpers import ADMIN, make_stack
 from tests.services.test_queue_stress import _in_threads
 
 ORG = "acme"
+RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
 
 
 async def graph(ctx: Context, edges: list[tuple[str, str]], *, skip_intermediate: set[str] = frozenset()) -> None:  # type: ignore[assignment]
@@ -144,17 +147,65 @@ async def test_many_runners_finishing_members_at_once_keep_every_cascade_rule(ct
                     done.set()
 
     await asyncio.wait_for(asyncio.to_thread(_in_threads, ctx, 8, runner), timeout=240)
+    await _check_every_cascade_rule(ctx, edges, roots)
 
+
+@pytest.mark.stress
+async def test_runner_slots_of_several_replicas_taking_their_next_job_with_each_finish_keep_every_cascade_rule(
+    ctx: Context,
+) -> None:
+    """The runner protocol's own path: three replicas of four long-polling slots each, every finish also
+    claiming its slot's next job (protocol 3) and handing what it made ready to the waiting slots."""
+    edges = layered(seed=11, layers=4, width=4)
+    await graph(ctx, edges)
+    roots = [await deployments.create(ctx, ADMIN, ORG, "root", "prod", {"operation": "update"}) for _ in range(2)]
+    done = threading.Event()
+    start = [StepUpdate(0, "source", "running")]
+
+    async def replica(actor: Context, index: int) -> None:
+        async def slot(name: str) -> None:
+            rng = random.Random(name)
+            job = None
+            while not done.is_set() or job is not None:
+                if job is None:
+                    job = await runs.claim(actor, RUNNER, name, 0.2, start=start)
+                    if job is None:
+                        await cascades.reconcile(actor)
+                        continue
+                await asyncio.sleep(rng.uniform(0, 0.02))
+                status = Status.FAILED if job["project"] == "l1s2" else Status.SUCCEEDED
+                _, job = await runs.finish_and_claim(
+                    actor, RUNNER, name, str(job["deploymentId"]), runs.Result(status), start=start
+                )
+                async with actor.db.read() as conn:
+                    running = await conn.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(cascades_table)
+                        .where(cascades_table.c.status == "running")
+                    )
+                if running == 0:
+                    done.set()
+            actor.work.close()
+
+        await asyncio.gather(*(slot(f"replica-{index}-slot-{n}") for n in range(4)))
+
+    await asyncio.wait_for(asyncio.to_thread(_in_threads, ctx, 3, replica), timeout=240)
+    await _check_every_cascade_rule(ctx, edges, roots)
+
+
+async def _check_every_cascade_rule(ctx: Context, edges: list[tuple[str, str]], roots: list[Any]) -> None:
+    """Both cascades: every member decided, run at most once, never before its upstreams finished, and the
+    failing member's descendants skipped with its name."""
     async with ctx.db.read() as conn:
         members = (await conn.execute(sa.select(cascade_members))).all()
-        runs = (
+        deployed = (
             await conn.execute(
                 sa.select(deployments_table, stacks_table.c.project).join(
                     stacks_table, stacks_table.c.id == deployments_table.c.stack_id
                 )
             )
         ).all()
-    by_id = {run.id: run for run in runs}
+    by_id = {run.id: run for run in deployed}
     upstreams: dict[str, set[str]] = defaultdict(set)
     for up, down in edges:
         upstreams[down].add(up)
@@ -164,7 +215,7 @@ async def test_many_runners_finishing_members_at_once_keep_every_cascade_rule(ct
         assert all(m.status in {"succeeded", "failed", "skipped"} for m in mine.values()), {
             k: m.status for k, m in mine.items()
         }
-        ran = Counter(r.project for r in runs if r.cascade_id == root.cascade_id)
+        ran = Counter(r.project for r in deployed if r.cascade_id == root.cascade_id)
         assert max(ran.values()) == 1, ran
         for name, member in mine.items():
             if member.deployment_id is None or name == "root":

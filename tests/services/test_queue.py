@@ -339,3 +339,71 @@ async def test_a_claimer_waits_for_a_busy_orgs_lock_instead_of_giving_up(ctx: Co
     claimed = [await first, await second]
     assert all(row is not None for row in claimed)
     assert len({row.id for row in claimed if row is not None}) == 2  # both stacks' deployments
+
+
+async def test_a_claim_is_not_dated_before_the_commit_that_queued_its_deployment(ctx: Context) -> None:
+    """PostgreSQL: a claim that began, and waited for the org's lock, before the deployment it gets was
+    queued is dated after that commit: a member never shows as started before its upstream finished."""
+    if not ctx.db.is_postgres:
+        pytest.skip("SQLite's claim begins with BEGIN IMMEDIATE, after every earlier commit")
+    import asyncio
+
+    from stackcascade.domain.deployments import Operation
+    from stackcascade.domain.roles import Principal, TokenKind
+    from stackcascade.services import runs
+    from stackcascade.services.queueing import queue_in
+    from stackcascade.store import stacks as stack_rows
+    from stackcascade.store.runs import StepUpdate
+    from tests.services.helpers import SOURCE
+
+    clock = [100.0]
+    ctx.clock = lambda: clock[0]
+    await make_stack(ctx, ORG, "net")
+    late = await make_stack(ctx, ORG, "db")
+    await enqueue(ctx, ORG, "net")
+    holding = asyncio.Event()
+    commit = asyncio.Event()
+
+    async def finish_like() -> None:
+        """Holds the org's row (a claim of net) while it queues db, and commits at time 200."""
+        async with ctx.db.write() as conn:
+            await deployment_rows.claim(conn, runner_id="r1", lease_seconds=30, now=ctx.now())
+            stack_row = await stack_rows.get_with_settings(conn, late.id)
+            await queue_in(
+                conn,
+                stack_row,
+                Operation.UPDATE,
+                dict(SOURCE),
+                inherit=False,
+                initiator="t",
+                requested_by="t",
+                now=150.0,
+            )
+            holding.set()
+            await commit.wait()
+            clock[0] = 200.0
+
+    first = asyncio.create_task(finish_like())
+    await holding.wait()
+    runner = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
+    start = [StepUpdate(0, "source", "running")]
+    second = asyncio.create_task(runs.claim(ctx, runner, "r2", 10, start=start))  # begins at time 100
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(500):
+        async with ctx.db.read() as conn:
+            if await conn.scalar(waiting):
+                break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the claim never waited for the org's lock")
+    commit.set()
+    await first
+    job = await asyncio.wait_for(second, 10)
+    assert job is not None and job["project"] == "db"
+    async with ctx.db.read() as conn:
+        started = await conn.scalar(
+            sa.select(deployments_table.c.started_at).where(deployments_table.c.id == job["deploymentId"])
+        )
+    assert started == 200.0  # read when the claim found it, not when its transaction began (100)

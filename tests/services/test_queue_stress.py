@@ -114,27 +114,42 @@ async def test_concurrent_claimers_keep_every_queue_rule(ctx: Context) -> None:
     await _check(ctx, marks, total)
 
 
-async def test_long_polling_claimers_of_several_replicas_claiming_in_batches_keep_every_rule(ctx: Context) -> None:
-    """Claimers of one replica take turns, and the one whose turn it is claims for all those waiting: each
-    job must reach the claimer it was leased to, and none may be leased without reaching anyone."""
+@pytest.mark.parametrize("next_with_finish", [False, True], ids=["claim-calls", "next-with-finish"])
+async def test_long_polling_claimers_of_several_replicas_claiming_in_batches_keep_every_rule(
+    ctx: Context, next_with_finish: bool
+) -> None:
+    """Claimers of one replica take turns, and the one whose turn it is (a claimer, or a finish handing
+    work over) claims for all those waiting: each job must reach the claimer it was leased to, and none
+    may be leased without reaching anyone. With ``next_with_finish`` (protocol 3) each finish also claims
+    its runner's next job."""
     total = await _queue_everywhere(ctx, BATCHED_PER_STACK)
     ticks = itertools.count()
     marks: list[Mark] = []
     finished = itertools.count(1)
     done = threading.Event()
+    start = [StepUpdate(0, "source", "running")]
 
     async def replica(actor: Context, index: int) -> None:
         async def claimer(slot: str) -> None:
             rng = random.Random(slot)
-            while not done.is_set():
-                job = await runs.claim(actor, RUNNER, slot, 0.2, start=[StepUpdate(0, "source", "running")])
+            job = None
+            while not done.is_set() or job is not None:
                 if job is None:
-                    continue
+                    job = await runs.claim(actor, RUNNER, slot, 0.2, start=start)
+                    if job is None:
+                        continue
                 mark = Mark(next(ticks), "claim", str(job["org"]), str(job["project"]), int(job["version"]))
                 marks.append(mark)
                 await asyncio.sleep(rng.uniform(0.02, 0.08))
                 marks.append(Mark(next(ticks), "finish", mark.org, mark.stack, mark.version))
-                await runs.finish(actor, RUNNER, slot, str(job["deploymentId"]), runs.Result(Status.SUCCEEDED))
+                result = runs.Result(Status.SUCCEEDED)
+                if next_with_finish:
+                    _, job = await runs.finish_and_claim(
+                        actor, RUNNER, slot, str(job["deploymentId"]), result, start=start
+                    )
+                else:
+                    await runs.finish(actor, RUNNER, slot, str(job["deploymentId"]), result)
+                    job = None
                 if next(finished) == total:
                     done.set()
                     actor.work.close()

@@ -53,7 +53,7 @@ def _event(row: Any, kind: str, now: float, **extra: Any) -> dict[str, Any]:
 async def claim(ctx: Context, runner_id: str) -> Any | None:
     """Lease the head-of-line deployment to ``runner_id``; None when nothing is eligible."""
     async with ctx.db.write() as conn:
-        return await rows.claim(conn, runner_id=runner_id, lease_seconds=ctx.lease_seconds, now=ctx.now())
+        return await rows.claim(conn, runner_id=runner_id, lease_seconds=ctx.lease_seconds, now=ctx.now)
 
 
 async def owned(conn: AsyncConnection, deployment_id: str, runner_id: str) -> Any:

@@ -272,11 +272,13 @@ async def _claim_for(ctx: Context, batch: list[_Request]) -> dict[str, dict[str,
     steps = {request.owner: request.start or [] for request in batch}
     values: dict[str, str] = {}
     async with ctx.db.write() as conn:
-        now = ctx.now()
         owners = [request.owner for request in batch]
-        claimed = await rows.claim_many(conn, runner_ids=owners, lease_seconds=ctx.lease_seconds, now=now, start=start)
+        claimed = await rows.claim_many(
+            conn, runner_ids=owners, lease_seconds=ctx.lease_seconds, now=ctx.now, start=start
+        )
         if not claimed:
             return {}
+        now = ctx.now()  # not before the claim's own time (see ``claim_many``)
         if start:
             await queue.started_in(conn, [(row, steps[row.runner_id]) for row in claimed], now)
         new_tokens = []

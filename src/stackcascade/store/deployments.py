@@ -7,6 +7,7 @@ older queued or any active deployment exists for its stack. The partial unique i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -300,7 +301,7 @@ async def claim(
     *,
     runner_id: str,
     lease_seconds: float,
-    now: float,
+    now: float | Callable[[], float],
     start: bool = False,
 ) -> sa.Row[Any] | None:
     """Lease the oldest eligible deployment to ``runner_id`` (``claim_many`` for one runner)."""
@@ -313,7 +314,7 @@ async def claim_many(
     *,
     runner_ids: list[str],
     lease_seconds: float,
-    now: float,
+    now: float | Callable[[], float],
     start: bool = False,
     attempts: int = 1000,
 ) -> list[sa.Row[Any]]:
@@ -325,11 +326,15 @@ async def claim_many(
     claimer that finds an org locked tries the next one; only when every org with queued work is
     locked does it wait, for the oldest one's lock, holding no other (so claimers cannot deadlock).
     On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
+
+    ``now`` may be a clock: it is then read once the heads of line are found, so that a lease (and a
+    start) is never dated before the commit that queued its deployment. On PostgreSQL that commit can
+    come after this transaction began, while it waited for the org's lock or for the event loop.
     """
+    clock = now if callable(now) else lambda: now
     wanted = list(runner_ids)
     claimed: list[sa.Row[Any]] = []
     excluded: set[str] = set()
-    started = {"status": "running", "started_at": now} if start else {"status": "accepted"}
     for _ in range(attempts):
         if not wanted:
             break
@@ -347,11 +352,13 @@ async def claim_many(
         if not heads:
             excluded.add(str(org.name))
             continue
-        skipped = [await skip_superseded(conn, head.stack_id, now=now) for head in heads if head.may_supersede]
+        moment = clock()
+        skipped = [await skip_superseded(conn, head.stack_id, now=moment) for head in heads if head.may_supersede]
         if any(skipped):
             continue  # a head may have been superseded; look again
         owners = dict(zip((str(head.id) for head in heads), wanted, strict=False))
-        lease = {"lease_expires_at": now + lease_seconds, "modified_at": now, **started}
+        started = {"status": "running", "started_at": moment} if start else {"status": "accepted"}
+        lease = {"lease_expires_at": moment + lease_seconds, "modified_at": moment, **started}
         values = [{"b_id": id_, "runner_id": owner, **lease} for id_, owner in owners.items()]
         try:
             async with conn.begin_nested():
