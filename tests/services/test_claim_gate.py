@@ -207,3 +207,27 @@ async def test_a_finish_leaves_the_claim_to_the_turn_under_way(ctx: Context) -> 
     finally:
         ctx.work.close()
         await asyncio.gather(*herd)
+
+
+async def test_a_claimer_answered_while_it_waited_for_a_turn_that_looked_free_returns_its_job(ctx: Context) -> None:
+    """The lock looks free while the turn is being handed to a claimer that has not run yet; the claimer
+    who then waits for it may find its answer set by that turn, and must return it (even when a notify
+    says the look came after it): a job leased and then dropped would fail as "runner lost"."""
+    gate = ctx.claims
+    request = runs._Request("pool/slot-x", None, asyncio.get_running_loop().create_future())
+    gate.pending.append(request)
+    await gate.lock.acquire()
+
+    async def earlier_turn() -> None:
+        async with gate.lock:
+            request.answer.set_result({"deploymentId": "d-1"})
+            gate.empty_at = ctx.work.generation  # it found fewer jobs than claimers
+
+    other = asyncio.create_task(earlier_turn())
+    await asyncio.sleep(0)  # ``other`` now waits for the lock
+    gate.lock.release()  # the turn goes to ``other``, which has not run yet
+    assert not gate.lock.locked()
+    job = await runs._claim_in_turn(ctx, request, notified=True)
+    assert job == {"deploymentId": "d-1"}
+    await other
+    assert not gate.lock.locked()

@@ -140,6 +140,8 @@ async def claim(
         notified = False
         while True:
             job = await _claim_in_turn(ctx, request, notified=notified)
+            if job is None and request.answer.done():  # a job leased to this claimer is never dropped
+                job = request.answer.result()
             if job is not None:
                 return job
             remaining = deadline - time.monotonic()
@@ -186,6 +188,8 @@ async def _claim_in_turn(ctx: Context, request: _Request, *, notified: bool) -> 
     if not await _turn(gate, request):
         return request.answer.result()  # answered in the turn that was under way
     try:
+        if request.answer.done():  # answered by a turn that went first while this one waited for the lock
+            return request.answer.result()
         if notified and gate.empty_at == ctx.work.generation:
             return None
         await _take_turn(ctx, request.start is not None)
