@@ -323,18 +323,7 @@ async def test_a_claimer_waits_for_a_busy_orgs_lock_instead_of_giving_up(ctx: Co
     first = asyncio.create_task(first_claimer())
     await first_claimed.wait()
     second = asyncio.create_task(queue.claim(ctx, "r2"))
-    # Wait (bounded) until the second claimer is blocked on a row lock in PostgreSQL.
-    waiting = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    for _ in range(500):
-        async with ctx.db.read() as conn:
-            if await conn.scalar(waiting):
-                break
-        assert not second.done(), "the second claimer gave up instead of waiting for the org's lock"
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the second claimer never waited for the org's lock")
+    await _until_waiting_for_a_lock(ctx, second)
     release_first.set()
     claimed = [await first, await second]
     assert all(row is not None for row in claimed)
@@ -388,16 +377,7 @@ async def test_a_claim_is_not_dated_before_the_commit_that_queued_its_deployment
     runner = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
     start = [StepUpdate(0, "source", "running")]
     second = asyncio.create_task(runs.claim(ctx, runner, "r2", 10, start=start))  # begins at time 100
-    waiting = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    for _ in range(500):
-        async with ctx.db.read() as conn:
-            if await conn.scalar(waiting):
-                break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the claim never waited for the org's lock")
+    await _until_waiting_for_a_lock(ctx, second)
     commit.set()
     await first
     job = await asyncio.wait_for(second, 10)
@@ -407,3 +387,20 @@ async def test_a_claim_is_not_dated_before_the_commit_that_queued_its_deployment
             sa.select(deployments_table.c.started_at).where(deployments_table.c.id == job["deploymentId"])
         )
     assert started == 200.0  # read when the claim found it, not when its transaction began (100)
+
+
+async def _until_waiting_for_a_lock(ctx: Context, claimer: Any) -> None:
+    """PostgreSQL: until (bounded) a transaction of this database waits for a row lock, ``claimer`` still
+    running: a claimer that gave up instead of waiting fails here."""
+    import asyncio
+
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(500):
+        async with ctx.db.read() as conn:
+            if await conn.scalar(waiting):
+                return
+        assert not claimer.done(), "the claimer gave up instead of waiting for the org's lock"
+        await asyncio.sleep(0.01)
+    raise AssertionError("the claimer never waited for the org's lock")
