@@ -7,10 +7,12 @@ they leave the database decrypted, and only towards a runner token over the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,10 +135,7 @@ async def claim(
     if start is not None:
         check_steps(start)
     deadline = time.monotonic() + wait_seconds
-    request = _Request(owner, start, asyncio.get_running_loop().create_future())
-    gate = ctx.claims
-    gate.pending.append(request)  # for the whole long poll: any turn, or a finish, may claim for it
-    try:
+    with _waiting(ctx, owner, start) as request:  # for the whole long poll: any turn may claim for it
         notified = False
         while True:
             job = await _claim_in_turn(ctx, request, notified=notified)
@@ -147,9 +146,18 @@ async def claim(
             remaining = deadline - time.monotonic()
             if remaining <= 0 or ctx.work.closed:
                 return None
-            notified = await _wait(ctx, request, min(remaining, gate.poll_seconds))
+            notified = await _wait(ctx, request, min(remaining, ctx.claims.poll_seconds))
+
+
+@contextlib.contextmanager
+def _waiting(ctx: Context, owner: str, start: list[runs.StepUpdate] | None) -> Iterator[_Request]:
+    """A claimer, registered with the ``ClaimGate`` while it waits for a job."""
+    request = _Request(owner, start, asyncio.get_running_loop().create_future())
+    ctx.claims.pending.append(request)
+    try:
+        yield request
     finally:
-        gate.pending.remove(request)
+        ctx.claims.pending.remove(request)
         if not request.answer.done():
             request.answer.cancel()  # gone (cancelled, or the wait ran out): no turn may claim for it now
 
@@ -428,17 +436,14 @@ async def finish_and_claim(
         check_steps(start)
     finished = await _finish(ctx, owner, deployment_id, result, steps, lines)
     ctx.work.notify()
-    request = _Request(owner, start, asyncio.get_running_loop().create_future())
-    ctx.claims.pending.append(request)
-    try:
-        job = await _claim_in_turn(ctx, request, notified=False)
-    except Exception:  # the finish has committed: report it, and let the runner claim as usual
-        log.exception("claim after the finish of deployment %s failed", deployment_id)
-        job = None
-    finally:
-        ctx.claims.pending.remove(request)
-        if not request.answer.done():
-            request.answer.cancel()
+    with _waiting(ctx, owner, start) as request:
+        try:
+            job = await _claim_in_turn(ctx, request, notified=False)
+        except Exception:  # the finish has committed: report it, and let the runner claim as usual
+            log.exception("claim after the finish of deployment %s failed", deployment_id)
+            job = None
+        if job is None and request.answer.done():  # as in ``claim``: never drop a job leased to it
+            job = request.answer.result()
     return finished, job
 
 
