@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -10,10 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
+from stackcascade.runner.client import RunnerClient
 from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for, wait_for_log
 from tests.support import DATABASES, LiveServer, fresh_database, start_server
 
@@ -203,3 +207,92 @@ def test_a_finish_over_http_can_claim_the_runners_next_deployment(
             json={"runnerId": "r", "status": "succeeded", "next": {}},
         )
         assert last.status_code == 200 and last.json()["next"] is None
+
+
+class _LosesAnswers(httpx2.AsyncBaseTransport):
+    """Real HTTP, except that the first answer to each call named in ``lose`` is dropped after the server
+    sent it: the runner sees a broken connection, as when a proxy or the network fails at that moment."""
+
+    def __init__(self, lose: set[str]) -> None:
+        self._http = httpx2.AsyncHTTPTransport()
+        self._lose = set(lose)
+        self.lost: dict[str, dict[str, Any]] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._http.handle_async_request(request)
+        call = request.url.path.rsplit("/", 1)[-1]
+        if call in self._lose and response.status_code == 200:
+            self._lose.discard(call)
+            await response.aread()
+            self.lost[call] = json.loads(response.content)
+            raise httpx2.ReadError("connection reset while reading the answer")
+        return response
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def test_a_runner_that_loses_the_answer_to_a_claim_or_finish_gets_the_same_job_when_it_asks_again(
+    api: httpx2.Client, bare_server: LiveServer, org: str
+) -> None:
+    """The runner retries with the claim's key; the server hands the deployment it leased again (new
+    token), and answers a finish it already applied as done. Without this the job would stay leased to
+    no one until the lease ran out, and then fail as "runner lost" without having run."""
+    for project in ("one", "two"):
+        assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        settings = {"sourceContext": {"git": {"repoUrl": "https://example.com/x.git", "branch": "main"}}}
+        assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        deploy(api, f"{org}/{project}/prod")
+    token = api.post("/api/tokens", json={"runner": True}).json()["token"]
+    start = [{"index": 0, "name": "source", "status": "running"}]
+
+    async def lose_and_retry() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+        transport = _LosesAnswers({"claim", "finish"})
+        client = RunnerClient(bare_server.url, token, "lossy", transport=transport)
+        try:
+            job = await client.claim(5, start)
+            assert job is not None
+            following = await client.finish(job["deploymentId"], {"status": "succeeded"}, next_start=start)
+            assert following is not None
+            await client.finish(following["deploymentId"], {"status": "succeeded"})
+            return job, transport.lost["claim"], following, transport.lost["finish"]
+        finally:
+            await client.close()
+
+    job, lost_claim, following, lost_finish = asyncio.run(lose_and_retry())
+
+    assert job["deploymentId"] == lost_claim["deploymentId"]  # the same deployment, not the next one
+    assert job["deploymentToken"] != lost_claim["deploymentToken"]  # the lost token is revoked
+    assert following["deploymentId"] == lost_finish["next"]["deploymentId"] != job["deploymentId"]
+    assert lost_finish["status"] == "succeeded"
+    for handed in (job, following):
+        stack = f"{handed['org']}/{handed['project']}/{handed['stack']}"
+        assert api.get(f"/api/stacks/{stack}/deployments/{handed['deploymentId']}").json()["status"] == "succeeded"
+    # the lost token was revoked at once, and the redelivered ones died with their deployments
+    lost = httpx2.post(
+        f"{bare_server.url}/api/runner/deployments/{job['deploymentId']}/heartbeat",
+        headers={"Authorization": f"token {lost_claim['deploymentToken']}"},
+        json={"runnerId": "lossy"},
+    )
+    assert lost.status_code == 401
+
+
+def test_a_malformed_claim_key_or_retry_flag_is_refused_with_what_to_send(
+    api: httpx2.Client, bare_server: LiveServer
+) -> None:
+    token = api.post("/api/tokens", json={"runner": True}).json()["token"]
+    with httpx2.Client(base_url=bare_server.url, headers={"Authorization": f"token {token}"}, timeout=30) as runner:
+        for body, message in (
+            ({"claimKey": "has spaces"}, "'claimKey' must be 1-64 letters"),
+            ({"claimKey": "k" * 65}, "'claimKey' must be 1-64 letters"),
+            ({"claimKey": 7}, "'claimKey' must be 1-64 letters"),
+            ({"retry": "yes"}, "'retry' must be true or false"),
+        ):
+            refused = runner.post("/api/runner/claim", json={"runnerId": "r", "waitSeconds": 0, **body})
+            assert refused.status_code == 400, refused.text
+            assert message in refused.json()["message"]
+        finish = runner.post(
+            "/api/runner/deployments/nope/finish",
+            json={"runnerId": "r", "status": "succeeded", "next": {"claimKey": ""}},
+        )
+        assert finish.status_code == 400 and "'claimKey' must be 1-64 letters" in finish.json()["message"]

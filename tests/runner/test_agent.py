@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stackcascade.runner.agent import Runner
+from stackcascade.runner.client import ProtocolError
 from stackcascade.runner.job import START_STEPS
 
 
@@ -26,9 +27,16 @@ class Server:
         self.calls: list[tuple[str, str | None, bool]] = []  # (call, deployment, asked for the next job)
         self.stop_on_finish = False
         self.runner_id = "test/0"
+        self.claim_errors: list[Exception] = []  # raised by the first claims, in order
+        self.claim_keys: list[tuple[str, bool]] = []  # (key, retried) of each claim
 
-    async def claim(self, wait_seconds: float, start: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    async def claim(
+        self, wait_seconds: float, start: list[dict[str, Any]] | None = None, *, key: str, retried: bool = False
+    ) -> dict[str, Any] | None:
         self.calls.append(("claim", None, False))
+        self.claim_keys.append((key, retried))
+        if self.claim_errors:
+            raise self.claim_errors.pop(0)
         if self.claims:
             return self.claims.pop(0)
         self.stop.set()
@@ -111,3 +119,24 @@ async def test_a_stopping_runner_runs_the_job_it_was_handed_but_asks_for_no_more
     # period), and its own finish asks for nothing; no claim follows.
     assert server.calls == [("claim", None, False), ("finish", "first", True), ("finish", "second", False)]
     assert runner.completed == 2
+
+
+async def test_a_claim_whose_every_attempt_failed_is_asked_again_with_its_key(project: Path, tmp_path: Path) -> None:
+    """It may have leased a job whose answer never came back: the same key, marked as a retry, gets it."""
+    stop = asyncio.Event()
+    server = Server([_job(project, "first")], [], stop)
+    server.claim_errors = [OSError("connection refused"), OSError("connection refused")]
+    runner = await _run_slot(server, tmp_path)
+    (key, retried), (key_again, retried_again), (key_last, retried_last), (after, retried_after) = server.claim_keys
+    assert not retried and key_again == key_last == key and retried_again and retried_last
+    assert after != key and not retried_after  # answered: the next claim is a new one
+    assert runner.completed == 1
+
+
+async def test_a_refused_claim_is_not_asked_again_as_a_retry(project: Path, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    server = Server([], [], stop)
+    server.claim_errors = [ProtocolError(401, "invalid or expired token")]
+    await _run_slot(server, tmp_path)
+    (key, _), (key_again, retried_again) = server.claim_keys
+    assert key_again != key and not retried_again

@@ -214,7 +214,7 @@ async def test_a_claimer_answered_while_it_waited_for_a_turn_that_looked_free_re
     who then waits for it may find its answer set by that turn, and must return it (even when a notify
     says the look came after it): a job leased and then dropped would fail as "runner lost"."""
     gate = ctx.claims
-    request = runs._Request("pool/slot-x", None, asyncio.get_running_loop().create_future())
+    request = runs._Request("pool/slot-x", None, None, asyncio.get_running_loop().create_future())
     gate.pending.append(request)
     await gate.lock.acquire()
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from stackcascade.runner.client import ProtocolError, RunnerClient
+from stackcascade.runner.client import ProtocolError, RunnerClient, new_claim_key
 from stackcascade.runner.job import START_STEPS, JobRun
 from stackcascade.runner.scratch import sweep
 
@@ -71,18 +71,24 @@ class Runner:
         client = self._make_client(f"{self.name}/{index}")
         backoff = 0.5
         job: dict[str, Any] | None = None  # the next job, when the server handed it over with a finish
+        unanswered: str | None = None  # the key of a claim whose every attempt failed: it may have leased a job
         try:
             while job is not None or not stop.is_set():  # a job handed over is leased to us: run it
                 if job is None:
+                    key = unanswered or new_claim_key()
                     try:
-                        job = await client.claim(self._poll_seconds, START_STEPS)
+                        job = await client.claim(
+                            self._poll_seconds, START_STEPS, key=key, retried=unanswered is not None
+                        )
                     except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
                         log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
+                        unanswered = None if isinstance(exc, ProtocolError) else key
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), backoff)
                         backoff = min(backoff * 2, 15.0)
                         continue
                     backoff = 0.5
+                    unanswered = None
                     if job is None:
                         continue
                 job = await self._run_job(client, job, claim_next=not stop.is_set())

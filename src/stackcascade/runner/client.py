@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx2
@@ -10,6 +11,11 @@ import httpx2
 from stackcascade import __version__
 
 RETRYABLE_STATUS = {502, 503, 504}
+
+
+def new_claim_key() -> str:
+    """A claim's own key: the lease it takes is found by it again when the answer is lost."""
+    return uuid.uuid4().hex
 
 
 class ProtocolError(Exception):
@@ -46,11 +52,16 @@ class RunnerClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx2.Response:
-        """POST with retries on connection errors and 502-504; every runner call is idempotent."""
+    async def _post(self, path: str, body: dict[str, Any], *, retried: bool = False) -> httpx2.Response:
+        """POST with retries on connection errors and 502-504; every runner call is idempotent.
+
+        A retry says so (``"retry": true``): a claim, or a finish, whose answer was lost then gets the
+        same answer again (the job its ``claimKey`` leased; the finish as done)."""
         payload = {"runnerId": self.runner_id, **body}
         delay = 0.2
         for attempt in range(1, self._attempts + 1):
+            if retried or attempt > 1:
+                payload["retry"] = True
             try:
                 response = await self._http.post(path, json=payload)
             except httpx2.TransportError:
@@ -69,13 +80,23 @@ class RunnerClient:
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def claim(self, wait_seconds: float, start: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    async def claim(
+        self,
+        wait_seconds: float,
+        start: list[dict[str, Any]] | None = None,
+        *,
+        key: str | None = None,
+        retried: bool = False,
+    ) -> dict[str, Any] | None:
         """The next job, or None when the wait ran out. ``start``: the first step transitions, to start
-        the deployment in the same call; a server that did so says ``"started": true`` in the job."""
-        body: dict[str, Any] = {"waitSeconds": wait_seconds}
+        the deployment in the same call; a server that did so says ``"started": true`` in the job.
+
+        ``key``: the claim's key (a new one by default); ``retried``: it is the key of an earlier claim
+        whose every attempt failed, which may have leased a job: the server hands that job again."""
+        body: dict[str, Any] = {"waitSeconds": wait_seconds, "claimKey": key or new_claim_key()}
         if start is not None:
             body["start"] = start
-        response = await self._post("/api/runner/claim", body)
+        response = await self._post("/api/runner/claim", body, retried=retried)
         return None if response.status_code == 204 else dict(response.json())
 
     async def start(self, deployment_id: str, steps: list[dict[str, Any]] | None = None) -> None:
@@ -104,7 +125,7 @@ class RunnerClient:
     ) -> dict[str, Any] | None:
         """Report the result. With ``next_start`` (protocol 3) the server also claims (and starts, with
         these first steps) this runner's next deployment: its job, or None when nothing was eligible."""
-        body = result if next_start is None else {**result, "next": {"start": next_start}}
+        body = result if next_start is None else {**result, "next": {"start": next_start, "claimKey": new_claim_key()}}
         response = await self._post(f"/api/runner/deployments/{deployment_id}/finish", body)
         if next_start is None:
             return None

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extensio
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 _ACTIVE = tuple(s.value for s in ACTIVE)
-_DELETE_TOKENS = tokens.delete().where(tokens.c.deployment_id == sa.bindparam("b_deployment_id"))
+DELETE_TOKENS = tokens.delete().where(tokens.c.deployment_id == sa.bindparam("b_deployment_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ async def finish_in(
         raise Conflict(f"deployment {row.id} is no longer {row.status}: it ended meanwhile")
     if status is Status.FAILED:
         await runs.fail_running_steps(conn, row.id, now)
-    await conn.execute(_DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
+    await conn.execute(DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
     finished = SimpleNamespace(**{**row._asdict(), **changes})  # the row as it now is, without reading it
     await _emit(conn, finished, event_kinds_for_finish(Operation(row.operation), status), now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)

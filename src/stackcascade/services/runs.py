@@ -124,18 +124,26 @@ async def claim(
     runner_id: str,
     wait_seconds: float,
     start: list[runs.StepUpdate] | None = None,
+    *,
+    key: str | None = None,
+    retried: bool = False,
 ) -> dict[str, Any] | None:
     """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out.
 
     With ``start`` (protocol 2) the deployment is also started, with these first step transitions, in
     the same transaction: the job says ``"started": true`` and the runner makes no start call.
+
+    ``key``: the claim's own key, kept with the lease it takes. A ``retried`` claim (the runner sent it
+    again: the answer was lost on the way) first gets back the deployment its key already leased.
     """
     principal.require_runner()
     owner = f"{principal.name}/{runner_id}"
     if start is not None:
         check_steps(start)
+    if retried and key is not None and (job := await _redeliver(ctx, owner, key)) is not None:
+        return job
     deadline = time.monotonic() + wait_seconds
-    with _waiting(ctx, owner, start) as request:  # for the whole long poll: any turn may claim for it
+    with _waiting(ctx, owner, start, key) as request:  # for the whole long poll: any turn may claim for it
         notified = False
         while True:
             job = await _claim_in_turn(ctx, request, notified=notified)
@@ -150,9 +158,9 @@ async def claim(
 
 
 @contextlib.contextmanager
-def _waiting(ctx: Context, owner: str, start: list[runs.StepUpdate] | None) -> Iterator[_Request]:
+def _waiting(ctx: Context, owner: str, start: list[runs.StepUpdate] | None, key: str | None) -> Iterator[_Request]:
     """A claimer, registered with the ``ClaimGate`` while it waits for a job."""
-    request = _Request(owner, start, asyncio.get_running_loop().create_future())
+    request = _Request(owner, start, key, asyncio.get_running_loop().create_future())
     ctx.claims.pending.append(request)
     try:
         yield request
@@ -179,6 +187,7 @@ class _Request:
 
     owner: str
     start: list[runs.StepUpdate] | None
+    key: str | None  # the claim's key, kept with the lease
     answer: asyncio.Future[dict[str, Any]]
 
 
@@ -282,39 +291,65 @@ async def _claim_for(ctx: Context, batch: list[_Request]) -> dict[str, dict[str,
                 return {}
     start = batch[0].start is not None
     steps = {request.owner: request.start or [] for request in batch}
-    values: dict[str, str] = {}
+    keys = {request.owner: request.key for request in batch if request.key is not None}
     async with ctx.db.write() as conn:
         owners = [request.owner for request in batch]
         claimed = await rows.claim_many(
-            conn, runner_ids=owners, lease_seconds=ctx.lease_seconds, now=ctx.now, start=start
+            conn, runner_ids=owners, lease_seconds=ctx.lease_seconds, now=ctx.now, start=start, claim_keys=keys
         )
         if not claimed:
             return {}
         now = ctx.now()  # not before the claim's own time (see ``claim_many``)
         if start:
             await queue.started_in(conn, [(row, steps[row.runner_id]) for row in claimed], now)
-        new_tokens = []
-        for row in claimed:
-            values[row.id] = new_token_value()
-            timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
-            new_tokens.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "hash": hash_token(values[row.id]),
-                    "name": f"deployment {row.id}",
-                    "kind": TokenKind.DEPLOYMENT.value,
-                    "org": row.org,
-                    "deployment_id": row.id,
-                    "created_at": now,
-                    "expires_at": now + timeout + 600,
-                }
-            )
-        await conn.execute(_INSERT_TOKEN, new_tokens)
-        upstream = await webhook_rows.upstream_outputs_of(conn, [row.stack_id for row in claimed])
+        return await _jobs_in(ctx, conn, claimed, now)
+
+
+async def _redeliver(ctx: Context, owner: str, key: str) -> dict[str, Any] | None:
+    """The job of the deployment that ``owner``'s claim with ``key`` leased, again, with a new token.
+
+    The first answer never reached the runner (it asked again), so its token is revoked: no one holds it.
+    The lease is renewed: the retries may have taken a good part of it.
+    """
+    async with ctx.db.write() as conn:
+        row = await rows.leased_by_claim(conn, owner, key)
+        if row is None:
+            return None
+        now = ctx.now()
+        if not await rows.update(conn, row.id, (row.status,), lease_expires_at=now + ctx.lease_seconds):
+            return None  # PostgreSQL: it ended meanwhile (its lease ran out, or it was cancelled)
+        await conn.execute(queue.DELETE_TOKENS, {"b_deployment_id": row.id})
+        jobs = await _jobs_in(ctx, conn, [row], now)
+    log.info("deployment %s handed again to runner %s: the answer to its claim was lost", row.id, owner)
+    return jobs[owner]
+
+
+async def _jobs_in(ctx: Context, conn: Any, claimed: list[Any], now: float) -> dict[str, dict[str, Any]]:
+    """The jobs of deployments leased in ``conn``'s transaction, by runner: each with a new deployment
+    token (stored in the same transaction) and its upstreams' outputs."""
+    values: dict[str, str] = {}
+    new_tokens = []
+    for row in claimed:
+        values[row.id] = new_token_value()
+        timeout = int(doc.option(row.settings, "timeout") or DEFAULT_TIMEOUT_SECONDS)
+        new_tokens.append(
+            {
+                "id": str(uuid.uuid4()),
+                "hash": hash_token(values[row.id]),
+                "name": f"deployment {row.id}",
+                "kind": TokenKind.DEPLOYMENT.value,
+                "org": row.org,
+                "deployment_id": row.id,
+                "created_at": now,
+                "expires_at": now + timeout + 600,
+            }
+        )
+    await conn.execute(_INSERT_TOKEN, new_tokens)
+    upstream = await webhook_rows.upstream_outputs_of(conn, [row.stack_id for row in claimed])
     jobs = {}
     for row in claimed:
         jobs[row.runner_id] = job = _job(ctx, row, values[row.id], upstream.get(row.stack_id, []))
-        if start:
+        if row.status == Status.RUNNING.value:  # started by its claim (protocol 2)
             job["started"] = True
     return jobs
 
@@ -401,11 +436,16 @@ async def finish(
     result: Result,
     steps: list[runs.StepUpdate] | None = None,
     lines: list[runs.LogLine] | None = None,
+    *,
+    retried: bool = False,
 ) -> Any:
     """End a run: the last steps and log lines, status, outputs (on the stack only after a successful
     update), events, token revoked; all in one transaction. Then the waiting claimers get the work it
-    made ready (``hand_off``)."""
-    finished = await _finish(ctx, owner_of(principal, runner_id), deployment_id, result, steps, lines)
+    made ready (``hand_off``).
+
+    A ``retried`` finish (the runner sent it again: the answer was lost on the way) that finds the
+    deployment already ended by this runner as it reports is answered as done."""
+    finished = await _finish(ctx, owner_of(principal, runner_id), deployment_id, result, steps, lines, retried)
     ctx.work.notify()
     try:
         await hand_off(ctx)  # the members this finish made ready start now, not after the wake-ups
@@ -424,19 +464,24 @@ async def finish_and_claim(
     lines: list[runs.LogLine] | None = None,
     *,
     start: list[runs.StepUpdate] | None = None,
+    key: str | None = None,
+    retried: bool = False,
 ) -> tuple[Any, dict[str, Any] | None]:
     """``finish``, then (protocol 3) claim the same runner's next deployment, as a claim that does not
     wait would: the finished row, and the job or None. The claim is a transaction of its own, after the
-    finish's commit, and takes a turn for the waiting claimers too.
+    finish's commit, and takes a turn for the waiting claimers too. ``key`` and ``retried`` are the
+    claim's, as for ``claim``: a retried finish gets back the job its lost answer carried.
 
     The runner that made members ready is free at that moment; without this it would have to send its
     claim through a busy event loop while they wait."""
     owner = owner_of(principal, runner_id)
     if start is not None:
         check_steps(start)
-    finished = await _finish(ctx, owner, deployment_id, result, steps, lines)
+    finished = await _finish(ctx, owner, deployment_id, result, steps, lines, retried)
     ctx.work.notify()
-    with _waiting(ctx, owner, start) as request:
+    if retried and key is not None and (job := await _redeliver(ctx, owner, key)) is not None:
+        return finished, job
+    with _waiting(ctx, owner, start, key) as request:
         try:
             job = await _claim_in_turn(ctx, request, notified=False)
         except Exception:  # the finish has committed: report it, and let the runner claim as usual
@@ -454,11 +499,14 @@ async def _finish(
     result: Result,
     steps: list[runs.StepUpdate] | None,
     lines: list[runs.LogLine] | None,
+    retried: bool = False,
 ) -> Any:
     if result.status not in {Status.SUCCEEDED, Status.FAILED}:
         raise InvalidInput("a run finishes as succeeded or failed")
     now = ctx.now()
     async with ctx.db.write() as conn:
+        if retried and (done := await _finished_as(conn, deployment_id, owner, result)) is not None:
+            return done
         row = await queue.owned(conn, deployment_id, owner)
         await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now, earliest=_step_floor(row, now))
         await runs.append_logs(conn, deployment_id, lines or [], max_bytes=ctx.max_log_bytes, now=now, state=row)
@@ -480,6 +528,17 @@ async def _finish(
             values={"outputs": sealed, "resource_changes": result.resource_changes},
             **extra,
         )
+
+
+async def _finished_as(conn: Any, deployment_id: str, owner: str, result: Result) -> Any:
+    """The deployment's row when ``owner`` already finished it with ``result``'s status and reason.
+
+    Anything else (still running, or ended otherwise: its lease expired, it was cancelled) is left to
+    the finish itself, which then says why it cannot apply."""
+    row = await rows.get_state(conn, deployment_id)
+    if row is None or row.runner_id != owner or row.status != result.status.value or row.reason != result.reason:
+        return None
+    return row
 
 
 async def read_logs(

@@ -7,7 +7,7 @@ older queued or any active deployment exists for its stack. The partial unique i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -316,6 +316,7 @@ async def claim_many(
     lease_seconds: float,
     now: float | Callable[[], float],
     start: bool = False,
+    claim_keys: Mapping[str, str] | None = None,
     attempts: int = 1000,
 ) -> list[sa.Row[Any]]:
     """Lease the oldest eligible deployments, one to each of ``runner_ids`` in order (status ``accepted``;
@@ -326,6 +327,8 @@ async def claim_many(
     claimer that finds an org locked tries the next one; only when every org with queued work is
     locked does it wait, for the oldest one's lock, holding no other (so claimers cannot deadlock).
     On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
+
+    ``claim_keys``: the key each runner's claim carried, kept with its lease (``leased_by_claim``).
 
     ``now`` may be a clock: it is then read once the heads of line are found, so that a lease (and a
     start) is never dated before the commit that queued its deployment. On PostgreSQL that commit can
@@ -359,7 +362,10 @@ async def claim_many(
         owners = dict(zip((str(head.id) for head in heads), wanted, strict=False))
         started = {"status": "running", "started_at": moment} if start else {"status": "accepted"}
         lease = {"lease_expires_at": moment + lease_seconds, "modified_at": moment, **started}
-        values = [{"b_id": id_, "runner_id": owner, **lease} for id_, owner in owners.items()]
+        keys = claim_keys or {}
+        values = [
+            {"b_id": id_, "runner_id": owner, "claim_key": keys.get(owner), **lease} for id_, owner in owners.items()
+        ]
         try:
             async with conn.begin_nested():
                 await conn.execute(_TAKE, values)  # one statement, executed for each
@@ -376,6 +382,18 @@ async def claim_many(
         if len(taken) < len(heads):
             break  # a compare-and-set lost (cannot happen under the org lock): do not loop on it
     return claimed
+
+
+_LEASED_BY_CLAIM = _with_stack().where(
+    deployments.c.runner_id == sa.bindparam("b_runner_id"),
+    deployments.c.claim_key == sa.bindparam("b_claim_key"),
+    deployments.c.status.in_(ACTIVE_STATUSES),
+)
+
+
+async def leased_by_claim(conn: AsyncConnection, runner_id: str, claim_key: str) -> sa.Row[Any] | None:
+    """The active deployment that ``runner_id``'s claim with ``claim_key`` leased, if any."""
+    return (await conn.execute(_LEASED_BY_CLAIM, {"b_runner_id": runner_id, "b_claim_key": claim_key})).first()
 
 
 async def expired_leases(conn: AsyncConnection, *, now: float, limit: int = 100) -> list[sa.Row[Any]]:

@@ -85,6 +85,8 @@ deployments = sa.Table(
     sa.Column("skip_intermediate", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("runner_id", sa.String(200), nullable=True),
+    # The key the runner's claim carried: a retried claim with the same key gets this lease back.
+    sa.Column("claim_key", sa.String(64), nullable=True),
     sa.Column("lease_expires_at", sa.Double, nullable=True),
     sa.Column("cascade_id", sa.String(36), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),

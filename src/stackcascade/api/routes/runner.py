@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from fastapi import Request, Response
@@ -20,12 +21,31 @@ from stackcascade.store.runs import LogLine, StepUpdate
 router = RouteTable(prefix="/api/runner", tags=["runner protocol"], responses=ERRORS)
 MAX_WAIT_SECONDS = 30.0
 MAX_LINES_PER_APPEND = 1000
+_CLAIM_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _runner_id(body: dict[str, Any]) -> str:
     value = body.get("runnerId")
     if not isinstance(value, str) or not 1 <= len(value) <= 100:
         raise InvalidInput("'runnerId' must be a string of 1-100 characters naming this runner")
+    return value
+
+
+def _claim_key(body: dict[str, Any]) -> str | None:
+    """``claimKey`` (optional): the claim's own key, the same in every attempt of one claim."""
+    value = body.get("claimKey")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _CLAIM_KEY.fullmatch(value):
+        raise InvalidInput("'claimKey' must be 1-64 letters, digits, '-' or '_', the same in each attempt of a claim")
+    return value
+
+
+def _retried(body: dict[str, Any]) -> bool:
+    """``retry`` (optional): true when the runner sends a call again because the answer was lost."""
+    value = body.get("retry", False)
+    if not isinstance(value, bool):
+        raise InvalidInput("'retry' must be true or false")
     return value
 
 
@@ -75,7 +95,9 @@ async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
         raise InvalidInput(f"'waitSeconds' must be between 0 and {MAX_WAIT_SECONDS:g}")
     # "start" (optional): the first step transitions; the claimed deployment is started at once with them.
     start = _steps({"steps": body["start"]}) if body.get("start") is not None else None
-    job = await runs.claim(ctx, caller, _runner_id(body), float(wait), start)
+    job = await runs.claim(
+        ctx, caller, _runner_id(body), float(wait), start, key=_claim_key(body), retried=_retried(body)
+    )
     return JSONResponse(job) if job is not None else Response(status_code=204)
 
 
@@ -151,15 +173,19 @@ async def finish(ctx: Ctx, caller: Caller, deployment_id: str, request: Request)
         raise InvalidInput("'reason' must be a string")
     lines = _lines(body["lines"]) if body.get("lines") is not None else []
     result = runs.Result(status, reason, outputs, frozenset(secret_outputs), changes)
-    # "next" (optional, protocol 3): {"start": [steps]?}, claim this runner's next deployment as well.
+    # "next" (optional, protocol 3): {"start": [steps]?, "claimKey"?}, claim this runner's next deployment too.
     wanted = body.get("next")
+    retried = _retried(body)
     if wanted is None:
-        row = await runs.finish(ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines)
+        row = await runs.finish(
+            ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines, retried=retried
+        )
         return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason})
     if not isinstance(wanted, dict):
         raise InvalidInput("'next' must be an object ({\"start\": [steps]} or {}) asking for the next deployment")
     start = _steps({"steps": wanted["start"]}) if wanted.get("start") is not None else None
+    key = _claim_key(wanted)
     row, job = await runs.finish_and_claim(
-        ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines, start=start
+        ctx, caller, _runner_id(body), deployment_id, result, _steps(body), lines, start=start, key=key, retried=retried
     )
     return JSONResponse({"id": row.id, "status": row.status, "reason": row.reason, "next": job})
