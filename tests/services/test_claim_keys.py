@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 
@@ -140,3 +142,32 @@ async def test_a_finish_that_is_not_a_retry_still_refuses_an_ended_deployment(ct
     with pytest.raises(Conflict):
         await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], SUCCEEDED)
     assert (await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], SUCCEEDED, retried=True)).status == "succeeded"
+
+
+async def _until_waiting(ctx: Context, count: int) -> None:
+    for _ in range(1000):
+        if len(ctx.claims.pending) >= count:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"{count} claimers never waited")
+
+
+async def test_a_retried_claim_takes_the_place_of_its_earlier_attempt_still_waiting(ctx: Context) -> None:
+    """A proxy that gives up on a long poll leaves it waiting on the server: it must not take a job now."""
+    await make_stack(ctx, ORG, "net")
+    earlier = asyncio.create_task(runs.claim(ctx, RUNNER, SLOT, 30, START, key="k1"))
+    other = asyncio.create_task(runs.claim(ctx, RUNNER, "slot-1", 30, START, key="k1"))  # another runner's
+    await _until_waiting(ctx, 2)
+
+    retry = asyncio.create_task(runs.claim(ctx, RUNNER, SLOT, 30, START, key="k1", retried=True))
+
+    assert await asyncio.wait_for(earlier, 5) is None  # withdrawn at once, not after its 30 s
+    assert not other.done()
+    await enqueue(ctx, ORG, "net")
+    done, _ = await asyncio.wait({retry, other}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    [winner] = done
+    job = winner.result()
+    assert job is not None and job["project"] == "net"
+    for task in (retry, other):
+        task.cancel()
+    await asyncio.gather(retry, other, return_exceptions=True)

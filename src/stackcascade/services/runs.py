@@ -134,21 +134,24 @@ async def claim(
     the same transaction: the job says ``"started": true`` and the runner makes no start call.
 
     ``key``: the claim's own key, kept with the lease it takes. A ``retried`` claim (the runner sent it
-    again: the answer was lost on the way) first gets back the deployment its key already leased.
+    again: the answer was lost on the way) first gets back the deployment its key already leased, and
+    takes the place of an earlier attempt still waiting here (a proxy gave up on that long poll).
     """
     principal.require_runner()
     owner = f"{principal.name}/{runner_id}"
     if start is not None:
         check_steps(start)
-    if retried and key is not None and (job := await _redeliver(ctx, owner, key)) is not None:
-        return job
+    if retried and key is not None:
+        _withdraw(ctx, owner, key)
+        if (job := await _redeliver(ctx, owner, key)) is not None:
+            return job
     deadline = time.monotonic() + wait_seconds
     with _waiting(ctx, owner, start, key) as request:  # for the whole long poll: any turn may claim for it
         notified = False
         while True:
             job = await _claim_in_turn(ctx, request, notified=notified)
             if job is None and request.answer.done():  # a job leased to this claimer is never dropped
-                job = request.answer.result()
+                return request.answer.result()  # (None: withdrawn for a retry)
             if job is not None:
                 return job
             remaining = deadline - time.monotonic()
@@ -170,6 +173,14 @@ def _waiting(ctx: Context, owner: str, start: list[runs.StepUpdate] | None, key:
             request.answer.cancel()  # gone (cancelled, or the wait ran out): no turn may claim for it now
 
 
+def _withdraw(ctx: Context, owner: str, key: str) -> None:
+    """Earlier attempts of ``owner``'s claim ``key`` still waiting here get no job: they answer nothing
+    (the runner is no longer listening), and the retry waits in their place."""
+    for request in ctx.claims.pending:
+        if request.owner == owner and request.key == key and not request.answer.done():
+            request.answer.set_result(None)
+
+
 async def _wait(ctx: Context, request: _Request, seconds: float) -> bool:
     """Until a notify (True), a job claimed for ``request`` by someone else's turn, or ``seconds``."""
     notified = asyncio.ensure_future(ctx.work.wait(seconds))
@@ -188,7 +199,7 @@ class _Request:
     owner: str
     start: list[runs.StepUpdate] | None
     key: str | None  # the claim's key, kept with the lease
-    answer: asyncio.Future[dict[str, Any]]
+    answer: asyncio.Future[dict[str, Any] | None]  # the job; None: withdrawn for a retry of the same claim
 
 
 async def _claim_in_turn(ctx: Context, request: _Request, *, notified: bool) -> dict[str, Any] | None:
