@@ -21,7 +21,7 @@ from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.context import Context
 from stackcascade.services.org_graphs import OrgGraph, OrgGraphs, edges_of, stack_ids_of
 from stackcascade.services.plan_documents import plan_document, plan_json, plan_of
-from stackcascade.services.queueing import queue_in
+from stackcascade.services.queueing import queue_all_in, settings_for
 from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
 from stackcascade.store import stacks as stack_rows
@@ -217,25 +217,18 @@ async def _apply(
 ) -> tuple[bool, set[str]]:
     """Carry out the planner's decisions: whether a deployment was queued, and the members that ended
     (skipped, or refused a deployment)."""
-    queued = False
-    ended: set[str] = set()
     by_stack = {m.stack: m for m in members}
+    changes: dict[str, dict[str, Any]] = {}
     for decision in decisions:
         if decision.action == "skip":
-            status = MemberStatus.SKIPPED
-            ended.add(decision.stack)
+            changes[decision.stack] = {"status": MemberStatus.SKIPPED.value, "reason": decision.reason}
         elif decision.action == "await_approval":
-            status = MemberStatus.AWAITING_APPROVAL
-        else:
-            if await _deploy_member(conn, cascade, by_stack[decision.stack], now):
-                queued = True
-            else:
-                ended.add(decision.stack)
-            continue
-        await rows.update_member(
-            conn, cascade.id, decision.stack, status=status.value, reason=decision.reason, modified_at=now
-        )
-    return queued, ended
+            changes[decision.stack] = {"status": MemberStatus.AWAITING_APPROVAL.value, "reason": decision.reason}
+    await rows.update_members(conn, cascade.id, {stack: {**c, "modified_at": now} for stack, c in changes.items()})
+    ended = {stack for stack, change in changes.items() if change["status"] == MemberStatus.SKIPPED.value}
+    running = [by_stack[decision.stack] for decision in decisions if decision.action == "run"]
+    queued, refused = await _deploy_members(conn, cascade, running, now)
+    return queued, ended | refused
 
 
 def _gates(members: list[Any]) -> dict[str, set[str]]:
@@ -292,48 +285,51 @@ async def _advance_from(
     return queued, open_member_seen
 
 
-async def _deploy_member(conn: AsyncConnection, cascade: Any, member: Any, now: float) -> bool:
-    """Queue the member's update with its own saved settings (True); a stack that cannot deploy ends the
-    member instead: skipped when it was deleted, failed when it has no source (False)."""
-    stack_row = await stack_rows.get_with_settings(conn, member.stack_id) if member.stack_id else None
-    if stack_row is None:
-        await rows.update_member(
-            conn,
-            cascade.id,
-            member.stack,
-            status=MemberStatus.SKIPPED.value,
-            reason="the stack was deleted",
-            modified_at=now,
-        )
-        return False
-    try:
-        row = await queue_in(
-            conn,
-            stack_row,
-            Operation.UPDATE,
-            {},
-            now=now,
-            inherit=True,
-            initiator="cascade",
-            requested_by=f"cascade from {cascade.root}",
-            triggered_by=cascade.root_deployment_id,
-            cascade_id=cascade.id,
-        )
-    except InvalidInput as exc:  # no deployment settings: refused before it wrote anything
-        await rows.update_member(
-            conn, cascade.id, member.stack, status=MemberStatus.FAILED.value, reason=exc.message, modified_at=now
-        )
-        return False
-    await rows.update_member(
+async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any], now: float) -> tuple[bool, set[str]]:
+    """Queue each member's update with its own saved settings, in a few statements for them all (a
+    finish can make a whole layer ready). A stack that cannot deploy ends its member instead: skipped
+    when it was deleted, failed when it has no source. Returns whether any was queued, and those ended."""
+    if not members:
+        return False, set()
+    found = await stack_rows.get_many_with_settings(conn, [m.stack_id for m in members if m.stack_id])
+    refused: dict[str, dict[str, Any]] = {}
+    ready = []
+    for member in members:
+        stack_row = found.get(member.stack_id) if member.stack_id else None
+        if stack_row is None:
+            refused[member.stack] = {"status": MemberStatus.SKIPPED.value, "reason": "the stack was deleted"}
+            continue
+        try:
+            ready.append((member, stack_row, settings_for(stack_row, {}, inherit=True)))
+        except InvalidInput as exc:  # no deployment settings
+            refused[member.stack] = {"status": MemberStatus.FAILED.value, "reason": exc.message}
+    await rows.update_members(conn, cascade.id, {stack: {**c, "modified_at": now} for stack, c in refused.items()})
+    if not ready:
+        return False, set(refused)
+    queued = await queue_all_in(
+        conn,
+        [(stack_row, effective) for _, stack_row, effective in ready],
+        Operation.UPDATE,
+        initiator="cascade",
+        requested_by=f"cascade from {cascade.root}",
+        now=now,
+        triggered_by=cascade.root_deployment_id,
+        cascade_id=cascade.id,
+    )
+    await rows.update_members(
         conn,
         cascade.id,
-        member.stack,
-        status=MemberStatus.QUEUED.value,
-        reason=None,
-        deployment_id=row.id,
-        modified_at=now,
+        {
+            member.stack: {
+                "status": MemberStatus.QUEUED.value,
+                "reason": None,
+                "deployment_id": row.id,
+                "modified_at": now,
+            }
+            for (member, _, _), row in zip(ready, queued, strict=True)
+        },
     )
-    return True
+    return True, set(refused)
 
 
 async def reconcile(ctx: Context) -> int:
@@ -438,7 +434,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
                 modified_at=now,
             )
         await rows.update(conn, cascade_id, status=rows.RUNNING, finished_at=None)
-        await _deploy_member(conn, cascade, member, now)
+        await _deploy_members(conn, cascade, [member], now)
         await advance_in(conn, cascade_id, now)
     ctx.work.notify()
 

@@ -36,6 +36,20 @@ def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) ->
     return payload
 
 
+def settings_for(stack_row: Any, request_doc: dict[str, Any], *, inherit: bool) -> dict[str, Any]:
+    """The settings a deployment of ``stack_row`` runs with: its saved ones (``inherit``) patched by the
+    request's. ``InvalidInput`` when they name no source."""
+    saved = dict(stack_row.settings_document or {}) if inherit else {}
+    effective = doc.merge_patch(saved, request_doc)
+    if not doc.git_source(effective).get("repoUrl"):
+        hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
+        raise InvalidInput(
+            f"no source for stack {ref(stack_row.org, stack_row.project, stack_row.name)}: {hint}, "
+            "or give sourceContext in the request"
+        )
+    return effective
+
+
 async def queue_in(
     conn: Any,
     stack_row: Any,
@@ -54,53 +68,81 @@ async def queue_in(
     The caller wakes the runners (``ctx.work.notify()``) after its commit. A refusal (``InvalidInput``:
     no source) comes before any write, so a caller may go on with its transaction after one.
     """
-    org, project, stack = stack_row.org, stack_row.project, stack_row.name
-    saved = dict(stack_row.settings_document or {}) if inherit else {}
-    effective = doc.merge_patch(saved, request_doc)
-    if not doc.git_source(effective).get("repoUrl"):
-        hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
-        raise InvalidInput(
-            f"no source for stack {ref(org, project, stack)}: {hint}, or give sourceContext in the request"
-        )
-    version = await stack_rows.next_version(conn, stack_row.id)
-    deployment_id = str(uuid.uuid4())
-    await rows.insert(
+    effective = settings_for(stack_row, request_doc, inherit=inherit)
+    [row] = await queue_all_in(
         conn,
-        id=deployment_id,
-        stack_id=stack_row.id,
-        org=org,
-        version=version,
-        operation=operation.value,
-        status=Status.NOT_STARTED.value,
+        [(stack_row, effective)],
+        operation,
         initiator=initiator,
         requested_by=requested_by,
-        settings=effective,
-        skip_intermediate=bool(doc.option(effective, "skipIntermediateDeployments")),
+        now=now,
         triggered_by=triggered_by,
         cascade_id=cascade_id,
-        created_at=now,
-        modified_at=now,
-    )
-    row = SimpleNamespace(  # what was just inserted, without reading it back
-        id=deployment_id,
-        org=org,
-        project=project,
-        stack=stack,
-        version=version,
-        operation=operation.value,
-        status=Status.NOT_STARTED.value,
-        initiator=initiator,
-        requested_by=requested_by,
-        reason=None,
-        cascade_id=cascade_id,
-    )
-    await events.append(
-        conn,
-        org=org,
-        kind="deployment_queued",
-        payload=event_payload(row, org, project, stack),
-        now=now,
-        stack_id=stack_row.id,
-        deployment_id=deployment_id,
     )
     return row
+
+
+async def queue_all_in(
+    conn: Any,
+    stacks: list[tuple[Any, dict[str, Any]]],
+    operation: Operation,
+    *,
+    initiator: str,
+    requested_by: str,
+    now: float,
+    triggered_by: str | None = None,
+    cascade_id: str | None = None,
+) -> list[Any]:
+    """Queue a deployment of each stack with its settings (``settings_for``), in a few statements for
+    them all (a cascade's finish can make a whole layer ready): the deployments, in the same order."""
+    versions = await stack_rows.next_versions(conn, [stack_row.id for stack_row, _ in stacks])
+    inserted, queued, queued_events = [], [], []
+    for stack_row, effective in stacks:
+        org, project, stack = stack_row.org, stack_row.project, stack_row.name
+        deployment_id = str(uuid.uuid4())
+        version = versions[stack_row.id]
+        inserted.append(
+            {
+                "id": deployment_id,
+                "stack_id": stack_row.id,
+                "org": org,
+                "version": version,
+                "operation": operation.value,
+                "status": Status.NOT_STARTED.value,
+                "initiator": initiator,
+                "requested_by": requested_by,
+                "settings": effective,
+                "skip_intermediate": bool(doc.option(effective, "skipIntermediateDeployments")),
+                "triggered_by": triggered_by,
+                "cascade_id": cascade_id,
+                "created_at": now,
+                "modified_at": now,
+            }
+        )
+        row = SimpleNamespace(  # what is inserted, without reading it back
+            id=deployment_id,
+            org=org,
+            project=project,
+            stack=stack,
+            version=version,
+            operation=operation.value,
+            status=Status.NOT_STARTED.value,
+            initiator=initiator,
+            requested_by=requested_by,
+            reason=None,
+            cascade_id=cascade_id,
+        )
+        queued.append(row)
+        queued_events.append(
+            {
+                "org": org,
+                "kind": "deployment_queued",
+                "payload": event_payload(row, org, project, stack),
+                "created_at": now,
+                "stack_id": stack_row.id,
+                "deployment_id": deployment_id,
+            }
+        )
+    await rows.insert_many(conn, inserted)
+    await events.append_all(conn, queued_events)
+    return queued

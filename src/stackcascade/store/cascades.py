@@ -177,6 +177,15 @@ async def update_member(conn: AsyncConnection, cascade_id: str, stack: str, **va
     await conn.execute(_UPDATE_MEMBER, {"b_cascade_id": cascade_id, "b_stack": stack, **values})
 
 
+async def update_members(conn: AsyncConnection, cascade_id: str, changes: dict[str, dict[str, Any]]) -> None:
+    """Several members in one statement: ``changes`` by member stack, each with the same columns."""
+    if changes:
+        await conn.execute(
+            _UPDATE_MEMBER,
+            [{"b_cascade_id": cascade_id, "b_stack": stack, **values} for stack, values in changes.items()],
+        )
+
+
 async def has_unfinished_member(conn: AsyncConnection, cascade_id: str) -> bool:
     """Whether a member is still waiting, awaiting approval or queued (as recorded on the member rows)."""
     return (await conn.scalar(_UNFINISHED, {"b_cascade_id": cascade_id})) is not None

@@ -34,6 +34,12 @@ async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(_INSERT, values)
 
 
+async def insert_many(conn: AsyncConnection, values: list[dict[str, Any]]) -> None:
+    """Several deployments in one statement (each ``values`` with the same columns)."""
+    if values:
+        await conn.execute(_INSERT, values)
+
+
 def _with_stack(*columns: Any) -> sa.Select[Any]:
     return sa.select(
         *(columns or [deployments]),

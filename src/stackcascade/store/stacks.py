@@ -59,6 +59,16 @@ async def get_with_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any]
     return (await conn.execute(_GET_WITH_SETTINGS, {"b_id": stack_id})).first()
 
 
+_GET_MANY_WITH_SETTINGS = _with_settings().where(stacks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+
+
+async def get_many_with_settings(conn: AsyncConnection, stack_ids: list[str]) -> dict[str, sa.Row[Any]]:
+    """The stacks (with their saved settings) that still exist, by id."""
+    if not stack_ids:
+        return {}
+    return {row.id: row for row in (await conn.execute(_GET_MANY_WITH_SETTINGS, {"b_ids": stack_ids})).all()}
+
+
 async def insert(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(stacks.insert().values(**values))
 
@@ -136,6 +146,32 @@ async def next_version(conn: AsyncConnection, stack_id: str) -> int:
     """Take the stack's next deployment version; the row update also serialises creations per stack."""
     result = await conn.execute(_NEXT_VERSION, {"b_id": stack_id})
     return int(result.scalar_one())
+
+
+# The rows are locked in the order of their ids (PostgreSQL), so that two transactions taking versions of
+# the same stacks cannot each hold one the other waits for.
+_IN_ID_ORDER = (
+    sa.select(stacks.c.id)
+    .where(stacks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .order_by(stacks.c.id)
+    .with_for_update()
+)
+_NEXT_VERSIONS = (
+    stacks.update()
+    .where(stacks.c.id.in_(_IN_ID_ORDER))
+    .values(last_version=stacks.c.last_version + 1)
+    .returning(stacks.c.id, stacks.c.last_version)
+)
+
+
+async def next_versions(conn: AsyncConnection, stack_ids: list[str]) -> dict[str, int]:
+    """``next_version`` of several stacks in one statement, by id."""
+    if len(stack_ids) == 1:
+        return {stack_ids[0]: await next_version(conn, stack_ids[0])}
+    taken = {row.id: int(row.last_version) for row in (await conn.execute(_NEXT_VERSIONS, {"b_ids": stack_ids})).all()}
+    if len(taken) != len(set(stack_ids)):
+        raise LookupError(f"stacks {sorted(set(stack_ids) - set(taken))} no longer exist")
+    return taken
 
 
 async def get_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
