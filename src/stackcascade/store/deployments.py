@@ -30,10 +30,6 @@ _PENDING = (QUEUED, *ACTIVE_STATUSES)
 _INSERT = deployments.insert()
 
 
-async def insert(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(_INSERT, values)
-
-
 async def insert_many(conn: AsyncConnection, values: list[dict[str, Any]]) -> None:
     """Several deployments in one statement (each ``values`` with the same columns)."""
     if values:
