@@ -178,3 +178,37 @@ def test_two_roots_at_once_run_two_cascades_through_the_per_stack_queue(
         for project in ("database", "cluster", "app"):
             listed = api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"]
             assert sorted(d["version"] for d in listed) == [1, 2]  # once per cascade, one after the other
+
+
+def test_a_root_with_a_wide_layer_deploys_every_member_once_and_fails_the_one_without_settings(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    """One finish makes the whole layer ready: each member is queued (together) and runs once, after the
+    root; a member whose stack has no deployment settings fails with the reason, and its dependent skips."""
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo deployed $CASCADE_PROJECT")})
+    leaves = [f"leaf{i:02d}" for i in range(8)]
+    with pool_server.client() as api:
+        for project in ["network", *leaves, "bare", "after"]:
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+            if project != "bare":
+                settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+                response = api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings)
+                assert response.status_code == 200
+        edges = [("network", leaf) for leaf in [*leaves, "bare"]] + [("bare", "after")]
+        for up, down in edges:
+            edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+            assert api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge).status_code == 201
+        cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+
+        assert cascade["status"] == "failed"
+        root = member(cascade, "network")
+        for leaf in leaves:
+            state = member(cascade, leaf)
+            assert (state["status"], state["version"]) == ("succeeded", 1)
+            assert state["started"] >= root["finished"]
+            listed = api.get(f"/api/stacks/{org}/{leaf}/prod/deployments").json()["deployments"]
+            assert len(listed) == 1
+        bare, after = member(cascade, "bare"), member(cascade, "after")
+        assert bare["status"] == "failed" and "no source for stack" in bare["reason"]
+        assert after["status"] == "skipped" and "bare/prod" in after["reason"]
