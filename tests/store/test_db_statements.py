@@ -6,6 +6,7 @@ on SQLite through SQLAlchemy's own connection; these tests hold both to the same
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stackcascade.store import schema
 from stackcascade.store.db import Database
+from stackcascade.store.pipelined import send
 
 orgs = schema.orgs
 stacks = schema.stacks
@@ -134,6 +136,106 @@ async def test_a_failed_savepoint_keeps_the_rest_of_the_transaction(db: Database
     async with db.read() as conn:
         names = (await conn.execute(sa.select(orgs.c.name).order_by(orgs.c.name))).scalars().all()
     assert names == ["after", "kept"]
+
+
+async def test_writes_sent_without_waiting_are_seen_by_the_next_statement_and_committed(db: Database) -> None:
+    async with db.write() as conn:
+        await send(conn, orgs.insert(), [_org("p1"), _org("p2")])
+        await send(conn, orgs.update().where(orgs.c.name == "p1").values(concurrency=7))
+        assert await conn.scalar(sa.select(orgs.c.concurrency).where(orgs.c.name == "p1")) == 7
+        await send(conn, orgs.delete().where(orgs.c.name == "p2"))  # still in flight at the commit
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(orgs.c.name, orgs.c.concurrency))).all()
+    assert [tuple(row) for row in rows] == [("p1", 7)]
+
+
+async def test_a_failing_write_sent_without_waiting_fails_the_transaction_at_a_later_statement(db: Database) -> None:
+    """On PostgreSQL the error comes with the next statement's answer (SQLite raises it at once), and the
+    whole transaction is rolled back; the pooled connection is usable afterwards."""
+    async with db.write() as conn:
+        await conn.execute(orgs.insert().values(**_org("dup")))
+    with pytest.raises(IntegrityError) as caught:
+        async with db.write() as conn:
+            await send(conn, orgs.insert().values(**_org("other")))
+            await send(conn, orgs.insert().values(**_org("dup")))
+            await send(conn, orgs.insert().values(**_org("after")))
+            await conn.scalar(sa.select(sa.func.count()).select_from(orgs))
+    assert "INSERT INTO orgs" in str(caught.value.statement)
+    with pytest.raises(IntegrityError):  # the same when the commit is the next statement
+        async with db.write() as conn:
+            await send(conn, orgs.insert().values(**_org("other")))
+            await send(conn, orgs.insert().values(**_org("dup")))
+    for _ in range(3):
+        async with db.write() as conn:
+            assert await conn.scalar(sa.text("SELECT 1")) == 1
+    async with db.read() as conn:
+        assert (await conn.execute(sa.select(orgs.c.name))).scalars().all() == ["dup"]
+
+
+async def test_a_transaction_that_raises_with_writes_in_flight_writes_none_of_them(db: Database) -> None:
+    with pytest.raises(LookupError):
+        async with db.write() as conn:
+            await send(conn, orgs.insert().values(**_org("never")))
+            raise LookupError("the service refused")
+    async with db.write() as conn:
+        await send(conn, orgs.insert().values(**_org("next")))
+    async with db.read() as conn:
+        assert (await conn.execute(sa.select(orgs.c.name))).scalars().all() == ["next"]
+
+
+async def test_a_savepoint_waits_for_the_writes_sent_before_it_and_within_it(db: Database) -> None:
+    async with db.write() as conn:
+        await send(conn, orgs.insert().values(**_org("kept")))
+        with pytest.raises(IntegrityError):
+            async with conn.begin_nested():
+                await send(conn, orgs.insert().values(**_org("lost")))
+                await send(conn, orgs.insert().values(**_org("kept")))
+        await send(conn, orgs.insert().values(**_org("after")))
+    async with db.read() as conn:
+        names = (await conn.execute(sa.select(orgs.c.name).order_by(orgs.c.name))).scalars().all()
+    assert names == ["after", "kept"]
+
+
+async def test_writes_sent_without_waiting_share_the_round_trip_of_the_next_statement(db: Database) -> None:
+    """PostgreSQL only: three writes and a read cost one wait for the server's answer, not four."""
+    if not db.is_postgres:
+        pytest.skip("SQLite statements run in the process: there is no round trip")
+    waits = await _reads_waited_for(db, lambda conn: _three_writes_and_a_read(conn, send))
+    one_by_one = await _reads_waited_for(db, lambda conn: _three_writes_and_a_read(conn, _execute))
+    assert waits == 1
+    assert one_by_one >= 4  # more once psycopg prepares a statement it has seen often (a round trip of its own)
+
+
+async def _execute(conn: Any, statement: Any, parameters: Any = None) -> None:
+    await conn.execute(statement, parameters)
+
+
+async def _three_writes_and_a_read(conn: Any, write: Any) -> None:
+    await write(conn, orgs.update().values(concurrency=orgs.c.concurrency + 1))
+    await write(conn, orgs.update().values(concurrency=orgs.c.concurrency + 1))
+    await write(conn, orgs.update().values(concurrency=orgs.c.concurrency + 1))
+    await conn.scalar(sa.select(sa.func.count()).select_from(orgs))
+
+
+async def _reads_waited_for(db: Database, work: Any) -> int:
+    """How often the event loop was asked to wake a statement when the server's answer arrives."""
+    async with db.write() as conn:
+        await conn.scalar(sa.text("SELECT 1"))  # BEGIN and this: not counted
+        loop = asyncio.get_running_loop()
+        waits = 0
+        original = loop.add_reader
+
+        def counting(fd: Any, callback: Any, *args: Any) -> Any:
+            nonlocal waits
+            waits += 1
+            return original(fd, callback, *args)
+
+        loop.add_reader = counting  # type: ignore[method-assign]
+        try:
+            await work(conn)
+        finally:
+            del loop.add_reader
+    return waits
 
 
 async def test_text_statements_and_bound_parameters(db: Database) -> None:

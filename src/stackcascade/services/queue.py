@@ -18,7 +18,7 @@ from stackcascade.services import cascades
 from stackcascade.services.context import Context
 from stackcascade.services.queueing import event_payload
 from stackcascade.store import deployments as rows
-from stackcascade.store import events, runs
+from stackcascade.store import events, pipelined, runs
 from stackcascade.store.schema import tokens
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -127,7 +127,7 @@ async def finish_in(
         raise Conflict(f"deployment {row.id} is no longer {row.status}: it ended meanwhile")
     if status is Status.FAILED:
         await runs.fail_running_steps(conn, row.id, now)
-    await conn.execute(DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
+    await pipelined.send(conn, DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
     finished = SimpleNamespace(**{**row._asdict(), **changes})  # the row as it now is, without reading it
     await _emit(conn, finished, event_kinds_for_finish(Operation(row.operation), status), now, **extra)
     await rows.skip_superseded(conn, row.stack_id, now=now)

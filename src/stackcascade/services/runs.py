@@ -27,7 +27,7 @@ from stackcascade.services.stacks import load, ref
 from stackcascade.services.tokens import hash_token, new_token_value
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments as rows
-from stackcascade.store import runs
+from stackcascade.store import pipelined, runs
 from stackcascade.store import webhooks as webhook_rows
 from stackcascade.store.schema import tokens
 
@@ -355,7 +355,7 @@ async def _jobs_in(ctx: Context, conn: Any, claimed: list[Any], now: float) -> d
                 "expires_at": now + timeout + 600,
             }
         )
-    await conn.execute(_INSERT_TOKEN, new_tokens)
+    await pipelined.send(conn, _INSERT_TOKEN, new_tokens)
     upstream = await webhook_rows.upstream_outputs_of(conn, [row.stack_id for row in claimed])
     jobs = {}
     for row in claimed:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from stackcascade.store.pipelined import send
 from stackcascade.store.schema import cascade_members, cascades, deployments, orgs, stacks, webhooks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -174,13 +175,14 @@ async def members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str
 
 
 async def update_member(conn: AsyncConnection, cascade_id: str, stack: str, **values: Any) -> None:
-    await conn.execute(_UPDATE_MEMBER, {"b_cascade_id": cascade_id, "b_stack": stack, **values})
+    await send(conn, _UPDATE_MEMBER, {"b_cascade_id": cascade_id, "b_stack": stack, **values})
 
 
 async def update_members(conn: AsyncConnection, cascade_id: str, changes: dict[str, dict[str, Any]]) -> None:
     """Several members in one statement: ``changes`` by member stack, each with the same columns."""
     if changes:
-        await conn.execute(
+        await send(
+            conn,
             _UPDATE_MEMBER,
             [{"b_cascade_id": cascade_id, "b_stack": stack, **values} for stack, values in changes.items()],
         )
@@ -202,7 +204,7 @@ _STACK_OUTPUTS = sa.select(stacks.c.outputs).where(stacks.c.id == sa.bindparam("
 
 
 async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed: bool) -> None:
-    await conn.execute(_SET_OUTPUTS_CHANGED, {"b_deployment_id": deployment_id, "outputs_changed": changed})
+    await send(conn, _SET_OUTPUTS_CHANGED, {"b_deployment_id": deployment_id, "outputs_changed": changed})
 
 
 async def behind_ids(conn: AsyncConnection) -> list[str]:

@@ -93,6 +93,10 @@ class InlineConnection:
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         return self._connection.execute(statement, parameters)
 
+    async def enqueue(self, statement: Any, parameters: Any = None) -> None:
+        """A write whose result nobody reads (PostgreSQL pipelines these): SQLite runs it here and now."""
+        self._connection.execute(statement, parameters)
+
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._connection.scalar(statement, parameters)
 
@@ -176,10 +180,19 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _postgres_transaction(self) -> AsyncIterator[DirectConnection]:
-        """SQLAlchemy's connection holds the transaction; statements go to psycopg directly (see pg_direct)."""
+        """SQLAlchemy's connection holds the transaction; statements go to psycopg directly (see pg_direct).
+
+        Writes still in flight at the end go out with the ``COMMIT``, or are abandoned before the rollback.
+        """
         async with self._engine.begin() as conn:
             pooled = await conn.get_raw_connection()
-            yield DirectConnection(conn, pooled.driver_connection, self._statements)
+            direct = DirectConnection(conn, pooled.driver_connection, self._statements)
+            try:
+                yield direct
+            except BaseException:
+                await direct.abandon()
+                raise
+            await direct.commit()
 
     @staticmethod
     @contextlib.contextmanager

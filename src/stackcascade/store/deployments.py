@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from stackcascade.store.pipelined import send
 from stackcascade.store.schema import ACTIVE_STATUSES, deployments, orgs, stacks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -33,7 +34,7 @@ _INSERT = deployments.insert()
 async def insert_many(conn: AsyncConnection, values: list[dict[str, Any]]) -> None:
     """Several deployments in one statement (each ``values`` with the same columns)."""
     if values:
-        await conn.execute(_INSERT, values)
+        await send(conn, _INSERT, values)
 
 
 def _with_stack(*columns: Any) -> sa.Select[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from stackcascade.store.pipelined import send
 from stackcascade.store.schema import events
 
 # Set when the current write transaction appended an event, so ``Database.write`` can wake the
@@ -35,12 +36,12 @@ async def append(
         "stack_id": stack_id,
         "deployment_id": deployment_id,
     }
-    await conn.execute(_INSERT, values)
+    await send(conn, _INSERT, values)
     appended_in_transaction.set(True)
 
 
 async def append_all(conn: AsyncConnection, values: list[dict[str, Any]]) -> None:
     """Several events in one statement (each ``values`` as ``append`` takes them)."""
     if values:
-        await conn.execute(_INSERT, [{"stack_id": None, "deployment_id": None, **item} for item in values])
+        await send(conn, _INSERT, [{"stack_id": None, "deployment_id": None, **item} for item in values])
         appended_in_transaction.set(True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from stackcascade.store.pipelined import send
 from stackcascade.store.schema import deployment_logs, deployment_steps, deployments, stacks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -104,10 +105,10 @@ async def apply_steps(
     stored = {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
     state, new = _transitions(updates, now, floor, stored)
     if new:
-        await conn.execute(_INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
+        await send(conn, _INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
     for idx, values in state.items():
         if idx not in new:
-            await conn.execute(_UPDATE_STEP, {**where, "b_idx": idx, **values})
+            await send(conn, _UPDATE_STEP, {**where, "b_idx": idx, **values})
 
 
 async def insert_first_steps(conn: AsyncConnection, firsts: list[tuple[str, list[StepUpdate]]], now: float) -> None:
@@ -117,7 +118,7 @@ async def insert_first_steps(conn: AsyncConnection, firsts: list[tuple[str, list
         state, _ = _transitions(updates, now, now, {})
         rows += [{"deployment_id": deployment_id, "idx": idx, **values} for idx, values in state.items()]
     if rows:
-        await conn.execute(_INSERT_STEP, rows)
+        await send(conn, _INSERT_STEP, rows)
 
 
 def _transitions(
@@ -152,7 +153,7 @@ async def steps(conn: AsyncConnection, deployment_id: str) -> list[sa.Row[Any]]:
 
 
 async def fail_running_steps(conn: AsyncConnection, deployment_id: str, now: float) -> None:
-    await conn.execute(_FAIL_RUNNING, {"b_deployment_id": deployment_id, "b_now": now})
+    await send(conn, _FAIL_RUNNING, {"b_deployment_id": deployment_id, "b_now": now})
 
 
 async def append_logs(
@@ -210,8 +211,8 @@ async def append_logs(
             }
         )
     if rows:
-        await conn.execute(_INSERT_LINE, rows)
-    await conn.execute(_COUNT_LOG_BYTES, {**where, "b_used": used, "b_truncated": truncated_at is not None})
+        await send(conn, _INSERT_LINE, rows)
+    await send(conn, _COUNT_LOG_BYTES, {**where, "b_used": used, "b_truncated": truncated_at is not None})
 
 
 async def logs_after(conn: AsyncConnection, deployment_id: str, after_id: int, limit: int) -> list[sa.Row[Any]]:
@@ -227,4 +228,4 @@ async def logs_of_step(
 
 
 async def set_stack_outputs(conn: AsyncConnection, stack_id: str, outputs: dict[str, Any], now: float) -> None:
-    await conn.execute(_SET_STACK_OUTPUTS, {"b_stack_id": stack_id, "outputs": outputs, "outputs_updated_at": now})
+    await send(conn, _SET_STACK_OUTPUTS, {"b_stack_id": stack_id, "outputs": outputs, "outputs_updated_at": now})
