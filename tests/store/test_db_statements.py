@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stackcascade.store import schema
 from stackcascade.store.db import Database
-from stackcascade.store.pipelined import send
+from stackcascade.store.pipelined import send, submit
 
 orgs = schema.orgs
 stacks = schema.stacks
@@ -194,6 +194,37 @@ async def test_a_savepoint_waits_for_the_writes_sent_before_it_and_within_it(db:
     async with db.read() as conn:
         names = (await conn.execute(sa.select(orgs.c.name).order_by(orgs.c.name))).scalars().all()
     assert names == ["after", "kept"]
+
+
+async def test_submitted_statements_answer_as_of_when_they_were_sent(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(orgs.insert(), [_org("s1", 1), _org("s2", 2)])
+    async with db.write() as conn:
+        before = await submit(conn, sa.select(orgs.c.name, orgs.c.concurrency).order_by(orgs.c.name))
+        changed = await submit(conn, orgs.update().where(orgs.c.name == "s1").values(concurrency=5))
+        missed = await submit(conn, orgs.update().where(orgs.c.name == "nope").values(concurrency=5))
+        after = await submit(conn, sa.select(orgs.c.concurrency).where(orgs.c.name == "s1"))
+        await send(conn, orgs.delete().where(orgs.c.name == "s2"))  # after every read above: none sees it
+        assert [tuple(row) for row in (await before.result()).all()] == [("s1", 1), ("s2", 2)]
+        assert ((await changed.result()).rowcount, (await missed.result()).rowcount) == (1, 0)
+        assert (await after.result()).scalar() == 5
+    async with db.read() as conn:
+        assert [tuple(row) for row in (await conn.execute(sa.select(orgs.c.name, orgs.c.concurrency))).all()] == [
+            ("s1", 5)
+        ]
+
+
+async def test_submitted_reads_share_one_round_trip(db: Database) -> None:
+    """PostgreSQL only: three reads submitted one after the other, then read, wait for the server once."""
+    if not db.is_postgres:
+        pytest.skip("SQLite statements run in the process: there is no round trip")
+
+    async def three_reads(conn: Any) -> None:
+        answers = [await submit(conn, sa.select(orgs.c.name).where(orgs.c.concurrency == n)) for n in range(3)]
+        for answer in answers:
+            assert (await answer.result()).all() == []
+
+    assert await _reads_waited_for(db, three_reads) == 1
 
 
 async def test_writes_sent_without_waiting_share_the_round_trip_of_the_next_statement(db: Database) -> None:

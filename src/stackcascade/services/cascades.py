@@ -29,6 +29,8 @@ from stackcascade.store import stacks as stack_rows
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from stackcascade.store.pipelined import Answer
+
 MODES = ("coalesced", "per-edge")
 _TERMINAL_STATUSES = {Status.SUCCEEDED.value, Status.FAILED.value, Status.SKIPPED.value}
 
@@ -56,6 +58,11 @@ class _Plans:
         self._plans.move_to_end(cascade_id)
         if len(self._plans) > self._size:
             self._plans.popitem(last=False)
+
+    def peek(self, cascade_id: str) -> Plan | None:
+        """The plan if this process holds it, without reading it."""
+        found = self._plans.get(cascade_id)
+        return None if found is None else found[0]
 
     async def get(self, conn: AsyncConnection, cascade_id: str) -> tuple[Plan, frozenset[str]] | None:
         """The plan and the root's events (an external update's), decoded once per process."""
@@ -171,15 +178,39 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     )
 
 
-async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, finished: str | None = None) -> bool:
+@dataclass(frozen=True, slots=True)
+class SentReads:
+    """The first reads of ``advance_in`` after a member's finish, sent ahead with the finish's statements."""
+
+    locked: Answer  # the cascade's row, locked
+    members: Answer | None  # the finished member's neighbourhood, when this process holds the plan
+
+
+async def send_reads(conn: AsyncConnection, cascade_id: str, finished: str) -> SentReads:
+    """Send the lock of the cascade and the members that ``advance_in(finished=...)`` reads first.
+
+    The members go after the lock, so the database reads them once the lock is held, as if read later.
+    """
+    locked = await rows.submit_lock(conn, cascade_id)
+    plan = _PLANS.peek(cascade_id)
+    if plan is None or finished not in plan.position:
+        return SentReads(locked, None)
+    return SentReads(locked, await rows.submit_members(conn, cascade_id, _neighbourhood(plan, {finished})[1]))
+
+
+async def advance_in(
+    conn: AsyncConnection, cascade_id: str, now: float, *, finished: str | None = None, sent: SentReads | None = None
+) -> bool:
     """Record finished members, then run, gate or skip every member whose upstreams are all done.
 
     ``finished`` names the member whose deployment just finished: then only its neighbourhood is read
     (its downstream members and their upstreams, and so on down a chain of skips), so a member's
     finish costs the same in a cascade of 5 members or of 500. Without it, every member is looked at.
+    ``sent``: ``send_reads`` for ``finished``, when the caller sent them already.
     Returns True when deployments were queued (the caller wakes the runners after its commit).
     """
-    cascade = await rows.lock(conn, cascade_id)
+    locked = sent.locked if sent is not None else await rows.submit_lock(conn, cascade_id)
+    cascade = (await locked.result()).first()
     if cascade is None or cascade.status != rows.RUNNING:
         return False
     known = await _PLANS.get(conn, cascade_id)
@@ -188,7 +219,8 @@ async def advance_in(conn: AsyncConnection, cascade_id: str, now: float, *, fini
     plan, root_events = known
     if finished is None or finished not in plan.position:
         return await _advance_all(conn, cascade, plan, root_events, now)
-    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, finished)
+    first = sent.members if sent is not None else None
+    queued, open_member_seen = await _advance_from(conn, cascade, plan, root_events, now, finished, first)
     # A member this advance left waiting, gated or queued means the cascade goes on: no need to ask.
     if not open_member_seen and not await rows.has_unfinished_member(conn, cascade_id):
         await _advance_all(conn, cascade, plan, root_events, now)  # once per cascade: sets its final status
@@ -255,20 +287,35 @@ async def _advance_all(
     return queued
 
 
+def _neighbourhood(plan: Plan, frontier: set[str]) -> tuple[set[str], set[str]]:
+    """The members that ended members (``frontier``) can make ready, and every member deciding it needs."""
+    candidates = {down for stack in frontier for down in plan.outgoing[stack]}
+    return candidates, frontier | candidates | {up for down in candidates for up in plan.incoming[down]}
+
+
 async def _advance_from(
-    conn: AsyncConnection, cascade: Any, plan: Plan, root_events: frozenset[str], now: float, finished: str
+    conn: AsyncConnection,
+    cascade: Any,
+    plan: Plan,
+    root_events: frozenset[str],
+    now: float,
+    finished: str,
+    first: Answer | None = None,
 ) -> tuple[bool, bool]:
     """Advance from one member that ended: only its downstream members can have become ready.
 
+    ``first``: the read of the first neighbourhood, when sent already (``send_reads``).
     Returns whether deployments were queued, and whether a member it read is left unfinished.
     """
     queued = open_member_seen = False
     frontier, done = {finished}, set[str]()
     while frontier:
         done |= frontier
-        candidates = {down for stack in frontier for down in plan.outgoing[stack]}
-        needed = frontier | candidates | {up for down in candidates for up in plan.incoming[down]}
-        members = await rows.members(conn, cascade.id, needed)
+        candidates, needed = _neighbourhood(plan, frontier)
+        if first is not None:
+            members, first = list((await first.result()).all()), None
+        else:
+            members = await rows.members(conn, cascade.id, needed)
         outcomes, ended = await _record(conn, cascade.id, plan, members, root_events, now)
         decisions = planner.decide(plan, outcomes, only=candidates, **_gates(members)) if candidates else []
         deployed, decided_ended = await _apply(conn, cascade, decisions, members, now)

@@ -123,16 +123,22 @@ async def finish_in(
         "lease_expires_at": None,
         **(values or {}),
     }
-    if not await rows.update(conn, row.id, _ACTIVE, **changes):  # PostgreSQL: another transaction ended it
-        raise Conflict(f"deployment {row.id} is no longer {row.status}: it ended meanwhile")
+    # Everything up to the cascade's lock goes out together (one round trip on PostgreSQL); nothing of it
+    # is committed if the compare-and-set finds the deployment ended by another transaction meanwhile.
+    ended = await rows.submit_update(conn, row.id, _ACTIVE, **changes)
     if status is Status.FAILED:
         await runs.fail_running_steps(conn, row.id, now)
     await pipelined.send(conn, DELETE_TOKENS, {"b_deployment_id": row.id})  # the deployment token dies with it
     finished = SimpleNamespace(**{**row._asdict(), **changes})  # the row as it now is, without reading it
     await _emit(conn, finished, event_kinds_for_finish(Operation(row.operation), status), now, **extra)
-    await rows.skip_superseded(conn, row.stack_id, now=now)
+    queued_of_stack = await rows.submit_queued_of_stack(conn, row.stack_id)
+    member = f"{row.project}/{row.stack}"
+    sent = await cascades.send_reads(conn, row.cascade_id, member) if row.cascade_id else None
+    if not (await ended.result()).rowcount:  # PostgreSQL: another transaction ended it
+        raise Conflict(f"deployment {row.id} is no longer {row.status}: it ended meanwhile")
+    await rows.skip_superseded(conn, row.stack_id, now=now, queued_of_stack=queued_of_stack)
     if row.cascade_id:  # a member finished: its cascade moves on in the same transaction
-        await cascades.advance_in(conn, row.cascade_id, now, finished=f"{row.project}/{row.stack}")
+        await cascades.advance_in(conn, row.cascade_id, now, finished=member, sent=sent)
     return finished
 
 

@@ -518,13 +518,21 @@ async def _finish(
     async with ctx.db.write() as conn:
         if retried and (done := await _finished_as(conn, deployment_id, owner, result)) is not None:
             return done
+        # The reads that do not depend on the deployment's row go out with it: one round trip on PostgreSQL.
+        checked = check_steps(steps or [])
+        stored_steps = await runs.submit_steps_among(conn, deployment_id, checked)
+        stored_lines = await runs.submit_known_lines(conn, deployment_id, lines or [])
+        succeeded = result.status is Status.SUCCEEDED
+        outputs_before = await cascade_rows.submit_stack_outputs_of(conn, deployment_id) if succeeded else None
         row = await queue.owned(conn, deployment_id, owner)
-        await runs.apply_steps(conn, deployment_id, check_steps(steps or []), now, earliest=_step_floor(row, now))
-        await runs.append_logs(conn, deployment_id, lines or [], max_bytes=ctx.max_log_bytes, now=now, state=row)
+        await runs.apply_steps(conn, deployment_id, checked, now, earliest=_step_floor(row, now), stored=stored_steps)
+        await runs.append_logs(
+            conn, deployment_id, lines or [], max_bytes=ctx.max_log_bytes, now=now, state=row, stored=stored_lines
+        )
         sealed = seal_outputs(ctx, result.outputs, set(result.secret_outputs)) if result.outputs is not None else None
-        updated = result.status is Status.SUCCEEDED and row.operation == "update"
-        if updated and row.cascade_id:  # for the cascade's triggerOn: outputs-changed edges
-            before = await cascade_rows.stack_outputs(conn, row.stack_id)
+        updated = succeeded and row.operation == "update"
+        if updated and row.cascade_id and outputs_before is not None:  # for triggerOn: outputs-changed edges
+            before = (await outputs_before.result()).scalar()
             changed = sealed is not None and open_outputs(ctx, before, True) != open_outputs(ctx, sealed, True)
             await cascade_rows.set_outputs_changed(conn, deployment_id, changed)
         if updated and sealed is not None:

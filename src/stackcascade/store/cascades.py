@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from stackcascade.store.pipelined import send
+from stackcascade.store.pipelined import Answer, send, submit
 from stackcascade.store.schema import cascade_members, cascades, deployments, orgs, stacks, webhooks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -116,8 +116,13 @@ _LOCK_FOR_UPDATE = _LOCK.with_for_update()
 
 async def lock(conn: AsyncConnection, cascade_id: str) -> sa.Row[Any] | None:
     """The cascade row without its plan, locked: members finishing at once advance it one after another."""
+    return (await (await submit_lock(conn, cascade_id)).result()).first()
+
+
+async def submit_lock(conn: AsyncConnection, cascade_id: str) -> Answer:
+    """``lock``, sent with what follows: the answer's first row is the cascade's (None if it is gone)."""
     query = _LOCK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK
-    return (await conn.execute(query, {"b_id": cascade_id})).first()
+    return await submit(conn, query, {"b_id": cascade_id})
 
 
 async def plan(conn: AsyncConnection, cascade_id: str) -> dict[str, Any] | None:
@@ -170,8 +175,12 @@ async def members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str
     """Members (all, or those in ``stacks``) with their deployment's state (NULL before it exists)."""
     if stacks is None:
         return list((await conn.execute(_MEMBERS, {"b_cascade_id": cascade_id})).all())
-    params = {"b_cascade_id": cascade_id, "b_stacks": sorted(stacks)}
-    return list((await conn.execute(_SOME_MEMBERS, params)).all())
+    return list((await (await submit_members(conn, cascade_id, stacks)).result()).all())
+
+
+async def submit_members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str]) -> Answer:
+    """``members`` of ``stacks``, sent with what follows: the answer's rows."""
+    return await submit(conn, _SOME_MEMBERS, {"b_cascade_id": cascade_id, "b_stacks": sorted(stacks)})
 
 
 async def update_member(conn: AsyncConnection, cascade_id: str, stack: str, **values: Any) -> None:
@@ -201,6 +210,10 @@ _SET_OUTPUTS_CHANGED = cascade_members.update().where(
     cascade_members.c.deployment_id == sa.bindparam("b_deployment_id")
 )
 _STACK_OUTPUTS = sa.select(stacks.c.outputs).where(stacks.c.id == sa.bindparam("b_stack_id"))
+_OUTPUTS_BEFORE = sa.select(stacks.c.outputs).where(
+    stacks.c.id
+    == sa.select(deployments.c.stack_id).where(deployments.c.id == sa.bindparam("b_deployment_id")).scalar_subquery()
+)
 
 
 async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed: bool) -> None:
@@ -238,6 +251,11 @@ async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.R
 
 async def stack_outputs(conn: AsyncConnection, stack_id: str) -> Any:
     return await conn.scalar(_STACK_OUTPUTS, {"b_stack_id": stack_id})
+
+
+async def submit_stack_outputs_of(conn: AsyncConnection, deployment_id: str) -> Answer:
+    """The outputs of the deployment's stack as they are now (the answer's scalar): read with what follows."""
+    return await submit(conn, _OUTPUTS_BEFORE, {"b_deployment_id": deployment_id})
 
 
 async def graph_nodes(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,11 @@ class InlineConnection:
         """A write whose result nobody reads (PostgreSQL pipelines these): SQLite runs it here and now."""
         self._connection.execute(statement, parameters)
 
+    async def submit(self, statement: Any, parameters: Any = None) -> Answered:
+        """A statement whose answer is read later (PostgreSQL pipelines these): SQLite runs it now and keeps
+        its rows, so that statements run in between cannot change what it answers."""
+        return Answered(self._connection.execute(statement, parameters))
+
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._connection.scalar(statement, parameters)
 
@@ -104,6 +110,28 @@ class InlineConnection:
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._connection.begin_nested():
             yield
+
+
+class Answered:
+    """The result of ``InlineConnection.submit``, fetched when the statement ran."""
+
+    __slots__ = ("_frozen", "_rowcount")
+
+    def __init__(self, result: Any) -> None:
+        self._rowcount = result.rowcount
+        self._frozen = result.freeze() if result.returns_rows else None
+
+    async def result(self) -> Any:
+        if self._frozen is None:
+            return _RowCount(self._rowcount)
+        return self._frozen()
+
+
+@dataclass(frozen=True, slots=True)
+class _RowCount:
+    """The result of a submitted statement that returns no rows."""
+
+    rowcount: int
 
 
 class Database:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from stackcascade.store.pipelined import send
+from stackcascade.store.pipelined import Answer, send, submit
 from stackcascade.store.schema import ACTIVE_STATUSES, deployments, orgs, stacks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -144,6 +144,12 @@ _UPDATE = deployments.update().where(
 )
 
 
+async def submit_update(conn: AsyncConnection, deployment_id: str, expected: tuple[str, ...], **values: Any) -> Answer:
+    """``update``, sent with what follows: the answer's ``rowcount`` is 0 when the deployment was not in
+    one of ``expected`` statuses (then the caller must not commit what it sent meanwhile)."""
+    return await submit(conn, _UPDATE, {"b_id": deployment_id, "b_expected": list(expected), **values})
+
+
 async def update(conn: AsyncConnection, deployment_id: str, expected: tuple[str, ...], **values: Any) -> bool:
     """Change a deployment only while it is in one of ``expected`` statuses (compare-and-set)."""
     if any(isinstance(value, sa.ClauseElement) for value in values.values()):  # SQL expressions: build it
@@ -172,12 +178,22 @@ _QUEUED_OF_STACK = (
 )
 
 
-async def skip_superseded(conn: AsyncConnection, stack_id: str, *, now: float) -> list[Superseded]:
+async def submit_queued_of_stack(conn: AsyncConnection, stack_id: str) -> Answer:
+    """The stack's queued deployments, for ``skip_superseded``: read with what follows."""
+    return await submit(conn, _QUEUED_OF_STACK, {"b_stack_id": stack_id})
+
+
+async def skip_superseded(
+    conn: AsyncConnection, stack_id: str, *, now: float, queued_of_stack: Answer | None = None
+) -> list[Superseded]:
     """``skipIntermediateDeployments``: of the queued deployments of one operation, keep only the newest.
 
-    Applies when the newest queued deployment of that operation asked for it.
+    Applies when the newest queued deployment of that operation asked for it. ``queued_of_stack``: the
+    read of ``submit_queued_of_stack``, when the caller sent it already.
     """
-    queued = list((await conn.execute(_QUEUED_OF_STACK, {"b_stack_id": stack_id})).all())
+    if queued_of_stack is None:
+        queued_of_stack = await submit_queued_of_stack(conn, stack_id)
+    queued = list((await queued_of_stack.result()).all())
     newest: dict[str, Any] = {}
     for row in queued:
         newest[row.operation] = row

@@ -19,6 +19,8 @@ The transaction itself (pool, ``BEGIN``, savepoints, rollback) stays with SQLAlc
 
 Writes whose answer nobody reads (``enqueue``) go out in psycopg's pipeline mode: sent at once, their
 answers read together with the next statement's, or with the ``COMMIT`` (``commit``), in one round trip.
+Reads that do not depend on each other can go out together the same way (``submit``), each answer read
+when asked for.
 On a busy event loop every round trip waits a pass of the loop, so a finish that made 24 of them makes
 about half as many. An error of such a write surfaces at that next statement (with the text of the
 statements sent together) and fails the transaction, as it would have where it was sent.
@@ -130,16 +132,19 @@ class DirectConnection:
     async def enqueue(self, statement: Any, parameters: Any = None) -> None:
         """Send a write whose result nobody reads, without waiting for its answer (see the module doc)."""
         _prepared, sql, params, executemany = self._prepare(statement, parameters)
-        if self._pipeline is None:
-            pipeline = self._driver.pipeline()
-            try:
-                await pipeline.__aenter__()
-            except self.dialect.loaded_dbapi.Error as exc:
-                await self._raise(exc, sql, params)
-            self._pipeline = pipeline
+        await self._enter_pipeline(sql, params)
         cursor = self._driver.cursor()
         await self._send(cursor, sql, params, executemany)
         self._after(cursor, sql, params, executemany)
+
+    async def submit(self, statement: Any, parameters: Any = None) -> DirectAnswer:
+        """Send a statement now and read its answer when asked: statements submitted one after the other
+        (and the writes enqueued between them) share one round trip."""
+        prepared, sql, params, executemany = self._prepare(statement, parameters)
+        await self._enter_pipeline(sql, params)
+        cursor = self._driver.cursor()
+        await self._send(cursor, sql, params, executemany)
+        return DirectAnswer(self, prepared, cursor, sql, params, executemany)
 
     async def commit(self) -> None:
         """Send ``COMMIT`` behind the writes still in flight, and read every answer in one round trip.
@@ -187,13 +192,28 @@ class DirectConnection:
         sql, params = _render(prepared, many, extracted)
         return prepared, sql, params, executemany
 
+    async def _enter_pipeline(self, sql: str, params: list[dict[str, Any]]) -> None:
+        if self._pipeline is None:
+            pipeline = self._driver.pipeline()
+            try:
+                await pipeline.__aenter__()
+            except self.dialect.loaded_dbapi.Error as exc:
+                await self._raise(exc, sql, params)
+            self._pipeline = pipeline
+
     async def _run(
         self, prepared: _Prepared, sql: str, params: list[dict[str, Any]], executemany: bool
     ) -> DirectResult:
         cursor = self._driver.cursor()
         await self._send(cursor, sql, params, executemany)
+        return await self._result(prepared, cursor, sql, params, executemany)
+
+    async def _result(
+        self, prepared: _Prepared, cursor: Any, sql: str, params: list[dict[str, Any]], executemany: bool
+    ) -> DirectResult:
+        """The answer to a statement sent on ``cursor``, read with everything in flight if not read yet."""
         try:
-            if self._pipeline is not None:  # this statement went out behind writes in flight: read all
+            if self._pipeline is not None and (executemany or cursor.pgresult is None):
                 await self._drain()
             rows = await cursor.fetchall() if not executemany and cursor.description is not None else []
         except self.dialect.loaded_dbapi.Error as exc:
@@ -259,6 +279,32 @@ class DirectConnection:
         if lost:
             await self._connection.invalidate()
         raise error from exc
+
+
+class DirectAnswer:
+    """A statement sent by ``DirectConnection.submit``, its answer not read yet."""
+
+    __slots__ = ("_connection", "_cursor", "_executemany", "_params", "_prepared", "_sql")
+
+    def __init__(
+        self,
+        connection: DirectConnection,
+        prepared: _Prepared,
+        cursor: Any,
+        sql: str,
+        params: list[dict[str, Any]],
+        executemany: bool,
+    ) -> None:
+        self._connection = connection
+        self._prepared = prepared
+        self._cursor = cursor
+        self._sql = sql
+        self._params = params
+        self._executemany = executemany
+
+    async def result(self) -> DirectResult:
+        """The statement's result: a round trip for it and everything sent with it, unless read already."""
+        return await self._connection._result(self._prepared, self._cursor, self._sql, self._params, self._executemany)
 
 
 def _together(in_flight: list[str]) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from stackcascade.store.pipelined import send
+from stackcascade.store.pipelined import Answer, send, submit
 from stackcascade.store.schema import deployment_logs, deployment_steps, deployments, stacks
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -83,6 +83,14 @@ _LOGS_OF_STEP = (
 _SET_STACK_OUTPUTS = stacks.update().where(stacks.c.id == sa.bindparam("b_stack_id"))
 
 
+async def submit_steps_among(conn: AsyncConnection, deployment_id: str, updates: list[StepUpdate]) -> Answer | None:
+    """The stored steps that ``updates`` touch, for ``apply_steps``: read with what follows."""
+    if not updates:
+        return None
+    indices = sorted({update.index for update in updates})
+    return await submit(conn, _STEPS_AMONG, {"b_deployment_id": deployment_id, "b_indices": indices})
+
+
 async def apply_steps(
     conn: AsyncConnection,
     deployment_id: str,
@@ -90,20 +98,23 @@ async def apply_steps(
     now: float,
     *,
     earliest: float | None = None,
+    stored: Answer | None = None,
 ) -> None:
     """Apply step transitions in order: one read of the steps involved, then one write per step.
 
     A transition takes effect at its ``at`` (the runner's clock, so transitions sent together keep
     their own times), kept within ``[earliest, now]``; without ``at`` it takes effect ``now``. Running
     sets ``started_at`` once; succeeded/failed set ``finished_at`` (and ``started_at`` if never set).
+    ``stored``: the read of ``submit_steps_among``, when the caller sent it already.
     """
     if not updates:
         return
     floor = now if earliest is None else min(earliest, now)
-    indices = sorted({update.index for update in updates})
     where = {"b_deployment_id": deployment_id}
-    stored = {row.idx: row for row in (await conn.execute(_STEPS_AMONG, {**where, "b_indices": indices})).all()}
-    state, new = _transitions(updates, now, floor, stored)
+    if stored is None:
+        stored = await submit_steps_among(conn, deployment_id, updates)
+    assert stored is not None  # there are updates
+    state, new = _transitions(updates, now, floor, {row.idx: row for row in (await stored.result()).all()})
     if new:
         await send(conn, _INSERT_STEP, [{"deployment_id": deployment_id, "idx": idx, **state[idx]} for idx in new])
     for idx, values in state.items():
@@ -156,6 +167,14 @@ async def fail_running_steps(conn: AsyncConnection, deployment_id: str, now: flo
     await send(conn, _FAIL_RUNNING, {"b_deployment_id": deployment_id, "b_now": now})
 
 
+async def submit_known_lines(conn: AsyncConnection, deployment_id: str, lines: list[LogLine]) -> Answer | None:
+    """Which of ``lines`` are stored already, for ``append_logs``: read with what follows."""
+    if not lines:
+        return None
+    seqs = sorted({line.seq for line in lines})
+    return await submit(conn, _KNOWN_LINES, {"b_deployment_id": deployment_id, "b_seqs": seqs})
+
+
 async def append_logs(
     conn: AsyncConnection,
     deployment_id: str,
@@ -164,10 +183,12 @@ async def append_logs(
     max_bytes: int,
     now: float,
     state: Any = None,
+    stored: Answer | None = None,
 ) -> None:
     """Store new lines once (a retried batch is ignored) and stop at ``max_bytes`` with a marker line.
 
-    ``state``: the deployment's row (``log_bytes``, ``log_truncated``) when this transaction already read it.
+    ``state``: the deployment's row (``log_bytes``, ``log_truncated``) when this transaction already read it;
+    ``stored``: the read of ``submit_known_lines``, when the caller sent it already.
     """
     if not lines:
         return
@@ -176,8 +197,10 @@ async def append_logs(
         state = (await conn.execute(_LOG_STATE, where)).one()
     if state.log_truncated:
         return
-    seqs = sorted({line.seq for line in lines})
-    known = {(r.step, r.seq) for r in (await conn.execute(_KNOWN_LINES, {**where, "b_seqs": seqs})).all()}
+    if stored is None:
+        stored = await submit_known_lines(conn, deployment_id, lines)
+    assert stored is not None  # there are lines
+    known = {(r.step, r.seq) for r in (await stored.result()).all()}
     budget = max_bytes - int(state.log_bytes)
     rows: list[dict[str, Any]] = []
     truncated_at: LogLine | None = None
