@@ -196,6 +196,22 @@ async def test_a_savepoint_waits_for_the_writes_sent_before_it_and_within_it(db:
     assert names == ["after", "kept"]
 
 
+async def test_an_exception_inside_a_savepoint_undoes_only_its_writes_even_those_in_flight(db: Database) -> None:
+    async with db.write() as conn:
+        await send(conn, orgs.insert().values(**_org("before")))
+        with pytest.raises(LookupError):
+            async with conn.begin_nested():
+                await send(conn, orgs.insert().values(**_org("undone")))
+                raise LookupError("the service changed its mind")
+        async with conn.begin_nested():
+            await send(conn, orgs.insert().values(**_org("kept")))
+            read = await submit(conn, sa.select(orgs.c.name).order_by(orgs.c.name))
+        assert (await read.result()).scalars().all() == ["before", "kept"]
+    async with db.read() as conn:
+        names = (await conn.execute(sa.select(orgs.c.name).order_by(orgs.c.name))).scalars().all()
+    assert names == ["before", "kept"]
+
+
 async def test_submitted_statements_answer_as_of_when_they_were_sent(db: Database) -> None:
     async with db.write() as conn:
         await conn.execute(orgs.insert(), [_org("s1", 1), _org("s2", 2)])

@@ -298,10 +298,6 @@ _HEADS_OF_LINE = _head_of_line(sa.bindparam("b_org")).limit(sa.bindparam("b_limi
 _TAKE = deployments.update().where(deployments.c.id == _ID, deployments.c.status == QUEUED)
 
 
-async def _active_in_org(conn: AsyncConnection, org: str) -> int:
-    return int(await conn.scalar(_ACTIVE_IN_ORG, {"b_org": org}) or 0)
-
-
 async def _wait_for_busy_org(conn: AsyncConnection) -> sa.Row[Any] | None:
     """The org with queued work that another claimer holds locked: wait for its lock (PostgreSQL).
 
@@ -365,12 +361,12 @@ async def claim_many(
             org = await _wait_for_busy_org(conn)
         if org is None:
             break
-        room = int(org.concurrency) - await _active_in_org(conn, org.name)
-        heads = (
-            (await conn.execute(_HEADS_OF_LINE, {"b_org": org.name, "b_limit": min(room, len(wanted))})).all()
-            if room > 0
-            else []
-        )
+        # Sent together (one round trip on PostgreSQL): the heads are locked before the room is known, but
+        # under the org's lock no other claimer looks at them; those beyond the room are left queued.
+        active = await submit(conn, _ACTIVE_IN_ORG, {"b_org": org.name})
+        found = await submit(conn, _HEADS_OF_LINE, {"b_org": org.name, "b_limit": len(wanted)})
+        room = int(org.concurrency) - int((await active.result()).scalar() or 0)
+        heads = list((await found.result()).all())[: max(room, 0)]
         if not heads:
             excluded.add(str(org.name))
             continue
@@ -386,13 +382,14 @@ async def claim_many(
             {"b_id": id_, "runner_id": owner, "claim_key": keys.get(owner), **lease} for id_, owner in owners.items()
         ]
         try:
-            async with conn.begin_nested():
-                await conn.execute(_TAKE, values)  # one statement, executed for each
+            async with conn.begin_nested():  # one round trip on PostgreSQL, for all of this
+                await send(conn, _TAKE, values)  # one statement, executed for each
+                got = await submit(conn, _GET_MANY, {"b_ids": list(owners)})
         except IntegrityError:
             break  # another claimer won one of these stacks: the unique index said no
         taken = [
             row
-            for row in (await conn.execute(_GET_MANY, {"b_ids": list(owners)})).all()
+            for row in (await got.result()).all()
             if row.runner_id == owners[row.id] and row.status == started["status"]
         ]
         taken.sort(key=lambda row: row.seq)

@@ -15,7 +15,8 @@ statements, bind and result types, exception classes) and sends the compiled tex
 * psycopg's errors become SQLAlchemy's (``IntegrityError`` and so on), so callers catch one family;
 * ``before_cursor_execute`` / ``after_cursor_execute`` listeners on engines still see every statement.
 
-The transaction itself (pool, ``BEGIN``, savepoints, rollback) stays with SQLAlchemy's connection.
+The transaction itself (pool, ``BEGIN``, rollback) stays with SQLAlchemy's connection; savepoints are sent
+here, in the pipeline (``begin_nested``).
 
 Writes whose answer nobody reads (``enqueue``) go out in psycopg's pipeline mode: sent at once, their
 answers read together with the next statement's, or with the ``COMMIT`` (``commit``), in one round trip.
@@ -120,6 +121,7 @@ class DirectConnection:
         self._cache = cache
         self._pipeline: Any = None  # psycopg.AsyncPipeline while enqueued writes await their answers
         self._in_flight: list[str] = []  # their SQL, to name them if one of them fails
+        self._savepoints = 0  # savepoints begun, for unique names
 
     @property
     def dialect(self) -> sa.Dialect:
@@ -172,14 +174,24 @@ class DirectConnection:
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[None]:
-        if self._pipeline is not None:  # the savepoint must come after the writes, and they may fail
-            await self._drain()
-        async with self._connection.begin_nested():
-            try:
-                yield
-            finally:
-                if self._pipeline is not None:  # RELEASE (or ROLLBACK TO) only once their answers are in
-                    await self._drain()
+        """A savepoint: an error inside the block undoes only the block, and is raised inside it.
+
+        ``SAVEPOINT`` and ``RELEASE`` go out with the block's statements, and the answers of all of them
+        are read when the block ends: a block of writes costs one round trip, and the block's errors
+        (even those of writes whose answer nobody reads) are raised here, where the caller catches them.
+        """
+        self._savepoints += 1
+        name = f"direct_savepoint_{self._savepoints}"
+        await self.enqueue(sa.text(f"SAVEPOINT {name}"))
+        try:
+            yield
+            await self.enqueue(sa.text(f"RELEASE SAVEPOINT {name}"))
+            if self._pipeline is not None:
+                await self._drain()
+        except BaseException:
+            await self.abandon()  # the answers still in flight (the error, if any, is the one raised)
+            await self.execute(sa.text(f"ROLLBACK TO SAVEPOINT {name}"))
+            raise
 
     def _prepare(self, statement: Any, parameters: Any) -> tuple[_Prepared, str, list[dict[str, Any]], bool]:
         if isinstance(parameters, Sequence) and not isinstance(parameters, str | bytes):
