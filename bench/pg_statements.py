@@ -102,8 +102,12 @@ async def main(args: argparse.Namespace) -> None:
                 await _statements(conn, args.statements, offset["n"] + serial)
 
         async def sqlalchemy_async(serial: int) -> None:
-            async with db._engine.begin() as conn:  # SQLAlchemy's own connection, as before store.pg_direct
-                await _statements(conn, args.statements, offset["n"] + serial)
+            # SQLAlchemy's own connection and transaction, as before store.pg_direct (its engine's connections
+            # are in autocommit mode now: store.pg_direct sends BEGIN itself).
+            async with db._engine.connect() as plain:
+                conn = await plain.execution_options(isolation_level="READ COMMITTED")
+                async with conn.begin():
+                    await _statements(conn, args.statements, offset["n"] + serial)
 
         ways: dict[str, Callable[[int], Awaitable[None]]] = {"sqlalchemy-async": sqlalchemy_async, "store": store}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}

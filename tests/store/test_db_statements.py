@@ -7,7 +7,8 @@ on SQLite through SQLAlchemy's own connection; these tests hold both to the same
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -253,6 +254,51 @@ async def test_writes_sent_without_waiting_share_the_round_trip_of_the_next_stat
     assert one_by_one >= 4  # more once psycopg prepares a statement it has seen often (a round trip of its own)
 
 
+async def test_a_transaction_of_writes_nobody_reads_is_one_round_trip_and_a_read_one_per_statement(
+    db: Database,
+) -> None:
+    """PostgreSQL only: BEGIN goes out with the first statement and COMMIT with the last writes; a read
+    sends neither (each of its statements sees its own snapshot under READ COMMITTED anyway)."""
+    if not db.is_postgres:
+        pytest.skip("SQLite statements run in the process: there is no round trip")
+    async with db.write() as conn:  # the pool's connection made (and SQLAlchemy's first look at the server)
+        await conn.scalar(sa.text("SELECT 1"))
+    with _counting_waits() as waits:
+        async with db.write() as conn:
+            await send(conn, orgs.insert().values(**_org("w1")))
+            await send(conn, orgs.insert().values(**_org("w2")))
+    assert waits() == 1
+    with _counting_waits() as waits:
+        async with db.read() as conn:
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(orgs)) == 2
+    assert waits() == 1
+    with pytest.raises(IntegrityError):  # and a failed one still rolls back as a whole
+        async with db.write() as conn:
+            await send(conn, orgs.insert().values(**_org("w3")))
+            await send(conn, orgs.insert().values(**_org("w1")))
+    async with db.read() as conn:
+        assert (await conn.execute(sa.select(orgs.c.name).order_by(orgs.c.name))).scalars().all() == ["w1", "w2"]
+
+
+@contextlib.contextmanager
+def _counting_waits() -> Iterator[Callable[[], int]]:
+    """Counts the event loop being asked to wake a statement when the server's answer arrives."""
+    loop = asyncio.get_running_loop()
+    waits = 0
+    original = loop.add_reader
+
+    def counting(fd: Any, callback: Any, *args: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        return original(fd, callback, *args)
+
+    loop.add_reader = counting  # type: ignore[method-assign]
+    try:
+        yield lambda: waits
+    finally:
+        del loop.add_reader
+
+
 async def _execute(conn: Any, statement: Any, parameters: Any = None) -> None:
     await conn.execute(statement, parameters)
 
@@ -265,24 +311,12 @@ async def _three_writes_and_a_read(conn: Any, write: Any) -> None:
 
 
 async def _reads_waited_for(db: Database, work: Any) -> int:
-    """How often the event loop was asked to wake a statement when the server's answer arrives."""
+    """How often ``work`` waited for the server's answers, inside a transaction that has begun."""
     async with db.write() as conn:
         await conn.scalar(sa.text("SELECT 1"))  # BEGIN and this: not counted
-        loop = asyncio.get_running_loop()
-        waits = 0
-        original = loop.add_reader
-
-        def counting(fd: Any, callback: Any, *args: Any) -> Any:
-            nonlocal waits
-            waits += 1
-            return original(fd, callback, *args)
-
-        loop.add_reader = counting  # type: ignore[method-assign]
-        try:
+        with _counting_waits() as waits:
             await work(conn)
-        finally:
-            del loop.add_reader
-    return waits
+    return waits()
 
 
 async def test_text_statements_and_bound_parameters(db: Database) -> None:

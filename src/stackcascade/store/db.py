@@ -155,8 +155,14 @@ class Database:
             # Overflow connections are closed when returned, so size the pool for the expected concurrency.
             from sqlalchemy.ext.asyncio import create_async_engine
 
+            # Autocommit: psycopg would send BEGIN as a round trip of its own; pg_direct sends it with the
+            # transaction's first statement instead.
             self._engine = create_async_engine(
-                driver_url, pool_size=pool_size * 3, max_overflow=pool_size, pool_recycle=1800
+                driver_url,
+                pool_size=pool_size * 3,
+                max_overflow=pool_size,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
             )
             self._statements = StatementCache(self._engine.dialect)
 
@@ -199,26 +205,24 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_postgres:
-            async with self._postgres_transaction() as direct:
+        if self.is_postgres:  # no BEGIN: under READ COMMITTED each statement sees its own snapshot anyway
+            async with self._postgres_transaction(transaction=False) as direct:
                 yield direct  # type: ignore[misc]
             return
         with self._sqlite_transaction(self._sqlite_reader) as conn:
             yield conn  # type: ignore[misc]
 
     @contextlib.asynccontextmanager
-    async def _postgres_transaction(self) -> AsyncIterator[DirectConnection]:
-        """SQLAlchemy's connection holds the transaction; statements go to psycopg directly (see pg_direct).
-
-        Writes still in flight at the end go out with the ``COMMIT``, or are abandoned before the rollback.
-        """
-        async with self._engine.begin() as conn:
+    async def _postgres_transaction(self, *, transaction: bool = True) -> AsyncIterator[DirectConnection]:
+        """A pooled connection (in autocommit mode) whose statements go to psycopg directly (see pg_direct),
+        which sends ``BEGIN`` with the first statement and ``COMMIT`` with the last writes (``transaction``)."""
+        async with self._engine.connect() as conn:
             pooled = await conn.get_raw_connection()
-            direct = DirectConnection(conn, pooled.driver_connection, self._statements)
+            direct = DirectConnection(conn, pooled.driver_connection, self._statements, transaction=transaction)
             try:
                 yield direct
             except BaseException:
-                await direct.abandon()
+                await direct.rollback()
                 raise
             await direct.commit()
 

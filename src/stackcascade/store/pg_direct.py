@@ -15,8 +15,9 @@ statements, bind and result types, exception classes) and sends the compiled tex
 * psycopg's errors become SQLAlchemy's (``IntegrityError`` and so on), so callers catch one family;
 * ``before_cursor_execute`` / ``after_cursor_execute`` listeners on engines still see every statement.
 
-The transaction itself (pool, ``BEGIN``, rollback) stays with SQLAlchemy's connection; savepoints are sent
-here, in the pipeline (``begin_nested``).
+The pool stays with SQLAlchemy. The transaction is this module's: its connections are in autocommit
+mode, and ``BEGIN`` goes out with the transaction's first statement (psycopg would send it as a round trip
+of its own), ``COMMIT`` with its last writes, savepoints with the statements they enclose.
 
 Writes whose answer nobody reads (``enqueue``) go out in psycopg's pipeline mode: sent at once, their
 answers read together with the next statement's, or with the ``COMMIT`` (``commit``), in one round trip.
@@ -115,8 +116,12 @@ class DirectResult(IteratorResult[Any]):
 class DirectConnection:
     """The part of ``AsyncConnection`` the store uses, executing through psycopg directly."""
 
-    def __init__(self, connection: AsyncConnection, driver: Any, cache: StatementCache) -> None:
+    def __init__(
+        self, connection: AsyncConnection, driver: Any, cache: StatementCache, *, transaction: bool = True
+    ) -> None:
         self._connection = connection
+        self._transaction = transaction  # False: each statement commits on its own (reads)
+        self._begun = False
         self._driver = driver  # psycopg.AsyncConnection
         self._cache = cache
         self._pipeline: Any = None  # psycopg.AsyncPipeline while enqueued writes await their answers
@@ -129,11 +134,15 @@ class DirectConnection:
 
     async def execute(self, statement: Any, parameters: Any = None) -> DirectResult:
         prepared, sql, params, executemany = self._prepare(statement, parameters)
+        if self._transaction and not self._begun:
+            await self._begin()
         return await self._run(prepared, sql, params, executemany)
 
     async def enqueue(self, statement: Any, parameters: Any = None) -> None:
         """Send a write whose result nobody reads, without waiting for its answer (see the module doc)."""
         _prepared, sql, params, executemany = self._prepare(statement, parameters)
+        if self._transaction and not self._begun:
+            await self._begin()
         await self._enter_pipeline(sql, params)
         cursor = self._driver.cursor()
         await self._send(cursor, sql, params, executemany)
@@ -143,26 +152,47 @@ class DirectConnection:
         """Send a statement now and read its answer when asked: statements submitted one after the other
         (and the writes enqueued between them) share one round trip."""
         prepared, sql, params, executemany = self._prepare(statement, parameters)
+        if self._transaction and not self._begun:
+            await self._begin()
         await self._enter_pipeline(sql, params)
         cursor = self._driver.cursor()
         await self._send(cursor, sql, params, executemany)
         return DirectAnswer(self, prepared, cursor, sql, params, executemany)
 
     async def commit(self) -> None:
-        """Send ``COMMIT`` behind the writes still in flight, and read every answer in one round trip.
+        """Send ``COMMIT`` behind the writes still in flight, and read every answer in one round trip."""
+        if self._begun:
+            await self._control("COMMIT")
+            await self._drain()
+            self._begun = False
 
-        Without writes in flight this does nothing: SQLAlchemy's connection commits as usual.
-        """
-        if self._pipeline is not None:
-            self._in_flight.append("COMMIT")
-            try:
-                await self._driver.cursor().execute("COMMIT")
-            except self.dialect.loaded_dbapi.Error as exc:
-                await self._raise(exc, "COMMIT", [{}])
-            await self._drain()  # psycopg now sees the transaction ended: SQLAlchemy's commit sends nothing
+    async def rollback(self) -> None:
+        """After an error: leave pipeline mode, and roll the transaction back if it began."""
+        await self.abandon()
+        if self._begun:
+            self._begun = False
+            # A lost connection fails this too: the caller raises its own error, and the pool drops it.
+            with contextlib.suppress(self.dialect.loaded_dbapi.Error):
+                await self._driver.cursor().execute("ROLLBACK")
+
+    async def _begin(self) -> None:
+        """``BEGIN``, in the pipeline: it goes out with the transaction's first statement."""
+        self._begun = True
+        await self._control("BEGIN")
+
+    async def _control(self, command: str) -> None:
+        """Send a transaction command in the pipeline (statement listeners do not see these, as with
+        SQLAlchemy's own BEGIN and COMMIT)."""
+        await self._enter_pipeline(command, [{}])
+        self._in_flight.append(command)
+        try:
+            await self._driver.cursor().execute(command)
+        except self.dialect.loaded_dbapi.Error as exc:
+            await self._raise(exc, command, [{}])
 
     async def abandon(self) -> None:
-        """Leave pipeline mode after an error, so that SQLAlchemy's connection can roll back."""
+        """Leave pipeline mode, reading (and dropping) the answers in flight: after an error, or before
+        rolling back to a savepoint."""
         pipeline, self._pipeline = self._pipeline, None
         self._in_flight = []
         if pipeline is not None:
