@@ -234,7 +234,9 @@ def test_a_restart_in_the_middle_of_a_backlog_loses_nothing(
             receiver.wait_for(count)  # every first attempt failed: the backlog waits for its retries
         finally:
             first.stop()
-        assert len(receiver.requests) == count  # the whole backlog is waiting for its retry
+        # Every first attempt failed, and the backlog still waits for its retries (a loaded machine may
+        # reach the first few retries, 3 s in, before the stop; those then succeed, and count as delivered).
+        assert count <= len(receiver.requests) < 2 * count
         second = start_server(url, tmp_path, webhook_allow_networks="127.0.0.0/8", webhook_retry=retry)
         try:
             receiver.wait_for(2 * count)

@@ -150,9 +150,12 @@ async def test_writes_sent_without_waiting_are_seen_by_the_next_statement_and_co
     assert [tuple(row) for row in rows] == [("p1", 7)]
 
 
-async def test_a_failing_write_sent_without_waiting_fails_the_transaction_at_a_later_statement(db: Database) -> None:
+async def test_a_failing_write_sent_without_waiting_fails_the_transaction_at_a_later_statement(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     """On PostgreSQL the error comes with the next statement's answer (SQLite raises it at once), and the
-    whole transaction is rolled back; the pooled connection is usable afterwards."""
+    whole transaction is rolled back; the pooled connection goes back clean (not dropped as left in a
+    transaction) and is usable afterwards."""
     async with db.write() as conn:
         await conn.execute(orgs.insert().values(**_org("dup")))
     with pytest.raises(IntegrityError) as caught:
@@ -171,6 +174,7 @@ async def test_a_failing_write_sent_without_waiting_fails_the_transaction_at_a_l
             assert await conn.scalar(sa.text("SELECT 1")) == 1
     async with db.read() as conn:
         assert (await conn.execute(sa.select(orgs.c.name))).scalars().all() == ["dup"]
+    assert not [r for r in caplog.records if "the pool drops it" in r.getMessage()]
 
 
 async def test_a_transaction_that_raises_with_writes_in_flight_writes_none_of_them(db: Database) -> None:
@@ -229,6 +233,23 @@ async def test_submitted_statements_answer_as_of_when_they_were_sent(db: Databas
         assert [tuple(row) for row in (await conn.execute(sa.select(orgs.c.name, orgs.c.concurrency))).all()] == [
             ("s1", 5)
         ]
+
+
+async def test_a_read_that_leaves_answers_unread_hands_back_a_clean_connection(db: Database) -> None:
+    """An answer never asked for, or one that came back before it was asked for, must not leave the
+    pooled connection in pipeline mode: the next transaction on it would read no rows."""
+    async with db.write() as conn:
+        await conn.execute(orgs.insert().values(**_org("clean", 1)))
+    async with db.read() as conn:
+        await submit(conn, sa.select(orgs.c.name))  # never read
+    async with db.read() as conn:
+        answer = await submit(conn, sa.select(orgs.c.concurrency))
+        await asyncio.sleep(0.05)  # its answer may arrive while nothing waits for it
+        assert (await answer.result()).scalar() == 1
+    for expected in (2, 3, 4):  # whichever pooled connection each transaction gets
+        async with db.write() as conn:
+            bumped = orgs.update().values(concurrency=orgs.c.concurrency + 1).returning(orgs.c.concurrency)
+            assert (await conn.execute(bumped)).scalar_one() == expected
 
 
 async def test_submitted_reads_share_one_round_trip(db: Database) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from stackcascade.store.transaction_marks import graphs_changed_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = logging.getLogger("stackcascade.store")
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -220,11 +223,18 @@ class Database:
             pooled = await conn.get_raw_connection()
             direct = DirectConnection(conn, pooled.driver_connection, self._statements, transaction=transaction)
             try:
-                yield direct
-            except BaseException:
-                await direct.rollback()
-                raise
-            await direct.commit()
+                try:
+                    yield direct
+                    await direct.commit()
+                except BaseException:
+                    await direct.rollback()
+                    raise
+            finally:
+                if not conn.invalidated and not direct.is_idle():
+                    # Never hand the next transaction a connection in pipeline mode or inside a transaction:
+                    # its statements would read answers that are not theirs.
+                    log.warning("a PostgreSQL connection was left %s: the pool drops it", direct.describe_state())
+                    await conn.invalidate()
 
     @staticmethod
     @contextlib.contextmanager
