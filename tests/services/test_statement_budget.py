@@ -5,8 +5,8 @@ the time; this counts, deterministically, on both databases)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -39,6 +39,10 @@ FINISH_ROUND_TRIPS = [5, 3, 5, 6]
 class Statements:
     def __init__(self) -> None:
         self.seen: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.seen)
 
     def __call__(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.seen.append(statement)
@@ -79,25 +83,34 @@ def counting() -> Iterator[Statements]:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", counter)
 
 
-async def test_each_member_of_the_diamond_costs_at_most_its_budget_of_statements(ctx: Context) -> None:
-    await diamond(ctx)
-    root = await deploy(ctx, "network")
+async def _claim_and_finish_each_member(
+    ctx: Context, measuring: Callable[[], AbstractContextManager[Any]]
+) -> tuple[list[int], list[int], list[str]]:
+    """Claim and finish the diamond's members one at a time (each with its steps, log lines and outputs):
+    what ``measuring`` counted for each claim and each finish, and the projects in the order claimed."""
     claims: list[int] = []
     finishes: list[int] = []
     order: list[str] = []
     for _ in range(4):
-        with counting() as claimed:
+        with measuring() as claimed:
             job = await runs.claim(ctx, RUNNER, SLOT, 0, start=[StepUpdate(0, "source", "running")])
         assert job is not None and job["started"]
-        claims.append(len(claimed.seen))
+        claims.append(claimed.count)
         order.append(job["project"])
         steps = [StepUpdate(0, "source", "succeeded"), StepUpdate(1, "operation", "running")]
         steps.append(StepUpdate(1, "operation", "succeeded"))
         lines = [LogLine(0, 0, "$ git fetch", 1.0), LogLine(1, 0, "done", 2.0)]
         result = runs.Result(Status.SUCCEEDED, outputs={"url": "https://example.test"})
-        with counting() as finished:
+        with measuring() as finished:
             await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], result, steps, lines)
-        finishes.append(len(finished.seen))
+        finishes.append(finished.count)
+    return claims, finishes, order
+
+
+async def test_each_member_of_the_diamond_costs_at_most_its_budget_of_statements(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    claims, finishes, order = await _claim_and_finish_each_member(ctx, counting)
     assert await runs.claim(ctx, RUNNER, SLOT, 0) is None
     assert order == ["network", "cluster", "database", "app"]
     dialect = ctx.db.dialect
@@ -112,24 +125,12 @@ async def test_on_postgresql_each_member_of_the_diamond_waits_for_the_server_at_
     if not ctx.db.is_postgres:
         pytest.skip("SQLite statements run in the process: nothing waits for a server")
     await diamond(ctx)
-    await deploy(ctx, "network")
-    claims: list[int] = []
-    finishes: list[int] = []
-    for _ in range(4):
-        with counting_round_trips() as claimed:
-            job = await runs.claim(ctx, RUNNER, SLOT, 0, start=[StepUpdate(0, "source", "running")])
-        assert job is not None
-        claims.append(claimed.count)
-        steps = [StepUpdate(0, "source", "succeeded"), StepUpdate(1, "operation", "running")]
-        steps.append(StepUpdate(1, "operation", "succeeded"))
-        lines = [LogLine(0, 0, "$ git fetch", 1.0), LogLine(1, 0, "done", 2.0)]
-        result = runs.Result(Status.SUCCEEDED, outputs={"url": "https://example.test"})
-        with counting_round_trips() as finished:
-            await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], result, steps, lines)
-        finishes.append(finished.count)
+    root = await deploy(ctx, "network")
+    claims, finishes, order = await _claim_and_finish_each_member(ctx, counting_round_trips)
+    assert order == ["network", "cluster", "database", "app"]
     assert max(claims) <= CLAIM_ROUND_TRIPS, f"claims waited {claims} times"
     assert all(n <= most for n, most in zip(finishes, FINISH_ROUND_TRIPS, strict=True)), f"finishes: {finishes}"
-    _, members = await cascades.get(ctx, ADMIN, ORG, str(job["cascadeId"]))
+    _, members = await cascades.get(ctx, ADMIN, ORG, str(root.cascade_id))
     assert all(member.status == "succeeded" for member in members)
 
 

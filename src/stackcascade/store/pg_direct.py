@@ -141,13 +141,8 @@ class DirectConnection:
 
     async def enqueue(self, statement: Any, parameters: Any = None) -> None:
         """Send a write whose result nobody reads, without waiting for its answer (see the module doc)."""
-        _prepared, sql, params, executemany = self._prepare(statement, parameters)
-        if self._transaction and not self._begun:
-            await self._begin()
-        await self._enter_pipeline(sql, params)
-        cursor = self._driver.cursor()
-        await self._send(cursor, sql, params, executemany)
-        self._after(cursor, sql, params, executemany)
+        sent = await self.submit(statement, parameters)
+        self._after(sent.cursor, sent.sql, sent.params, sent.executemany)
 
     async def submit(self, statement: Any, parameters: Any = None) -> DirectAnswer:
         """Send a statement now and read its answer when asked: statements submitted one after the other
@@ -339,30 +334,20 @@ class DirectConnection:
         raise error from exc
 
 
+@dataclass(frozen=True, slots=True)
 class DirectAnswer:
     """A statement sent by ``DirectConnection.submit``, its answer not read yet."""
 
-    __slots__ = ("_connection", "_cursor", "_executemany", "_params", "_prepared", "_sql")
-
-    def __init__(
-        self,
-        connection: DirectConnection,
-        prepared: _Prepared,
-        cursor: Any,
-        sql: str,
-        params: list[dict[str, Any]],
-        executemany: bool,
-    ) -> None:
-        self._connection = connection
-        self._prepared = prepared
-        self._cursor = cursor
-        self._sql = sql
-        self._params = params
-        self._executemany = executemany
+    connection: DirectConnection
+    prepared: _Prepared
+    cursor: Any
+    sql: str
+    params: list[dict[str, Any]]
+    executemany: bool
 
     async def result(self) -> DirectResult:
         """The statement's result: a round trip for it and everything sent with it, unless read already."""
-        return await self._connection._result(self._prepared, self._cursor, self._sql, self._params, self._executemany)
+        return await self.connection._result(self.prepared, self.cursor, self.sql, self.params, self.executemany)
 
 
 def _together(in_flight: list[str]) -> str:
