@@ -209,7 +209,6 @@ async def update(conn: AsyncConnection, cascade_id: str, **values: Any) -> None:
 _SET_OUTPUTS_CHANGED = cascade_members.update().where(
     cascade_members.c.deployment_id == sa.bindparam("b_deployment_id")
 )
-_STACK_OUTPUTS = sa.select(stacks.c.outputs).where(stacks.c.id == sa.bindparam("b_stack_id"))
 _OUTPUTS_BEFORE = sa.select(stacks.c.outputs).where(
     stacks.c.id
     == sa.select(deployments.c.stack_id).where(deployments.c.id == sa.bindparam("b_deployment_id")).scalar_subquery()
@@ -247,10 +246,6 @@ _LIST_PAGE = (
 
 async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.Row[Any]]:
     return list((await conn.execute(_LIST_PAGE, {"b_org": org, "b_limit": limit})).all())
-
-
-async def stack_outputs(conn: AsyncConnection, stack_id: str) -> Any:
-    return await conn.scalar(_STACK_OUTPUTS, {"b_stack_id": stack_id})
 
 
 async def submit_stack_outputs_of(conn: AsyncConnection, deployment_id: str) -> Answer:

@@ -165,13 +165,8 @@ class DirectConnection:
 
     def is_idle(self) -> bool:
         """Whether the connection is out of pipeline mode and outside a transaction: fit for the pool."""
-        pgconn = self._driver.pgconn
-        return (
-            self._pipeline is None
-            and self._driver._pipeline is None
-            and pgconn.pipeline_status == 0
-            and pgconn.transaction_status == 0  # IDLE
-        )
+        pgconn = self._driver.pgconn  # libpq's own view: OFF and IDLE
+        return self._pipeline is None and pgconn.pipeline_status == 0 and pgconn.transaction_status == 0
 
     def describe_state(self) -> str:
         pgconn = self._driver.pgconn
