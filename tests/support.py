@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import psycopg
+import psycopg.waiting
 import pytest
 import uvicorn
 
@@ -152,3 +154,38 @@ def assert_error(response: httpx2.Response, code: int, message: str | None = Non
     if message is not None:
         assert payload["message"] == message
     return str(payload["message"])
+
+
+@dataclass
+class RoundTrips:
+    count: int = 0
+
+
+@contextmanager
+def counting_round_trips() -> Iterator[RoundTrips]:
+    """Counts how often psycopg waits for the server's answers, as if no answer ever arrived early.
+
+    psycopg asks the event loop to wake it when an answer it needs has not been read yet. While it sends,
+    it also reads answers that are already there; whether one is, depends on how fast the server was, so
+    counting only the event loop's wake-ups would give 0 on a quick server where 1 is meant. Here the look
+    psycopg takes while sending never sees an answer: every answer is read by a wait, and the count is the
+    number of round trips, whatever the timing."""
+    loop = asyncio.get_running_loop()
+    waits = RoundTrips()
+    add_reader = loop.add_reader
+    ready = psycopg.waiting._ready
+
+    def counting(fd: Any, callback: Any, *args: Any) -> Any:
+        waits.count += 1
+        return add_reader(fd, callback, *args)
+
+    def writable_only(fileno: int, wait: Any) -> int:
+        return ready(fileno, wait) & ~psycopg.waiting.READY_R
+
+    loop.add_reader = counting  # type: ignore[method-assign]
+    psycopg.waiting._ready = writable_only
+    try:
+        yield waits
+    finally:
+        psycopg.waiting._ready = ready
+        del loop.add_reader

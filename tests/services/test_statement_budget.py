@@ -4,7 +4,6 @@ the time; this counts, deterministically, on both databases)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from stackcascade.services.webhooks import Scope
 from stackcascade.store.runs import LogLine, StepUpdate
 from tests.services.helpers import ADMIN, make_stack
 from tests.services.test_cascades import ORG, deploy, diamond
+from tests.support import counting_round_trips
 
 RUNNER = Principal(token_id="runner-token", name="pool", kind=TokenKind.RUNNER)
 SLOT = "slot-0"
@@ -46,31 +46,6 @@ class Statements:
 
     def __call__(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.seen.append(statement)
-
-
-class RoundTrips:
-    """Counts the event loop being asked to wake a statement when the server's answer arrives: psycopg
-    does that once per wait for an answer (a write it can send at once does not ask)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@contextmanager
-def counting_round_trips() -> Iterator[RoundTrips]:
-    counter = RoundTrips()
-    loop = asyncio.get_running_loop()
-    original = loop.add_reader
-
-    def add_reader(fd: Any, callback: Any, *args: Any) -> Any:
-        counter.count += 1
-        return original(fd, callback, *args)
-
-    loop.add_reader = add_reader  # type: ignore[method-assign]
-    try:
-        yield counter
-    finally:
-        del loop.add_reader
 
 
 @contextmanager
