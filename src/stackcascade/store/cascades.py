@@ -203,7 +203,7 @@ async def has_unfinished_member(conn: AsyncConnection, cascade_id: str) -> bool:
 
 
 async def update(conn: AsyncConnection, cascade_id: str, **values: Any) -> None:
-    await conn.execute(cascades.update().where(cascades.c.id == cascade_id).values(**values))
+    await send(conn, cascades.update().where(cascades.c.id == cascade_id).values(**values))
 
 
 _SET_OUTPUTS_CHANGED = cascade_members.update().where(
