@@ -2,7 +2,8 @@
 
 For each database (SQLite in a fresh data dir, PostgreSQL in a fresh database ``cascade_bench_<random>``
 that is dropped afterwards) and each runner count (``--runners 4,16``), this starts a real
-``cascade serve --runners N`` and builds over HTTP, in org ``bench``:
+``cascade serve --runners N`` (with ``--runner-process``: ``cascade serve --runners 0`` and a
+``cascade runner --concurrency N`` process next to it) and builds over HTTP, in org ``bench``:
 
 * a **layered DAG**: ``--layers`` (10) layers of ``--width`` (20) stacks, each stack of layer ``i > 0``
   depending on ``--fanin`` (3) random stacks of layer ``i - 1`` (``random.Random(--seed)``), plus one
@@ -48,7 +49,8 @@ average and the CPU that other processes used (other sessions share this 2-core 
 Traffic goes to 127.0.0.1 only; every wait is bounded.
 
     .venv/bin/python bench/cascade.py                                    # both databases, 4 and 16 runners
-    .venv/bin/python bench/cascade.py --databases sqlite --runners 4 --layers 4 --chain 10 --quick
+    .venv/bin/python bench/cascade.py --databases sqlite --runners 4 --layers 4 --chain 10 --per-edge-full-seconds 0 --floor-runs 1
+    .venv/bin/python bench/cascade.py --databases postgresql --runner-process  # runners in their own process
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ import platform
 import random
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -77,6 +80,7 @@ from typing import Any
 
 import httpx2
 from _support import (
+    CASCADE,
     Served,
     cpu_seconds,
     database_url,
@@ -162,19 +166,26 @@ def children_cpu(pid: int) -> float:
 class Meter:
     """CPU during a window: the server, the processes its runners ran, PostgreSQL, this script, others."""
 
-    def __init__(self, server_pid: int, database_url: str | None) -> None:
-        self.pid, self.url = server_pid, database_url
+    def __init__(self, server_pid: int, database_url: str | None, runner_pid: int | None = None) -> None:
+        self.pid, self.url, self.runner_pid = server_pid, database_url, runner_pid
         self.t0 = time.perf_counter()
-        self.server0, self.children0 = cpu_seconds(server_pid), children_cpu(server_pid)
+        self.server0, self.children0 = self._server_cpu(), self._children_cpu()
         self.db0 = pg_backend_cpu(database_url)
         self.bench0 = time.process_time()
         self.system0 = system_busy_seconds()
         self.load0 = os.getloadavg()[0]
 
+    def _server_cpu(self) -> float:
+        """The server's CPU, and the runner process's own when the runners run in one (``--runner-process``)."""
+        return cpu_seconds(self.pid) + (cpu_seconds(self.runner_pid) if self.runner_pid else 0.0)
+
+    def _children_cpu(self) -> float:
+        return children_cpu(self.pid) + (children_cpu(self.runner_pid) if self.runner_pid else 0.0)
+
     def read(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
-        server = cpu_seconds(self.pid) - self.server0
-        children = children_cpu(self.pid) - self.children0  # git and bash, run by the local runners
+        server = self._server_cpu() - self.server0
+        children = self._children_cpu() - self.children0  # git and bash, run by the runners
         database = max(0.0, pg_backend_cpu(self.url) - self.db0)  # backends that lived through the window
         bench = time.process_time() - self.bench0
         system = system_busy_seconds() - self.system0
@@ -198,10 +209,12 @@ class Meter:
 
 @dataclass
 class Server:
-    """A running ``cascade serve`` and the database it uses (None: SQLite in its data dir)."""
+    """A running ``cascade serve`` and the database it uses (None: SQLite in its data dir), and the
+    ``cascade runner`` process that runs its deployments with ``--runner-process`` (None: its local pool)."""
 
     served: Served
     database_url: str | None
+    runner_pid: int | None = None
 
     @property
     def pid(self) -> int:
@@ -216,13 +229,42 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(kind: str, runners: int, token: str) -> Iterator[Server]:
+def server(kind: str, runners: int, token: str, *, runner_process: bool = False) -> Iterator[Server]:
+    """``cascade serve`` with a local pool of ``runners``, or (``runner_process``) with none and a
+    ``cascade runner --concurrency runners`` process next to it, as a busy PostgreSQL server would run."""
     with (
         tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp,
         database_url(kind) as url,
-        serve(Path(tmp) / "data", token, database_url=url, runners=runners) as served,
+        serve(Path(tmp) / "data", token, database_url=url, runners=0 if runner_process else runners) as served,
     ):
-        yield Server(served, url)
+        if not runner_process:
+            yield Server(served, url)
+            return
+        with runner_beside(served.url, token, runners, Path(tmp) / "runner") as pid:
+            yield Server(served, url, pid)
+
+
+@contextlib.contextmanager
+def runner_beside(url: str, admin_token: str, concurrency: int, work_dir: Path) -> Iterator[int]:
+    """A ``cascade runner`` process for the server at ``url`` (its token in the environment, not argv)."""
+    with api_client(url, admin_token) as api:
+        issued = check(api.post("/api/tokens", json={"runner": True, "name": "bench runner"}), 201, "runner token")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
+    environment["CASCADE_RUNNER_TOKEN"] = issued["token"]
+    command = [str(CASCADE), "runner", "--server", url, "--concurrency", str(concurrency)]
+    command += ["--work-dir", str(work_dir), "--name", "bench"]
+    log = work_dir.parent / "runner.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class Invalid(Exception):
@@ -362,7 +404,7 @@ def run_cascade(
     git_floor: float,
 ) -> CascadeRun:
     before = counts(api, org)
-    meter = Meter(srv.pid, srv.database_url)
+    meter = Meter(srv.pid, srv.database_url, srv.runner_pid)
     t0 = time.perf_counter()
     created = check(
         api.post(f"/api/stacks/{org}/{dag.root}/{STACK}/deployments", json={"operation": "update"}), 202, "deploy"
@@ -550,7 +592,10 @@ def one_server(
     token = "csc_bench_" + secrets.token_hex(16)
     big = layered("layered", args.layers, args.width, args.fanin, args.seed)
     line = chain("chain", args.chain)
-    with server(database, runners, token) as srv, api_client(srv.url, token) as api:
+    with (
+        server(database, runners, token, runner_process=args.runner_process) as srv,
+        api_client(srv.url, token) as api,
+    ):
         try:
             t0 = time.perf_counter()
             check(api.patch(f"/api/orgs/{ORG}/settings", json={"cascadeMode": "coalesced"}), 200, "org")
@@ -738,6 +783,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="before each measurement wait up to this many s for other processes to use < 25%% of a core",
+    )
+    parser.add_argument(
+        "--runner-process",
+        action="store_true",
+        help="run the deployments in a `cascade runner` process next to `cascade serve --runners 0` "
+        "instead of the server's local pool (its CPU counts as the server's)",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
