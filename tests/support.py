@@ -74,6 +74,8 @@ class LiveServer:
     data_dir: Path
     _server: uvicorn.Server
     _thread: threading.Thread
+    context: Any = None  # the server's services context (read it from the test's thread only to look)
+    signals: Any = None  # PostgreSQL: its ``ReplicaSignals``
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -89,6 +91,7 @@ def start_server(
 ) -> LiveServer:
     from stackcascade.config import Config
     from stackcascade.server import LocalPool, prepare, sweep_leases
+    from stackcascade.services.replica_signals import ReplicaSignals
     from stackcascade.web.app import build_app
     from stackcascade.webhooks.dispatcher import Dispatcher
 
@@ -97,12 +100,13 @@ def start_server(
     config_overrides.setdefault("runners", 0)
     config = Config(data_dir=data_dir, database_url=database_url, port=port, admin_token=admin, **config_overrides)  # type: ignore[arg-type]
     ready = threading.Event()
-    holder: dict[str, uvicorn.Server] = {}
+    holder: dict[str, Any] = {}
     failure: list[BaseException] = []
 
     def run() -> None:
         async def main() -> None:
             ctx, _, _ = await prepare(config)
+            holder["context"] = ctx
             app = build_app(ctx, max_body_bytes=max_body_bytes)
             server = uvicorn.Server(
                 uvicorn.Config(
@@ -117,12 +121,19 @@ def start_server(
             sweeper = asyncio.create_task(sweep_leases(ctx, 0.5, stop_sweeping))
             stop_dispatch = asyncio.Event()
             dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
+            stop_signals = asyncio.Event()
+            holder["signals"] = ReplicaSignals(ctx) if ctx.db.is_postgres else None
+            signals = asyncio.create_task(
+                holder["signals"].run(stop_signals) if holder["signals"] else asyncio.sleep(0)
+            )
             task = asyncio.create_task(server.serve())
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             ready.set()
             await task
             await pool.stop()
+            stop_signals.set()
+            await signals
             stop_dispatch.set()
             await dispatcher
             stop_sweeping.set()
@@ -139,7 +150,10 @@ def start_server(
     thread.start()
     if not ready.wait(60) or failure:
         raise RuntimeError(f"test server did not start: {failure!r}")
-    return LiveServer(f"http://127.0.0.1:{port}", admin, database_url, data_dir, holder["server"], thread)
+    url = f"http://127.0.0.1:{port}"
+    return LiveServer(
+        url, admin, database_url, data_dir, holder["server"], thread, holder["context"], holder["signals"]
+    )
 
 
 def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:

@@ -19,6 +19,19 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0.05 <= value <= 3600:
+        raise SystemExit(f"{name} must be between 0.05 and 3600 seconds, got {raw!r}")
+    return value
+
+
 @dataclass(slots=True)
 class Config:
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("CASCADE_DATA_DIR", ".cascade")))
@@ -33,6 +46,9 @@ class Config:
     org_concurrency: int = field(default_factory=lambda: _env_int("CASCADE_ORG_CONCURRENCY", 25))
     lease_seconds: int = field(default_factory=lambda: _env_int("CASCADE_LEASE_SECONDS", 60))
     runner_grace_seconds: float = 30.0
+    # How often a runner's long poll asks the database without being woken: work queued by another
+    # replica wakes it at once on PostgreSQL (replica notifications); this is the fallback.
+    claim_poll_seconds: float = field(default_factory=lambda: _env_seconds("CASCADE_CLAIM_POLL_SECONDS", 1.0))
     # Comma-separated CIDRs where webhooks may go although they are loopback or private.
     webhook_allow_networks: str | None = field(
         default_factory=lambda: os.environ.get("CASCADE_WEBHOOK_ALLOW_NETWORKS") or None

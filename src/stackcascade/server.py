@@ -44,7 +44,7 @@ def build_context(config: Config) -> Context:
         raise SystemExit(f"webhook configuration: {exc.message}") from None
     db = Database(config.resolved_database_url())
     box = SecretBox(load_or_create_key(config.secret_key, config.data_dir))
-    return Context(
+    ctx = Context(
         db=db,
         secrets=box,
         public_url=config.resolved_public_url(),
@@ -53,6 +53,8 @@ def build_context(config: Config) -> Context:
         webhook_client=HttpSender(allowed),
         webhook_retry=retry,
     )
+    ctx.claims.poll_seconds = config.claim_poll_seconds
+    return ctx
 
 
 def write_demo_repo(path: Path, examples: Path = EXAMPLES) -> str:
@@ -168,6 +170,8 @@ async def serve(config: Config) -> None:
 
     stop_dispatch = asyncio.Event()
     dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
+    stop_signals = asyncio.Event()
+    signals = asyncio.create_task(replica_signals(ctx, stop_signals))
     pool = LocalPool(ctx, app, config)
     await pool.start()
     _announce(config, ctx, new_token, seeded)
@@ -179,6 +183,8 @@ async def serve(config: Config) -> None:
         await server.serve()
     finally:
         await pool.stop()
+        stop_signals.set()
+        await signals
         stop_dispatch.set()
         await dispatcher
         if hasattr(ctx.webhook_client, "close"):
@@ -188,6 +194,14 @@ async def serve(config: Config) -> None:
         await ctx.graphs.settle()
         await ctx.db.dispose()
         print("stackcascade stopped", flush=True)
+
+
+async def replica_signals(ctx: Context, stop: asyncio.Event) -> None:
+    """PostgreSQL: wake the claimers of the other replicas sharing the database (``replica_signals``)."""
+    if ctx.db.is_postgres:
+        from stackcascade.services.replica_signals import ReplicaSignals
+
+        await ReplicaSignals(ctx).run(stop)
 
 
 def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool) -> None:

@@ -20,20 +20,26 @@ from stackcascade.store.db import Database
 class WorkSignal:
     """Wakes long-polling claimers of this process when work may have become available.
 
-    Only a hint: claimers also poll, so work created by another replica is found within a second.
+    Only a hint: claimers also poll, so work created by another replica is found within a second even
+    without ``broadcast`` (on PostgreSQL, ``services.replica_signals`` tells the other replicas at once).
     """
 
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
         self.closed = False
         self.generation = 0  # how many notifies so far
+        self.broadcast: Callable[[], None] | None = None  # tells the other replicas, after each notify here
 
     def close(self) -> None:
         """The process is shutting down: wake every waiter, and long-polls return at once from now on."""
         self.closed = True
-        self.notify()
+        self.notify(broadcast=False)
 
-    def notify(self) -> None:
+    def notify(self, *, broadcast: bool = True) -> None:
+        """Wake this process's claimers (called after the commit that made work claimable); and, unless
+        the notify came from another replica (``broadcast=False``), the other replicas' claimers too."""
+        if broadcast and self.broadcast is not None:
+            self.broadcast()
         self.generation += 1
         for waiter in list(self._waiters):
             if not waiter.done():
@@ -60,7 +66,8 @@ class ClaimGate:
     transaction, a deployment for each claimer in ``pending`` (``services.runs``); a runner's finish
     takes a turn itself when none is under way. Once an attempt that began after the latest notify found
     too few, the claimers woken by that notify go back to waiting without asking the database. A claimer
-    woken by its poll timeout always asks: work queued by another replica sends no notify here.
+    woken by its poll timeout always asks: work queued by another replica may send no notify here (on
+    SQLite, or while the replicas' notification connection is down).
     """
 
     def __init__(self) -> None:

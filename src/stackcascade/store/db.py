@@ -173,6 +173,10 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    def libpq_dsn(self) -> str:
+        """PostgreSQL: the URL as libpq takes it, for a connection outside the pool (``notifications``)."""
+        return _driver_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
     @property
     def exclusive_writes(self) -> bool:
         """SQLite: a write transaction holds the database's one write lock from its BEGIN (IMMEDIATE)."""
