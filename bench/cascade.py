@@ -66,7 +66,6 @@ import platform
 import random
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -87,6 +86,7 @@ from _support import (
     pg_backend_cpu,
     serve,
     system_busy_seconds,
+    terminate,
     wait_quiet,
 )
 
@@ -259,12 +259,7 @@ def runner_beside(url: str, admin_token: str, concurrency: int, work_dir: Path) 
     try:
         yield process.pid
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        terminate(process)
 
 
 class Invalid(Exception):
