@@ -3,7 +3,8 @@
 For each database (SQLite in a fresh data dir, PostgreSQL in a fresh database ``cascade_bench_<random>``
 that is dropped afterwards) and each runner count (``--runners 4,16``), this starts a real
 ``cascade serve --runners N`` (with ``--runner-process``: ``cascade serve --runners 0`` and a
-``cascade runner --concurrency N`` process next to it) and builds over HTTP, in org ``bench``:
+``cascade runner --concurrency N`` process next to it; with ``--replicas K`` on PostgreSQL: K servers on
+the one database, each with its share of the N runners) and builds over HTTP, in org ``bench``:
 
 * a **layered DAG**: ``--layers`` (10) layers of ``--width`` (20) stacks, each stack of layer ``i > 0``
   depending on ``--fanin`` (3) random stacks of layer ``i - 1`` (``random.Random(--seed)``), plus one
@@ -51,6 +52,7 @@ Traffic goes to 127.0.0.1 only; every wait is bounded.
     .venv/bin/python bench/cascade.py                                    # both databases, 4 and 16 runners
     .venv/bin/python bench/cascade.py --databases sqlite --runners 4 --layers 4 --chain 10 --per-edge-full-seconds 0 --floor-runs 1
     .venv/bin/python bench/cascade.py --databases postgresql --runner-process  # runners in their own process
+    .venv/bin/python bench/cascade.py --databases postgresql --replicas 2      # two servers, one database
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ from _support import (
     terminate,
     wait_quiet,
 )
+from cryptography.fernet import Fernet
 
 from stackcascade.domain.cascade import Edge, Outcome, per_edge_runs
 from stackcascade.domain.deployments import Operation, Status
@@ -166,8 +169,8 @@ def children_cpu(pid: int) -> float:
 class Meter:
     """CPU during a window: the server, the processes its runners ran, PostgreSQL, this script, others."""
 
-    def __init__(self, server_pid: int, database_url: str | None, runner_pid: int | None = None) -> None:
-        self.pid, self.url, self.runner_pid = server_pid, database_url, runner_pid
+    def __init__(self, server_pid: int, database_url: str | None, extra_pids: tuple[int, ...] = ()) -> None:
+        self.pid, self.url, self.extra_pids = server_pid, database_url, extra_pids
         self.t0 = time.perf_counter()
         self.server0, self.children0 = self._server_cpu(), self._children_cpu()
         self.db0 = pg_backend_cpu(database_url)
@@ -176,11 +179,11 @@ class Meter:
         self.load0 = os.getloadavg()[0]
 
     def _server_cpu(self) -> float:
-        """The server's CPU, and the runner process's own when the runners run in one (``--runner-process``)."""
-        return cpu_seconds(self.pid) + (cpu_seconds(self.runner_pid) if self.runner_pid else 0.0)
+        """The server's CPU, with the runner process's (``--runner-process``) or the other replicas' own."""
+        return sum(cpu_seconds(pid) for pid in (self.pid, *self.extra_pids))
 
     def _children_cpu(self) -> float:
-        return children_cpu(self.pid) + (children_cpu(self.runner_pid) if self.runner_pid else 0.0)
+        return sum(children_cpu(pid) for pid in (self.pid, *self.extra_pids))
 
     def read(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
@@ -210,11 +213,11 @@ class Meter:
 @dataclass
 class Server:
     """A running ``cascade serve`` and the database it uses (None: SQLite in its data dir), and the
-    ``cascade runner`` process that runs its deployments with ``--runner-process`` (None: its local pool)."""
+    processes beside it: the ``cascade runner`` of ``--runner-process``, or the other ``--replicas``."""
 
     served: Served
     database_url: str | None
-    runner_pid: int | None = None
+    extra_pids: tuple[int, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -229,19 +232,28 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(kind: str, runners: int, token: str, *, runner_process: bool = False) -> Iterator[Server]:
-    """``cascade serve`` with a local pool of ``runners``, or (``runner_process``) with none and a
-    ``cascade runner --concurrency runners`` process next to it, as a busy PostgreSQL server would run."""
+def server(kind: str, runners: int, token: str, *, runner_process: bool = False, replicas: int = 1) -> Iterator[Server]:
+    """``cascade serve`` with a local pool of ``runners``; or (``runner_process``) with none and a
+    ``cascade runner --concurrency runners`` process next to it, as a busy PostgreSQL server would run;
+    or (``replicas`` > 1, PostgreSQL) that many servers on the one database, the runners shared out
+    among their local pools. The API goes to the first."""
     with (
         tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp,
         database_url(kind) as url,
-        serve(Path(tmp) / "data", token, database_url=url, runners=0 if runner_process else runners) as served,
+        contextlib.ExitStack() as stack,
     ):
-        if not runner_process:
-            yield Server(served, url)
-            return
-        with runner_beside(served.url, token, runners, Path(tmp) / "runner") as pid:
-            yield Server(served, url, pid)
+        shared = {"CASCADE_SECRET_KEY": Fernet.generate_key().decode()}  # replicas share it (README)
+        pools = [runners // replicas + (1 if i < runners % replicas else 0) for i in range(replicas)]
+        if runner_process:
+            pools = [0]
+        started = [
+            stack.enter_context(serve(Path(tmp) / f"data{i}", token, database_url=url, runners=n, env=shared))
+            for i, n in enumerate(pools)
+        ]
+        extra = tuple(other.pid for other in started[1:])
+        if runner_process:
+            extra += (stack.enter_context(runner_beside(started[0].url, token, runners, Path(tmp) / "runner")),)
+        yield Server(started[0], url, extra)
 
 
 @contextlib.contextmanager
@@ -399,7 +411,7 @@ def run_cascade(
     git_floor: float,
 ) -> CascadeRun:
     before = counts(api, org)
-    meter = Meter(srv.pid, srv.database_url, srv.runner_pid)
+    meter = Meter(srv.pid, srv.database_url, srv.extra_pids)
     t0 = time.perf_counter()
     created = check(
         api.post(f"/api/stacks/{org}/{dag.root}/{STACK}/deployments", json={"operation": "update"}), 202, "deploy"
@@ -588,7 +600,7 @@ def one_server(
     big = layered("layered", args.layers, args.width, args.fanin, args.seed)
     line = chain("chain", args.chain)
     with (
-        server(database, runners, token, runner_process=args.runner_process) as srv,
+        server(database, runners, token, runner_process=args.runner_process, replicas=args.replicas) as srv,
         api_client(srv.url, token) as api,
     ):
         try:
@@ -785,8 +797,16 @@ def main() -> None:
         help="run the deployments in a `cascade runner` process next to `cascade serve --runners 0` "
         "instead of the server's local pool (its CPU counts as the server's)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="PostgreSQL: this many `cascade serve` on the one database, the runners shared out among them",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    if args.replicas < 1 or (args.replicas > 1 and (args.runner_process or "sqlite" in args.databases)):
+        parser.error("--replicas N: N >= 1, PostgreSQL only (--databases postgresql), not with --runner-process")
 
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     runner_counts = [int(x) for x in args.runners.split(",")]
