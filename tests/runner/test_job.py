@@ -72,10 +72,13 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
-async def _run(job: dict[str, Any], tmp_path: Path, *, claim_next: bool = False) -> Recorder:
+async def _run(
+    job: dict[str, Any], tmp_path: Path, *, claim_next: bool = False, work_dir: Path | None = None
+) -> Recorder:
     client = Recorder()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    run = JobRun(client, job, work_dir=tmp_path / "work", base_env=env)  # type: ignore[arg-type]
+    work = tmp_path / "work" if work_dir is None else work_dir
+    run = JobRun(client, job, work_dir=work, base_env=env)  # type: ignore[arg-type]
     client.returned = await run.execute(claim_next=claim_next)
     return client
 
@@ -107,6 +110,19 @@ async def test_protocol_2_a_failure_reports_the_failed_step_with_finish(tmp_path
     assert result["status"] == "failed" and "does not exist" in result["reason"]
     assert _steps(result["steps"]) == [(0, "failed")]
     assert any(line["line"].startswith("error: ") for line in result["lines"])
+
+
+async def test_a_relative_work_dir_still_gives_the_steps_paths_that_resolve_inside_the_workspace(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cascade serve` defaults to the data dir `.cascade`, so its local runners get a relative work dir;
+    # the step runs in the workspace, where a relative CASCADE_OUTPUTS would not exist.
+    monkeypatch.chdir(tmp_path)
+    client = await _run(_job(project, protocol=2, started=True), tmp_path, work_dir=Path(".cascade") / "runner")
+    [(name, result)] = client.calls
+    assert name == "finish"
+    assert result["status"] == "succeeded", result.get("reason")
+    assert result["outputs"] == {"url": "https://x"}
 
 
 async def test_an_older_server_gets_a_start_call_and_a_call_per_transition(project: Path, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class Runner:
     ) -> None:
         self.name = name or default_runner_name()
         self._make_client = make_client
-        self._work_dir = work_dir
+        self._work_dir = work_dir.absolute()  # the process may change directory later; its jobs must not care
         self._concurrency = concurrency
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._api_url = api_url

@@ -75,7 +75,9 @@ class JobRun:
         self.client = client
         self.job = job
         self.id = str(job["deploymentId"])
-        self.work_dir = work_dir
+        # Absolute: steps run inside the workspace, so a relative work dir (the default `.cascade`) would
+        # hand them paths like CASCADE_OUTPUTS that do not resolve from there.
+        self.work_dir = work_dir.absolute()
         self.base_env = base_env
         self.api_url = api_url or str(job.get("apiUrl") or client.base_url)
         self.cancel = asyncio.Event()
