@@ -149,6 +149,14 @@ def test_a_failed_external_update_skips_what_needed_it(admin: httpx2.Client, dia
     ("body", "fragment"),
     [
         ({"kind": "exploded"}, "kind must be one of"),
+        ({"kind": ["update_succeeded"]}, "kind must be one of"),
+        ({"kind": {"a": 1}}, "kind must be one of"),
+        ({}, "kind must be one of"),
+        (
+            {"kind": "update_succeeded", "outputs": {"a": {"secret": {"b": [1]}}}, "resourceChanges": [1]},
+            "resourceChanges",
+        ),
+        ({"kind": "update_succeeded", "resourceChanges": {"create": True}}, "resourceChanges"),
         ({"kind": "update_failed", "outputs": {"a": 1}}, "only with kind update_succeeded"),
         ({"kind": "update_succeeded", "outputs": [1, 2]}, "JSON object"),
         ({"kind": "update_succeeded", "resourceChanges": {"create": -1}}, "resourceChanges"),

@@ -60,7 +60,7 @@ async def record(
 ) -> dict[str, Any]:
     principal.require(org, Role.MEMBER, f"stack {org}/{project}/{stack}")
     kind = body.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(sorted(KINDS))}, got {kind!r}")
     operation, status = KINDS[kind]
     outputs, secret_keys = _outputs(body)
