@@ -135,14 +135,39 @@ def test_an_external_update_records_outputs_and_starts_a_cascade(admin: httpx2.C
     assert members["cluster/prod"][0] == "queued"
 
 
-def test_a_failed_external_update_skips_what_needed_it(admin: httpx2.Client, diamond: str) -> None:
+def test_an_external_event_no_outgoing_edge_listens_to_starts_no_cascade(admin: httpx2.Client, diamond: str) -> None:
+    # The diamond's edges listen to update_succeeded only.
     body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()
+    assert body["cascadeId"] is None
+    # An edge that could fire for an update, but on an event an external update does not emit.
+    assert admin.post(f"/api/stacks/{diamond}/audit", json={"stackName": "prod"}).status_code == 200
+    edge = {"format": "pulumi_deployments", "payloadUrl": "audit/prod", "filters": ["deployment_succeeded"]}
+    assert admin.post(f"/api/stacks/{diamond}/network/prod/hooks", json=edge).status_code == 201
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()
+    assert body["cascadeId"] is None
+    assert admin.get(f"/api/orgs/{diamond}/cascades").json()["cascades"] == []
+
+
+@pytest.mark.parametrize("listens", [{"filters": ["update_failed"]}, {"groups": ["stacks"]}, {}])
+def test_a_failed_external_update_cascades_over_the_edges_that_listen_to_it(
+    admin: httpx2.Client, diamond: str, listens: dict[str, Any]
+) -> None:
+    assert admin.post(f"/api/stacks/{diamond}/alerts", json={"stackName": "prod"}).status_code == 200
+    settings = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
+    assert admin.post(f"/api/stacks/{diamond}/alerts/prod/deployments/settings", json=settings).status_code == 200
+    edge = {"format": "pulumi_deployments", "payloadUrl": "alerts/prod", **listens}
+    assert admin.post(f"/api/stacks/{diamond}/network/prod/hooks", json=edge).status_code == 201
+    body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()
+    assert body["cascadeId"]
     cascade = admin.get(f"/api/orgs/{diamond}/cascades/{body['cascadeId']}").json()
-    assert cascade["status"] == "failed"
-    assert {m["stack"]: m["reason"] for m in cascade["members"]}[
-        "app/prod"
-    ] == "upstreams cluster/prod and database/prod skipped"
-    assert all(m["status"] in {"failed", "skipped"} for m in cascade["members"])
+    state = {m["stack"]: m["status"] for m in cascade["members"]}
+    assert state == {
+        "network/prod": "failed",
+        "alerts/prod": "queued",
+        "cluster/prod": "skipped",
+        "database/prod": "skipped",
+        "app/prod": "skipped",
+    }
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -85,6 +85,19 @@ def make_plan(root: str, edges: list[Edge], operation: Operation = UPDATE) -> Pl
 
 def runs(*stacks: str) -> list[Decision]:
     return [Decision(stack, "run") for stack in stacks]
+
+
+def stopped(stack: str, *by: str) -> Decision:
+    """A skip because the members ``by`` failed: the reason names them, and they are recorded."""
+    noun = "upstream" if len(by) == 1 else "upstreams"
+    names = sorted(by)
+    listing = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return Decision(stack, "skip", f"{noun} {listing} failed", tuple((name, "failed") for name in names))
+
+
+def skipped_by(decision: Decision) -> Outcome:
+    """The outcome the service records for a member skipped as ``decision`` says."""
+    return Outcome(MemberStatus.SKIPPED, reason=decision.reason, stopped_by=decision.stopped_by)
 
 
 # events_of, fires, could_fire
@@ -269,7 +282,7 @@ def test_a_failed_database_skips_app_while_cluster_carries_on() -> None:
     outcomes = {NETWORK: ok(), CLUSTER: QUEUED, DATABASE: failed()}
     assert decide(cascade, outcomes) == []
     outcomes[CLUSTER] = ok()
-    assert decide(cascade, outcomes) == [Decision(APP, "skip", "upstream database/prod failed")]
+    assert decide(cascade, outcomes) == [stopped(APP, "database/prod")]
 
 
 def test_a_cascade_with_a_failed_member_fails_once_everything_is_terminal() -> None:
@@ -284,18 +297,49 @@ def test_a_cascade_with_a_failed_member_fails_once_everything_is_terminal() -> N
 
 def test_a_failed_root_skips_every_first_wave_member() -> None:
     assert decide(diamond(), {NETWORK: failed()}) == [
-        Decision(CLUSTER, "skip", "upstream network/prod failed"),
-        Decision(DATABASE, "skip", "upstream network/prod failed"),
+        stopped(CLUSTER, "network/prod"),
+        stopped(DATABASE, "network/prod"),
     ]
 
 
-def test_a_skip_propagates_down_a_chain() -> None:
+def test_a_failure_stops_a_whole_chain_and_every_skip_names_the_failed_stack() -> None:
     chain = ["a/x", "b/x", "c/x", "d/x"]
     cascade = make_plan("a/x", [edge(u, d, "update_succeeded") for u, d in pairwise(chain)])
     outcomes = {"a/x": ok(), "b/x": failed()}
-    assert decide(cascade, outcomes) == [Decision("c/x", "skip", "upstream b/x failed")]
-    outcomes["c/x"] = Outcome(MemberStatus.SKIPPED, reason="upstream b/x failed")
-    assert decide(cascade, outcomes) == [Decision("d/x", "skip", "upstream c/x skipped")]
+    assert decide(cascade, outcomes) == [stopped("c/x", "b/x")]
+    outcomes["c/x"] = skipped_by(stopped("c/x", "b/x"))
+    assert decide(cascade, outcomes) == [stopped("d/x", "b/x")]
+
+
+def test_a_failure_stops_a_descendant_that_another_branch_fired() -> None:
+    # root -> f -> e -> g and root -> h -> g: g must not run before a retry of f could run e.
+    edges = [edge("root/x", "f/x"), edge("f/x", "e/x", "update_succeeded"), edge("e/x", "g/x", "update_succeeded")]
+    edges += [edge("root/x", "h/x"), edge("h/x", "g/x", "update_succeeded")]
+    cascade = make_plan("root/x", edges)
+    outcomes = {"root/x": ok(), "f/x": failed(), "h/x": ok()}
+    assert decide(cascade, outcomes) == [stopped("e/x", "f/x")]
+    outcomes["e/x"] = skipped_by(stopped("e/x", "f/x"))
+    assert decide(cascade, outcomes) == [stopped("g/x", "f/x")]
+    assert retry_resets(cascade, outcomes | {"g/x": skipped_by(stopped("g/x", "f/x"))}, "f/x") == ["e/x", "g/x"]
+
+
+def test_a_rejected_or_pruned_upstream_does_not_stop_a_member_another_edge_fired() -> None:
+    cascade = diamond()
+    rejected = Outcome(MemberStatus.SKIPPED, reason="rejected by alice")
+    assert decide(cascade, {NETWORK: ok(), CLUSTER: ok(), DATABASE: rejected}) == runs(APP)
+
+
+def test_a_superseded_member_stops_its_descendants_with_that_reason() -> None:
+    chain = [NETWORK, DATABASE, APP, "web/prod"]
+    cascade = make_plan(NETWORK, [edge(u, d, "update_succeeded") for u, d in pairwise(chain)])
+    superseded = Outcome.of(UPDATE, Status.SKIPPED, reason="superseded by version 3 (skipIntermediateDeployments)")
+    reason = "upstream database/prod superseded by a newer deployment (skipIntermediateDeployments)"
+    stops = ((DATABASE, "superseded"),)
+    assert decide(cascade, {NETWORK: ok(), DATABASE: superseded}) == [Decision(APP, "skip", reason, stops)]
+    app = Outcome(MemberStatus.SKIPPED, reason=reason, stopped_by=stops)
+    assert decide(cascade, {NETWORK: ok(), DATABASE: superseded, APP: app}) == [
+        Decision("web/prod", "skip", reason, stops)
+    ]
 
 
 def test_a_skipped_upstream_does_not_fire_even_on_an_all_events_edge() -> None:
@@ -316,7 +360,7 @@ def test_a_deployment_failed_edge_fires_on_failure() -> None:
     )
     assert decide(cascade, {NETWORK: failed()}) == [
         Decision("alerts/prod", "run"),
-        Decision(DATABASE, "skip", "upstream network/prod failed"),
+        stopped(DATABASE, "network/prod"),
     ]
     assert decide(cascade, {NETWORK: ok()}) == [
         Decision("alerts/prod", "skip", "no edge from network/prod fired"),
@@ -332,7 +376,7 @@ def test_an_all_events_edge_expects_failure() -> None:
 def test_a_deployment_queued_edge_does_not_expect_its_upstream_to_fail() -> None:
     cascade = make_plan(NETWORK, [edge(NETWORK, APP, "deployment_queued")])
     assert decide(cascade, {NETWORK: ok()}) == runs(APP)
-    assert decide(cascade, {NETWORK: failed()}) == [Decision(APP, "skip", "upstream network/prod failed")]
+    assert decide(cascade, {NETWORK: failed()}) == [stopped(APP, "network/prod")]
 
 
 def test_two_edges_between_the_same_stacks_count_as_one_subscription() -> None:
@@ -345,9 +389,7 @@ def test_two_edges_between_the_same_stacks_count_as_one_subscription() -> None:
 def test_an_unexpected_failure_skips_even_when_another_edge_fired() -> None:
     edges = [edge(NETWORK, DATABASE), edge(NETWORK, APP), edge(DATABASE, APP, "update_succeeded")]
     cascade = make_plan(NETWORK, edges)
-    assert decide(cascade, {NETWORK: ok(), DATABASE: failed()}) == [
-        Decision(APP, "skip", "upstream database/prod failed")
-    ]
+    assert decide(cascade, {NETWORK: ok(), DATABASE: failed()}) == [stopped(APP, "database/prod")]
 
 
 def test_unchanged_outputs_prune_the_downstream_and_the_skip_propagates() -> None:
@@ -380,7 +422,7 @@ def test_the_skip_reason_prefers_failed_over_skipped_over_unchanged_and_names_th
     skipped = Outcome(MemberStatus.SKIPPED)
     outcomes = {"root/x": ok(), "a/x": ok(changed=False), "b/x": skipped, "c/x": failed(), "d/x": failed()}
     outcomes["e/x"] = ok(changed=True)
-    assert decide(cascade, outcomes) == [Decision("sink/x", "skip", "upstreams c/x and d/x failed")]
+    assert decide(cascade, outcomes) == [stopped("sink/x", "c/x", "d/x")]
     outcomes |= {"c/x": ok(changed=False), "d/x": skipped, "e/x": ok(changed=False)}
     assert decide(cascade, outcomes) == [Decision("sink/x", "skip", "upstreams b/x and d/x skipped")]
     outcomes |= {"b/x": ok(changed=False), "d/x": ok(changed=False)}
@@ -416,7 +458,7 @@ def test_a_gated_stack_awaits_approval_unless_approved_beforehand() -> None:
 
 def test_a_member_that_is_skipped_needs_no_approval() -> None:
     cascade = make_plan(NETWORK, [edge(NETWORK, APP, "update_succeeded", require_approval=True)])
-    assert decide(cascade, {NETWORK: failed()}, gated={APP}) == [Decision(APP, "skip", "upstream network/prod failed")]
+    assert decide(cascade, {NETWORK: failed()}, gated={APP}) == [stopped(APP, "network/prod")]
 
 
 def test_an_approval_edge_that_did_not_fire_holds_nothing() -> None:
@@ -552,16 +594,29 @@ def heard(e: Edge, result: Result) -> bool:
     return hears and (e.trigger_on is TriggerOn.ALWAYS or changed)
 
 
-def reference_fired(incoming: list[Edge], results: dict[str, Result]) -> list[Edge] | None:
-    """The edges that fired into a member, or None when it must be skipped."""
-    fired = []
+def reference_stoppers(
+    incoming: list[Edge], results: dict[str, Result], stoppers: Mapping[str, set[str]] | None = None
+) -> set[str]:
+    """The failed members that stop a member: an upstream that failed on edges that do not expect it,
+    and whatever stopped a skipped upstream (``stoppers``: of each member skipped that way)."""
+    found: set[str] = set()
     for up in sorted({e.upstream for e in incoming}):
         pair = [e for e in incoming if e.upstream == up]
         kind, operation, _ = results[up]
         failure = {"deployment_failed", f"{operation.value}_failed"}
         if kind == "failed" and not any(listens(e, event) for e in pair for event in failure):
-            return None
-        fired += [e for e in pair if heard(e, results[up])]
+            found.add(up)
+        found |= (stoppers or {}).get(up, set())
+    return found
+
+
+def reference_fired(
+    incoming: list[Edge], results: dict[str, Result], stoppers: Mapping[str, set[str]] | None = None
+) -> list[Edge] | None:
+    """The edges that fired into a member, or None when it must be skipped."""
+    if reference_stoppers(incoming, results, stoppers):
+        return None
+    fired = [e for e in incoming if heard(e, results[e.upstream])]
     return fired or None
 
 
@@ -626,6 +681,7 @@ class Simulation:
         self.outcomes: dict[str, Outcome] = {cascade.root: QUEUED}
         self.history: dict[str, list[str]] = {}
         self.ran: Counter[str] = Counter({cascade.root: 1})
+        self.stoppers: dict[str, set[str]] = {}  # of each member skipped because a member failed
         self.upstreams = {m: {e.upstream for e in cascade.edges if e.downstream == m} for m in cascade.members}
 
     def results(self) -> dict[str, Result]:
@@ -645,7 +701,12 @@ class Simulation:
         else:
             assert history == [], f"{stack} decided again: {history} then {decision}"
             incoming = [e for e in self.cascade.edges if e.downstream == stack]
-            fired = reference_fired(incoming, self.results())
+            fired = reference_fired(incoming, self.results(), self.stoppers)
+            stoppers = reference_stoppers(incoming, self.results(), self.stoppers)
+            assert {name for name, _ in decision.stopped_by} == stoppers
+            if stoppers:
+                assert all(name in (decision.reason or "") for name in stoppers)  # the skip names them
+                self.stoppers[stack] = stoppers
             if fired is None:
                 assert decision.action == "skip"
                 assert decision.reason
@@ -656,7 +717,7 @@ class Simulation:
 
     def apply(self, decision: Decision) -> None:
         if decision.action == "skip":
-            self.outcomes[decision.stack] = Outcome(MemberStatus.SKIPPED, reason=decision.reason)
+            self.outcomes[decision.stack] = skipped_by(decision)  # as the service records it
         elif decision.action == "run":
             self.outcomes[decision.stack] = QUEUED
             self.ran[decision.stack] += 1
@@ -855,8 +916,10 @@ def test_a_retried_member_that_succeeds_leaves_no_member_skipped_because_of_it(
     for member in resets:
         assert member in below and member != retried
         assert before[member].status is MemberStatus.SKIPPED
+        assert retried in simulation.stoppers.get(member, {retried})  # if stopped, then by the retried one
         del simulation.outcomes[member]
         del simulation.history[member]
+        simulation.stoppers.pop(member, None)  # skipped for not firing, when the retried failure fired nothing
     op = operation if retried == root else UPDATE
     simulation.outcomes[retried] = to_outcome(("succeeded", op, True))
     simulation.run()
@@ -868,7 +931,11 @@ def test_a_retried_member_that_succeeds_leaves_no_member_skipped_because_of_it(
     for stack, outcome in simulation.outcomes.items():
         if outcome.status is MemberStatus.SKIPPED:
             incoming = [e for e in cascade.edges if e.downstream == stack]
-            assert reference_fired(incoming, results) is None, f"{stack} is still skipped: {outcome.reason}"
+            assert reference_fired(incoming, results, simulation.stoppers) is None, f"{stack}: {outcome.reason}"
+            others = simulation.stoppers.get(stack, {retried}) - {retried}
+            assert all(simulation.outcomes[o].status is MemberStatus.FAILED for o in others), f"{stack}: {others}"
+            if retried in simulation.stoppers.get(stack, ()):
+                assert others, f"{stack} is still stopped by {retried} alone"
 
 
 @settings(max_examples=200, deadline=None)

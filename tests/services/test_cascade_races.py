@@ -79,7 +79,8 @@ async def test_with_skip_intermediate_the_older_member_and_its_descendants_are_s
     await cascades.reconcile(ctx)  # what the server's sweeper does every few seconds
     older = await states(ctx, first.cascade_id)
     assert older["database"][0] == "skipped" and "superseded" in (older["database"][1] or "")
-    assert older["app"] == ("skipped", "upstream database/prod skipped")
+    superseded = "upstream database/prod superseded by a newer deployment (skipIntermediateDeployments)"
+    assert older["app"] == ("skipped", superseded)  # the descendants are skipped with that reason
     await finish_next(ctx, "app")
     assert await states(ctx, second.cascade_id) == {
         "network": ("succeeded", None),

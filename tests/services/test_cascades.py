@@ -17,6 +17,7 @@ from stackcascade.services.webhooks import Scope
 from stackcascade.store.schema import deployments as deployments_table
 from stackcascade.webhooks.dispatcher import Dispatcher
 from tests.services.helpers import ADMIN, make_stack
+from tests.services.test_cascade_races import graph as stacks_and_edges
 
 ORG = "acme"
 DIAMOND = [("network", "database"), ("network", "cluster"), ("database", "app"), ("cluster", "app")]
@@ -138,6 +139,30 @@ async def test_a_failed_member_skips_its_descendants_and_retry_resumes_them(ctx:
     cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
     assert cascade.status == "succeeded"
     assert await deployed(ctx) == Counter(network=1, database=2, cluster=1, app=1)
+
+
+async def test_a_failure_stops_every_descendant_and_retry_runs_them_in_order(ctx: Context) -> None:
+    # network -> database -> migrate -> app and network -> cluster -> app: cluster fires app, but app
+    # is a descendant of the failed database, so it waits for database's retry to run migrate first.
+    edges = [("network", "database"), ("database", "migrate"), ("migrate", "app"), ("network", "cluster")]
+    await stacks_and_edges(ctx, [*edges, ("cluster", "app")])
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")
+    await run_next(ctx, "cluster")
+    await run_next(ctx, "database", Status.FAILED)
+    state = await members(ctx, root.cascade_id)
+    assert state["migrate"] == ("skipped", "upstream database/prod failed")
+    assert state["app"] == ("skipped", "upstream database/prod failed")  # names the failure, two waves up
+    assert await nothing_queued(ctx)
+    await cascades.retry(ctx, ADMIN, ORG, root.cascade_id, "database/prod")
+    state = await members(ctx, root.cascade_id)
+    assert state["migrate"] == ("waiting", None) and state["app"] == ("waiting", None)
+    await run_next(ctx, "database")
+    await run_next(ctx, "migrate")
+    await run_next(ctx, "app")
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+    assert await deployed(ctx) == Counter(network=1, database=2, migrate=1, cluster=1, app=1)
 
 
 NO_SOURCE = (

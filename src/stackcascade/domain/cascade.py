@@ -86,18 +86,27 @@ def events_of(operation: Operation, status: Status, *, started: bool = True) -> 
     return frozenset(events)
 
 
+StopKind = Literal["failed", "superseded"]
+Stops = tuple[tuple[str, StopKind], ...]
+"""The members whose failure (or supersession) stopped a member, each with how it ended, sorted."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a member did, as far as its downstream edges care.
 
     ``events`` are the events its deployment emitted (none for a member the cascade skipped);
-    ``outputs_changed`` is whether its outputs differ from those before it ran.
+    ``outputs_changed`` is whether its outputs differ from those before it ran. ``superseded``: its
+    deployment was skipped for a newer one (``skipIntermediateDeployments``). ``stopped_by``: for a
+    member the cascade skipped, the failed or superseded members that stopped it, however far up.
     """
 
     status: MemberStatus
     events: frozenset[str] = frozenset()
     outputs_changed: bool = True
     reason: str | None = None
+    superseded: bool = False
+    stopped_by: Stops = ()
 
     @classmethod
     def of(
@@ -112,7 +121,8 @@ class Outcome:
         """The outcome of a deployment; outputs can only have changed if an update succeeded, unless told."""
         if outputs_changed is None:
             outputs_changed = status is Status.SUCCEEDED and operation is Operation.UPDATE
-        return cls(_MEMBER_STATUS[status], events_of(operation, status, started=started), outputs_changed, reason)
+        events = events_of(operation, status, started=started)
+        return cls(_MEMBER_STATUS[status], events, outputs_changed, reason, superseded=status is Status.SKIPPED)
 
 
 def fires(edge: Edge, upstream: Outcome) -> bool:
@@ -376,11 +386,16 @@ Action = Literal["run", "await_approval", "skip"]
 
 @dataclass(frozen=True)
 class Decision:
-    """What the service does with ``stack`` now; ``reason`` is shown to people (why skipped, why waiting)."""
+    """What the service does with ``stack`` now; ``reason`` is shown to people (why skipped, why waiting).
+
+    ``stopped_by``: for a skip, the failed or superseded members that stopped it (the service stores
+    them with the member, so its own downstream members are stopped by them too).
+    """
 
     stack: str
     action: Action
     reason: str | None = None
+    stopped_by: Stops = ()
 
 
 def _listing(names: Iterable[str], conjunction: str = "and") -> str:
@@ -396,6 +411,7 @@ class _Judgement:
 
     fired: tuple[Edge, ...]
     blocking: frozenset[str]  # failed upstreams none of whose edges to it expects failure
+    stops: Stops  # the failed or superseded members that stop it: blocking upstreams, or further up
     failed: frozenset[str]  # failed upstreams whose edges did not fire (includes ``blocking``)
     skipped: frozenset[str]
     unchanged: frozenset[str]  # edges matched, but trigger on outputs-changed and the outputs did not
@@ -403,10 +419,12 @@ class _Judgement:
 
     @property
     def runs(self) -> bool:
-        return bool(self.fired) and not self.blocking
+        return bool(self.fired) and not self.stops
 
     def reason(self) -> str:
-        """The most useful reason to skip: a failure beats a skip beats unchanged outputs."""
+        """The most useful reason to skip: what stopped it beats a failure beats a skip beats unchanged outputs."""
+        if self.stops:
+            return _stop_reason(self.stops)
         if self.failed:
             noun = "upstream" if len(self.failed) == 1 else "upstreams"
             return f"{noun} {_listing(self.failed)} failed"
@@ -420,6 +438,18 @@ class _Judgement:
         return "no incoming edge fired"
 
 
+def _stop_reason(stops: Stops) -> str:
+    """``upstream database/prod failed``: names the member that stopped it, even several waves up."""
+    parts = []
+    for kind in ("failed", "superseded"):
+        names = [stack for stack, how in stops if how == kind]
+        if names:
+            noun = "upstream" if len(names) == 1 else "upstreams"
+            what = "failed" if kind == "failed" else "superseded by a newer deployment (skipIntermediateDeployments)"
+            parts.append(f"{noun} {_listing(names)} {what}")
+    return "; ".join(parts)
+
+
 def _outcome(outcomes: Mapping[str, Outcome], stack: str) -> Outcome:
     return outcomes.get(stack) or Outcome(MemberStatus.WAITING)
 
@@ -431,16 +461,21 @@ def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgemen
     skipped: set[str] = set()
     unchanged: set[str] = set()
     silent: set[str] = set()
+    stops: dict[str, StopKind] = {}
     for upstream, edges in plan.incoming[stack].items():
         outcome = _outcome(outcomes, upstream)
         if outcome.status is MemberStatus.SKIPPED:
             skipped.add(upstream)  # a skip propagates as "did not fire", whatever the events say
+            if outcome.superseded:
+                stops[upstream] = "superseded"
+            stops.update(outcome.stopped_by)  # a failure stops every descendant, not only its children
             continue
         if outcome.status is MemberStatus.FAILED:
             failure = outcome.events & FAILURE_EVENTS
             if not any(edge.listens_to(event) for edge in edges for event in failure):
                 blocking.add(upstream)
                 failed.add(upstream)
+                stops[upstream] = "failed"
                 continue
         these = [edge for edge in edges if fires(edge, outcome)]
         if these:
@@ -454,6 +489,7 @@ def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgemen
     return _Judgement(
         tuple(fired),
         frozenset(blocking),
+        tuple(sorted(stops.items())),
         frozenset(failed),
         frozenset(skipped),
         frozenset(unchanged),
@@ -482,8 +518,10 @@ def decide(
     """What to do now with each member that is ready, in (wave, name) order.
 
     A waiting member is ready once every member upstream of it is terminal; it runs if at least one
-    incoming edge fired and no upstream failed on edges that do not expect failure, otherwise it is
-    skipped with the reason. A member that must run waits for approval first if it is in ``gated``
+    incoming edge fired and nothing stops it, otherwise it is skipped with the reason. A member is
+    stopped by an upstream that failed on edges that do not expect failure or was superseded, and by
+    whatever stopped a skipped upstream: a failure stops every descendant, so none runs before a retry
+    of it could resume the members in between. A member that must run waits for approval first if it is in ``gated``
     or a fired edge requires approval, unless it is in ``approved``; an awaiting member in
     ``approved`` runs. The root is never decided here: its deployment started the cascade. Members
     missing from ``outcomes`` are waiting. Pure: deciding again before applying gives the same list.
@@ -508,7 +546,7 @@ def decide(
             continue
         judgement = _judge(plan, outcomes, stack)
         if not judgement.runs:
-            decisions.append(Decision(stack, "skip", judgement.reason()))
+            decisions.append(Decision(stack, "skip", judgement.reason(), judgement.stops))
             continue
         gate = _gate(stack, judgement.fired, gated)
         if gate is None or stack in approved:
@@ -522,9 +560,9 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
     """The members to put back to waiting when failed ``stack`` is retried, in (wave, name) order.
 
     ``stack`` itself runs again (the caller creates its deployment). A descendant goes back to
-    waiting when it was skipped by the cascade, has a member upstream that failed or was reset, and
-    no other upstream still blocks it, so re-running ``stack`` can change its fate. Members that
-    ran, were rejected or superseded, or are still pending are left alone.
+    waiting when ``stack`` stopped it and nothing else that stopped it still does (another member
+    still failed, or superseded), so re-running ``stack`` can change its fate. Members that ran, were
+    rejected or superseded, or are still pending are left alone.
     """
     if stack not in plan.wave_of:
         raise Conflict(f"{stack} is not a member of this cascade")
@@ -535,8 +573,18 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
     resets: list[str] = []
     start = plan.wave_of[stack]
     for member in plan.order:
-        if plan.wave_of[member] <= start or _outcome(outcomes, member).status is not MemberStatus.SKIPPED:
+        outcome = _outcome(outcomes, member)
+        if plan.wave_of[member] <= start or outcome.status is not MemberStatus.SKIPPED or outcome.superseded:
             continue
+        if outcome.stopped_by:
+            stoppers = {name for name, _ in outcome.stopped_by}
+            if stack in stoppers and not any(_still_stops(outcomes, name) for name in stoppers - {stack}):
+                resetting.add(member)
+                resets.append(member)
+            continue
+        # Skipped with nothing recorded that stopped it: its upstream's failure fired none of its edges
+        # (one that expects failure, but only on changed outputs), a rule of its own (rejected, pruned),
+        # or a member recorded before stops were (migration 0009). Its direct upstreams tell.
         if resetting.isdisjoint(plan.incoming[member]):
             continue
         judgement = _judge(plan, outcomes, member)
@@ -545,6 +593,11 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
         resetting.add(member)
         resets.append(member)
     return resets
+
+
+def _still_stops(outcomes: Mapping[str, Outcome], stack: str) -> bool:
+    outcome = _outcome(outcomes, stack)
+    return outcome.status is MemberStatus.FAILED or (outcome.status is MemberStatus.SKIPPED and outcome.superseded)
 
 
 class CascadeStatus(StrEnum):

@@ -159,12 +159,17 @@ def _root_status(status: Status | None) -> MemberStatus:
     return MemberStatus.SUCCEEDED if status is Status.SUCCEEDED else MemberStatus.FAILED
 
 
+def _stops_of(stored: Any) -> planner.Stops:
+    """``stopped_by`` as stored (JSON pairs), for a member skipped because a member above it failed."""
+    return tuple((str(stack), "superseded" if how == "superseded" else "failed") for stack, how in stored or ())
+
+
 def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset()) -> Outcome:
     status = MemberStatus(member.status)
     if member.stack == plan.root and member.deployment_id is None:  # an external update event
         return Outcome(status, root_events, bool(member.outputs_changed), member.reason)
     if member.deployment_id is None or member.deployment_status is None:
-        return Outcome(status, reason=member.reason)
+        return Outcome(status, reason=member.reason, stopped_by=_stops_of(member.stopped_by))
     operation = plan.operation if member.stack == plan.root else Operation.UPDATE
     deployment = Status(member.deployment_status)
     if status is MemberStatus.QUEUED and member.deployment_status not in _TERMINAL_STATUSES:
@@ -253,9 +258,18 @@ async def _apply(
     changes: dict[str, dict[str, Any]] = {}
     for decision in decisions:
         if decision.action == "skip":
-            changes[decision.stack] = {"status": MemberStatus.SKIPPED.value, "reason": decision.reason}
+            stops = [list(stop) for stop in decision.stopped_by] or None
+            changes[decision.stack] = {
+                "status": MemberStatus.SKIPPED.value,
+                "reason": decision.reason,
+                "stopped_by": stops,
+            }
         elif decision.action == "await_approval":
-            changes[decision.stack] = {"status": MemberStatus.AWAITING_APPROVAL.value, "reason": decision.reason}
+            changes[decision.stack] = {
+                "status": MemberStatus.AWAITING_APPROVAL.value,
+                "reason": decision.reason,
+                "stopped_by": None,
+            }
     await rows.update_members(conn, cascade.id, {stack: {**c, "modified_at": now} for stack, c in changes.items()})
     ended = {stack for stack, change in changes.items() if change["status"] == MemberStatus.SKIPPED.value}
     running = [by_stack[decision.stack] for decision in decisions if decision.action == "run"]
@@ -344,12 +358,16 @@ async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any
     for member in members:
         stack_row = found.get(member.stack_id) if member.stack_id else None
         if stack_row is None:
-            refused[member.stack] = {"status": MemberStatus.SKIPPED.value, "reason": "the stack was deleted"}
+            refused[member.stack] = {
+                "status": MemberStatus.SKIPPED.value,
+                "reason": "the stack was deleted",
+                "stopped_by": None,  # it stops nothing: its downstream members see an edge that did not fire
+            }
             continue
         try:
             ready.append((member, stack_row, settings_for(stack_row, {}, inherit=True)))
         except InvalidInput as exc:  # no deployment settings
-            refused[member.stack] = {"status": MemberStatus.FAILED.value, "reason": exc.message}
+            refused[member.stack] = {"status": MemberStatus.FAILED.value, "reason": exc.message, "stopped_by": None}
     await rows.update_members(conn, cascade.id, {stack: {**c, "modified_at": now} for stack, c in refused.items()})
     if not ready:
         return False, set(refused)
@@ -452,6 +470,7 @@ async def _resolve_gate(
                 stack,
                 status=MemberStatus.SKIPPED.value,
                 reason=f"rejected by {principal.name}",
+                stopped_by=None,
                 modified_at=now,
             )
         queued = await advance_in(conn, cascade_id, now)

@@ -290,5 +290,7 @@ cascade_members = sa.Table(
     sa.Column("outputs_changed", sa.Boolean, nullable=True),
     sa.Column("approved_by", sa.String(200), nullable=True),
     sa.Column("modified_at", sa.Double, nullable=False),
+    # [[stack, "failed" | "superseded"], ...]: the members that stopped this skipped one (domain.cascade.Stops)
+    sa.Column("stopped_by", JSONDoc, nullable=True),
     sa.Index("ix_cascade_members_deployment_id", "deployment_id"),
 )
