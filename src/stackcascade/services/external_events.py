@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stackcascade.domain.cascade import Plan
 from stackcascade.domain.deployments import Operation, Status
 from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role
@@ -44,6 +45,16 @@ def _outputs(body: dict[str, Any]) -> tuple[dict[str, Any] | None, set[str]]:
     return values, secret
 
 
+def _heard(plan: Plan, kind: str) -> bool:
+    """Whether an edge out of the root listens to ``kind``, the one event an external update emits.
+
+    The plan holds every edge out of the root that could fire for the operation (either result), so one
+    that listens only to the other result, or to ``deployment_*`` events, is in it but starts nothing
+    (design section 4: only an event matching an outgoing deployment edge starts a cascade).
+    """
+    return any(edge.upstream == plan.root and edge.listens_to(kind) for edge in plan.edges)
+
+
 def _resource_changes(body: dict[str, Any]) -> dict[str, int] | None:
     raw = body.get("resourceChanges")
     if raw is None:
@@ -78,6 +89,8 @@ async def record(
             changed = open_outputs(ctx, row.outputs, True) != open_outputs(ctx, sealed, True)
             await runs.set_stack_outputs(conn, row.id, sealed, now)
         started = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id, graphs=ctx.graphs)
+        if started is not None and not _heard(started.plan, kind):
+            started = None
         payload: dict[str, Any] = {
             "stack": {"organization": org, "projectName": project, "stackName": stack},
             "operation": operation.value,
