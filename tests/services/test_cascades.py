@@ -95,6 +95,21 @@ async def test_the_diamond_deploys_each_dependent_once_and_app_only_after_both(c
     assert initiators == {"api", "cascade"}
 
 
+async def test_switching_to_per_edge_mid_cascade_deploys_no_member_twice(ctx: Context) -> None:
+    await diamond(ctx)
+    dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
+    root = await deploy(ctx, "network")
+    await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")  # the cascade started coalesced: it goes on so
+    for expect in ("network", "cluster", "database", "app"):
+        await run_next(ctx, expect)
+        while await dispatcher.step():
+            pass
+    assert await nothing_queued(ctx)
+    assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=1)
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+
+
 async def test_per_edge_mode_deploys_app_once_per_fired_edge(ctx: Context) -> None:
     await diamond(ctx)
     await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")

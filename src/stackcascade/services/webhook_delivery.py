@@ -127,7 +127,11 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> FannedOut:
                 edge = hook.format == WebhookFormat.PULUMI_DEPLOYMENTS.value
                 if edge:
                     # Coalesced orgs (the default) deploy downstream stacks through cascades only; per-edge
-                    # orgs fire the edge here, as Pulumi's deployment webhooks do.
+                    # orgs fire the edge here, as Pulumi's deployment webhooks do. A deployment of a
+                    # cascade never does: its cascade deploys what is downstream, even if the org was
+                    # switched to per-edge since it started (it would deploy the member a second time).
+                    if isinstance(event.payload, dict) and event.payload.get("cascadeId"):
+                        continue
                     if hook.org not in modes:
                         modes[hook.org] = await cascade_rows.cascade_mode(conn, hook.org)
                     if modes[hook.org] != "per-edge":
