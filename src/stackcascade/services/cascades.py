@@ -24,6 +24,7 @@ from stackcascade.services.plan_documents import plan_document, plan_json, plan_
 from stackcascade.services.queueing import queue_all_in, settings_for
 from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
+from stackcascade.store import deployments as deployment_rows
 from stackcascade.store import stacks as stack_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -489,6 +490,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
         members = await rows.members(conn, cascade_id)
         outcomes = {m.stack: _outcome(plan, m, root_events) for m in members}
         resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
+        rerun = await _rerun_of(conn, cascade, plan, member)
         for name in resets:
             await rows.update_member(
                 conn,
@@ -500,9 +502,69 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
                 modified_at=now,
             )
         await rows.update(conn, cascade_id, status=rows.RUNNING, finished_at=None)
-        await _deploy_members(conn, cascade, [member], now)
+        if rerun is None:
+            await _deploy_members(conn, cascade, [member], now)
+        else:
+            await _queue_rerun(conn, cascade, member, rerun, principal, now)
         await advance_in(conn, cascade_id, now)
     ctx.work.notify()
+
+
+@dataclass(frozen=True, slots=True)
+class _Rerun:
+    """What a retry of a member runs: the deployment that failed, as it was."""
+
+    stack_row: Any
+    operation: Operation
+    settings: dict[str, Any]
+    initiator: str
+    triggered_by: str | None
+
+
+async def _rerun_of(conn: AsyncConnection, cascade: Any, plan: Plan, member: Any) -> _Rerun | None:
+    """The root's failed deployment again (its operation, and the settings it ran with: the one-off
+    overrides it was given included); any other member's update with its saved settings as they are now,
+    as the cascade would have queued it. None when the member's stack cannot deploy."""
+    found = await stack_rows.get_many_with_settings(conn, [member.stack_id]) if member.stack_id else {}
+    stack_row = found.get(member.stack_id)
+    if stack_row is None:
+        return None
+    if member.stack == plan.root:
+        failed = await deployment_rows.get(conn, member.deployment_id) if member.deployment_id else None
+        if failed is not None:
+            operation = Operation(failed.operation)
+            return _Rerun(stack_row, operation, dict(failed.settings), failed.initiator, failed.triggered_by)
+    try:
+        settings = settings_for(stack_row, {}, inherit=True)
+    except InvalidInput:
+        return None
+    operation = Operation(cascade.operation) if member.stack == plan.root else Operation.UPDATE
+    return _Rerun(stack_row, operation, settings, "cascade", cascade.root_deployment_id)
+
+
+async def _queue_rerun(
+    conn: AsyncConnection, cascade: Any, member: Any, rerun: _Rerun, principal: Principal, now: float
+) -> None:
+    """Queue ``rerun`` as the member's deployment, asked for by whoever retried it."""
+    [row] = await queue_all_in(
+        conn,
+        [(rerun.stack_row, rerun.settings)],
+        rerun.operation,
+        initiator=rerun.initiator,
+        requested_by=principal.name,
+        now=now,
+        triggered_by=rerun.triggered_by,
+        cascade_id=cascade.id,
+    )
+    await rows.update_member(
+        conn,
+        cascade.id,
+        member.stack,
+        status=MemberStatus.QUEUED.value,
+        reason=None,
+        deployment_id=row.id,
+        modified_at=now,
+    )
 
 
 async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -> None:
