@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import Conflict
 from stackcascade.domain.roles import Principal, TokenKind
-from stackcascade.services import cascades, deployment_settings, deployments, queue, runs, webhooks
+from stackcascade.services import cascades, deployment_settings, deployments, queue, runs, stacks, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
 from stackcascade.store.schema import deployments as deployments_table
@@ -178,6 +178,32 @@ async def test_a_failure_stops_every_descendant_and_retry_runs_them_in_order(ctx
     cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
     assert cascade.status == "succeeded"
     assert await deployed(ctx) == Counter(network=1, database=2, migrate=1, cluster=1, app=1)
+
+
+async def test_deleting_a_stack_whose_member_is_queued_moves_its_cascade_on(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")  # database and cluster are queued now
+    await stacks.delete(ctx, ADMIN, ORG, "database", "prod")
+    state = await members(ctx, root.cascade_id)
+    assert state["database"] == ("skipped", "the stack was deleted")
+    await run_next(ctx, "cluster")
+    await run_next(ctx, "app")  # cluster fired it; a deleted upstream stops nothing
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+    assert await nothing_queued(ctx)
+
+
+async def test_deleting_the_root_stack_while_its_deployment_is_queued_ends_the_cascade(ctx: Context) -> None:
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    await stacks.delete(ctx, ADMIN, ORG, "network", "prod")
+    state = await members(ctx, root.cascade_id)
+    assert state["network"] == ("skipped", "the stack was deleted")
+    assert {state[name][0] for name in ("database", "cluster", "app")} == {"skipped"}
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status != "running"
+    assert await nothing_queued(ctx)
 
 
 NO_SOURCE = (

@@ -11,6 +11,7 @@ from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_stack_ref
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.services.context import Context
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments, events, orgs
 from stackcascade.store import graph_order as graph_order_rows
 from stackcascade.store import stacks as stack_rows
@@ -113,7 +114,15 @@ async def delete(ctx: Context, principal: Principal, org: str, project: str, sta
         row = await load(conn, org, project, stack)
         if await deployments.has_active(conn, row.id):
             raise Conflict(f"stack {ref(org, project, stack)} has a deployment running: cancel it or wait, then delete")
+        # Its queued deployments go with it: the cascades they belong to must not wait for them forever.
+        ended = await cascade_rows.end_members_of_deleted_stack(conn, row.id, now)
         await stack_rows.delete(conn, row.id)
+        queued = False
+        if ended:
+            from stackcascade.services import cascades  # imports this module (ensure_org)
+
+            for cascade_id in ended:
+                queued |= await cascades.advance_in(conn, cascade_id, now)
         await events.append(
             conn,
             org=org,
@@ -122,6 +131,8 @@ async def delete(ctx: Context, principal: Principal, org: str, project: str, sta
             now=now,
             stack_id=row.id,
         )
+    if queued:
+        ctx.work.notify()
 
 
 async def list_stacks(

@@ -219,6 +219,35 @@ async def set_outputs_changed(conn: AsyncConnection, deployment_id: str, changed
     await send(conn, _SET_OUTPUTS_CHANGED, {"b_deployment_id": deployment_id, "outputs_changed": changed})
 
 
+_OPEN_MEMBER_STATUSES = ("queued", "awaiting-approval")
+
+
+async def end_members_of_deleted_stack(conn: AsyncConnection, stack_id: str, now: float) -> list[str]:
+    """The stack is being deleted: its queued or gated members of running cascades are skipped, and
+    every member of it forgets the stack (so a waiting one is skipped when its turn comes).
+
+    Returns the running cascades whose members were skipped: they must be advanced.
+    """
+    of_stack = cascade_members.c.stack_id == stack_id
+    # The cascades' locks first, in one order, as a finish takes its cascade's before writing members.
+    locking = (
+        sa.select(cascades.c.id)
+        .where(cascades.c.status == RUNNING, cascades.c.id.in_(sa.select(cascade_members.c.cascade_id).where(of_stack)))
+        .order_by(cascades.c.id)
+        .with_for_update()
+    )
+    running = [row[0] for row in (await conn.execute(locking)).all()]
+    ended = await conn.execute(
+        cascade_members.update()
+        .where(of_stack, cascade_members.c.status.in_(_OPEN_MEMBER_STATUSES), cascade_members.c.cascade_id.in_(running))
+        .values(status="skipped", reason="the stack was deleted", stopped_by=None, modified_at=now)
+        .returning(cascade_members.c.cascade_id)
+    )
+    cascade_ids = sorted({row[0] for row in ended.all()})
+    await conn.execute(cascade_members.update().where(of_stack).values(stack_id=None))
+    return cascade_ids
+
+
 async def behind_ids(conn: AsyncConnection) -> list[str]:
     """Running cascades with a member whose deployment ended outside a finish (superseded at a claim)."""
     query = (
