@@ -9,7 +9,7 @@ from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
 from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, OrgDeploymentsMetadata, OrgSettingsRequest, body
-from stackcascade.services import cascades, deployments
+from stackcascade.services import deployments, org_settings
 
 router = RouteTable(tags=["organizations"], responses=ERRORS)
 
@@ -22,9 +22,5 @@ router = RouteTable(tags=["organizations"], responses=ERRORS)
     summary="Change org settings (concurrency, cascadeMode)",
 )
 async def update_org_settings(ctx: Ctx, caller: Caller, org: str, request: Request) -> JSONResponse:
-    raw = await json_object(request)
-    if raw.get("concurrency") is not None:
-        await deployments.set_org_concurrency(ctx, caller, org, raw["concurrency"])
-    if raw.get("cascadeMode") is not None:
-        await cascades.set_mode(ctx, caller, org, raw["cascadeMode"])
+    await org_settings.update(ctx, caller, org, await json_object(request))
     return JSONResponse(await deployments.org_metadata(ctx, caller, org))
