@@ -48,13 +48,25 @@ def _wait_until_up(served: Served, deadline: float) -> None:
 
 
 @contextmanager
-def serve(data_dir: Path, database_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serve(
+    data_dir: Path,
+    database_url: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    command_name: str = "serve",
+    relative_to: Path | None = None,
+) -> Iterator[Served]:
+    """``cascade serve`` (or ``command_name``) on a free port; with ``relative_to``, run from that
+    directory and name the data dir relative to it, as ``make run`` does (``.cascade``)."""
     port = free_port()
-    command = [str(CASCADE), "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
+    where = str(data_dir if relative_to is None else data_dir.relative_to(relative_to))
+    command = [str(CASCADE), command_name, "--data-dir", where, "--port", str(port), *args]
     if database_url.startswith("postgresql"):
         command += ["--database-url", database_url]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | (env or {})
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=relative_to
+    )
     served = Served(process, f"http://127.0.0.1:{port}")
     try:
         _wait_until_up(served, time.monotonic() + 30)
@@ -101,8 +113,11 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     database_url: str, tmp_path: Path
 ) -> None:
     token = "csc_demo_" + "y" * 20
+    data_dir = tmp_path / ".cascade"  # relative, as `make run` gives it: the steps must still find their files
     with (
-        serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as served,
+        serve(
+            data_dir, database_url, env={"CASCADE_ADMIN_TOKEN": token}, command_name="demo", relative_to=tmp_path
+        ) as served,
         served.client(token) as api,
     ):
         stacks = api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]
@@ -134,7 +149,7 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     assert (repo / "network" / "Cascade.yaml").read_text().startswith("#")
     # A second demo start leaves the seeded stacks alone.
     with (
-        serve(tmp_path, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as again,
+        serve(data_dir, database_url, "--demo", env={"CASCADE_ADMIN_TOKEN": token}) as again,
         again.client(token) as api,
     ):
         assert len(api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]) == 4

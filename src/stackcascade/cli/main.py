@@ -227,6 +227,20 @@ def serve(
             runner.run(run_server(config))
 
 
+@app.command()
+def demo(
+    data_dir: DataDir = Path(".cascade"),
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    runners: Annotated[int, typer.Option("--runners", min=0, help="Local runner pool size.")] = 2,
+) -> None:
+    """Run the server with the example org 'demo' (what `cascade serve --demo` does): the diamond
+    network -> database, cluster -> app from a git repository in the data dir. Then try
+    `cascade deploy demo/network/prod --follow`."""
+    serve(data_dir=data_dir, database_url=database_url, host=host, port=port, runners=runners, demo=True)
+
+
 @app.command("admin-token")
 def admin_token(
     data_dir: DataDir = Path(".cascade"),
