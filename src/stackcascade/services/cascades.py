@@ -490,7 +490,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
         members = await rows.members(conn, cascade_id)
         outcomes = {m.stack: _outcome(plan, m, root_events) for m in members}
         resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
-        rerun = await _rerun_of(conn, cascade, plan, member)
+        rerun = await _rerun_of(conn, cascade, plan, member)  # raises Conflict unless it can run
         for name in resets:
             await rows.update_member(
                 conn,
@@ -502,10 +502,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
                 modified_at=now,
             )
         await rows.update(conn, cascade_id, status=rows.RUNNING, finished_at=None)
-        if rerun is None:
-            await _deploy_members(conn, cascade, [member], now)
-        else:
-            await _queue_rerun(conn, cascade, member, rerun, principal, now)
+        await _queue_rerun(conn, cascade, member, rerun, principal, now)
         await advance_in(conn, cascade_id, now)
     ctx.work.notify()
 
@@ -521,14 +518,18 @@ class _Rerun:
     triggered_by: str | None
 
 
-async def _rerun_of(conn: AsyncConnection, cascade: Any, plan: Plan, member: Any) -> _Rerun | None:
+async def _rerun_of(conn: AsyncConnection, cascade: Any, plan: Plan, member: Any) -> _Rerun:
     """The root's failed deployment again (its operation, and the settings it ran with: the one-off
     overrides it was given included); any other member's update with its saved settings as they are now,
-    as the cascade would have queued it. None when the member's stack cannot deploy."""
+    as the cascade would have queued it. Conflict, before anything is written, when the stack cannot
+    deploy: the message says what to fix."""
     found = await stack_rows.get_many_with_settings(conn, [member.stack_id]) if member.stack_id else {}
     stack_row = found.get(member.stack_id)
     if stack_row is None:
-        return None
+        raise Conflict(
+            f"stack {cascade.org}/{member.stack} was deleted: it cannot run again in this cascade; "
+            "create it again and deploy it on its own"
+        )
     if member.stack == plan.root:
         failed = await deployment_rows.get(conn, member.deployment_id) if member.deployment_id else None
         if failed is not None:
@@ -537,7 +538,13 @@ async def _rerun_of(conn: AsyncConnection, cascade: Any, plan: Plan, member: Any
     try:
         settings = settings_for(stack_row, {}, inherit=True)
     except InvalidInput:
-        return None
+        stack_ref = f"{stack_row.org}/{stack_row.project}/{stack_row.name}"
+        if stack_row.settings_document is None:
+            raise Conflict(f"stack {stack_ref} has no deployment settings: save them first, then retry") from None
+        raise Conflict(
+            f"the deployment settings of stack {stack_ref} name no source: "
+            "save them with sourceContext.git.repoUrl first, then retry"
+        ) from None
     operation = Operation(cascade.operation) if member.stack == plan.root else Operation.UPDATE
     return _Rerun(stack_row, operation, settings, "cascade", cascade.root_deployment_id)
 
