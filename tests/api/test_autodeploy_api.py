@@ -126,6 +126,17 @@ def test_dry_run_must_be_a_boolean(admin: httpx2.Client, org: str) -> None:
     assert "dryRun" in assert_error(response, 400)
 
 
+@pytest.mark.parametrize("misspelled", ["dry_run", "dryrun", "DryRun"])
+def test_a_misspelled_dry_run_is_refused_instead_of_applying(
+    admin: httpx2.Client, stacks: str, misspelled: str
+) -> None:
+    assert put(admin, stacks, DIAMOND).status_code == 200
+    before = hooks(admin, stacks, "network")
+    response = admin.put(f"/api/orgs/{stacks}/autodeploy", json={"stacks": []}, params={misspelled: "true"})
+    assert "dryRun" in assert_error(response, 400)
+    assert hooks(admin, stacks, "network") == before  # the empty document did not delete the edges
+
+
 def test_a_viewer_may_read_and_dry_run_but_not_apply(viewer: httpx2.Client, admin: httpx2.Client, stacks: str) -> None:
     org = stacks
     assert viewer.get(f"/api/orgs/{org}/autodeploy").status_code == 200

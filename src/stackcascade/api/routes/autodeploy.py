@@ -15,11 +15,21 @@ from stackcascade.api.body import json_object
 from stackcascade.api.deps import Caller, Ctx
 from stackcascade.api.routing import RouteTable
 from stackcascade.api.schemas import ERRORS, AutoDeployDocument, AutoDeployResult, body
+from stackcascade.domain.errors import InvalidInput
 from stackcascade.services import autodeploy
 
 router = RouteTable(tags=["autodeploy"], responses=ERRORS)
 PATH = "/api/orgs/{org}/autodeploy"
 DryRun = Annotated[bool, Query(alias="dryRun", description="only answer the diff; nothing is changed")]
+
+
+def _only_dry_run(request: Request) -> None:
+    """A misspelled ``dryRun`` (``dry_run``, ``dryrun``) must not apply the document for real."""
+    unknown = sorted(name for name in request.query_params if name != "dryRun")
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter {', '.join(map(repr, unknown))}: this endpoint takes only dryRun=true|false"
+        )
 
 
 @router.get(PATH, response_model=None, responses={200: {"model": AutoDeployDocument}})
@@ -41,5 +51,6 @@ async def put_autodeploy(ctx: Ctx, caller: Caller, org: str, request: Request, d
     Refused as a whole, with nothing changed, when it names a stack that does not exist (400), declares
     an edge an unmanaged webhook already carries, or would close a cycle with the unmanaged edges (409).
     """
+    _only_dry_run(request)
     document = await json_object(request)
     return JSONResponse(await autodeploy.apply(ctx, caller, org, document, dry_run=dry_run))
