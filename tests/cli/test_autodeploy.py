@@ -225,3 +225,53 @@ def test_yaml_is_read_as_pulumi_reads_it(cascade: Cascade, org: str, tmp_path: P
     text = "stacks:\n  - project: on\n    stack: yes\n    downstreamRefs: [off/no]\n"
     ok(cascade.as_admin("autodeploy", "apply", write(tmp_path, "g.yaml", text), "--org", org, "--yes"))
     assert managed_edges(cascade, org) == [("on/yes", "off/no")]
+
+
+def layered_with(**sections: object) -> str:
+    """The documentation's layered program with sections added (variables merged into its own), as YAML."""
+    data = yaml.safe_load(LAYERED_PROGRAM)
+    data["variables"] |= sections.pop("variables", {})
+    return yaml.safe_dump(data | sections, sort_keys=False)
+
+
+def test_what_a_program_cannot_evaluate_is_refused_even_where_nothing_uses_it(
+    cascade: Cascade, diamond: str, tmp_path: Path
+) -> None:
+    org = diamond
+    ok(cascade.as_admin("autodeploy", "apply", write(tmp_path, "Pulumi.yaml", LAYERED_PROGRAM), "--org", org, "--yes"))
+    text = layered_with(
+        outputs={"bogus": "${doesNotExist.ref}", "hooks": "${network.downstreamWebhooks}"},
+        variables={"lookup": {"fn::invoke": {"function": "aws:getCallerIdentity"}}},
+        config={"region": {"type": "string"}, "pulumiservice:accessToken": {"value": "pul-xyz-token"}},
+    )
+    file = write(tmp_path, "more.yaml", text)
+    refused = cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "has 4 things stackcascade cannot honour" in refused.stderr
+    for where in ("outputs.bogus", "outputs.hooks", "variables.lookup", "config.region"):
+        assert f"  - {where}: " in refused.stderr
+    assert "note: config.pulumiservice:accessToken: configures the pulumiservice provider" in refused.stderr
+    assert "pul-xyz-token" not in refused.output
+    assert "error: nothing was applied" in refused.stderr
+    planned = cascade.as_admin("autodeploy", "diff", file, "--org", org)
+    assert planned.exit_code == 1 and "apply would refuse it" in planned.stderr
+
+
+def test_notes_say_what_has_no_effect_and_do_not_stop_apply(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    text = layered_with(
+        outputs={"networkRef": "${network.ref}"}, config={"pulumiservice:accessToken": {"value": "pul-xyz-token"}}
+    )
+    file = write(tmp_path, "Pulumi.yaml", text)
+    planned = json.loads(ok(cascade.as_admin("autodeploy", "diff", file, "--org", org, "--json")).stdout)
+    assert planned["problems"] == [] and len(planned["notes"]) == 2
+    applied = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes"))
+    assert "Applied to organization" in applied.stdout and "note:" not in applied.stdout
+    assert applied.stderr.splitlines() == [
+        "note: config.pulumiservice:accessToken: configures the pulumiservice provider, which stackcascade does not "
+        "use: the declaration is applied to the cascade server with your cascade token; this value is not read",
+        "note: outputs: networkRef has no effect: a declaration applied here makes no stack to export it from",
+    ]
+    assert len(managed_edges(cascade, org)) == 4
+    shown = json.loads(ok(cascade.as_admin("autodeploy", "show", file, "--org", org, "--json")).stdout)
+    assert shown["notes"] == [line.removeprefix("note: ") for line in applied.stderr.splitlines()]

@@ -707,3 +707,74 @@ def test_only_programs_are_recognised_as_programs() -> None:
     assert not is_pulumi_program({"stacks": []})
     assert not is_pulumi_program({"stacks": [], "resources": {}})
     assert import_pulumi_program(["not", "a", "map"], organization="acme").problems[0].where == "program"
+
+
+# --- Pulumi YAML programs: every part is evaluated, used or not -----------------------------------------
+
+
+def layered_with(**sections: Any) -> dict[str, Any]:
+    """The documentation's layered program with sections added (variables are merged into its own)."""
+    data = program(LAYERED_PROGRAM)
+    variables = sections.pop("variables", {})
+    data["variables"] = {**data["variables"], **variables}
+    return data | sections
+
+
+def test_outputs_that_refer_to_what_does_not_exist_or_is_known_only_to_pulumi_are_reported() -> None:
+    data = layered_with(outputs={"bogus": "${doesNotExist.ref}", "hooks": "${network.downstreamWebhooks}"})
+    imported = import_pulumi_program(data, organization="acme")
+    assert [str(p) for p in imported.problems] == [
+        "outputs.bogus: ${doesNotExist.ref}: there is no variable, config value or resource named 'doesNotExist'",
+        "outputs.hooks: network.downstreamWebhooks are names Pulumi Cloud gives the webhooks it creates; "
+        "they are not known before that",
+    ]
+
+
+def test_outputs_it_can_evaluate_are_accepted_with_a_note_that_they_have_no_effect() -> None:
+    data = layered_with(outputs={"networkRef": "${network.ref}", "stack": "${stack}"})
+    imported = import_pulumi_program(data, organization="acme")
+    assert imported.problems == ()
+    assert [str(note) for note in imported.notes] == [
+        "outputs: networkRef, stack have no effect: a declaration applied here makes no stack to export them from"
+    ]
+    assert imported.document == import_pulumi_program(program(LAYERED_PROGRAM), organization="acme").document
+
+
+def test_a_variable_nothing_uses_is_evaluated_too() -> None:
+    data = layered_with(
+        variables={"lookup": {"fn::invoke": {"function": "aws:getCallerIdentity"}}, "name": "${pulumi.organization}"}
+    )
+    imported = import_pulumi_program(data, organization="acme")
+    assert [str(p) for p in imported.problems] == [
+        "variables.lookup: fn::invoke calls a provider function, which only Pulumi can run"
+    ]
+
+
+def test_a_config_value_nothing_uses_is_reported_when_it_has_no_default_or_value() -> None:
+    data = layered_with(config={"region": {"type": "string"}, "size": {"type": "string", "default": "small"}})
+    imported = import_pulumi_program(data, organization="acme")
+    assert [p.where for p in imported.problems] == ["config.region"]
+    assert "config value 'region' has no default" in imported.problems[0].message
+
+
+def test_provider_config_has_no_effect_and_is_noted_without_its_value() -> None:
+    data = layered_with(
+        config={"pulumiservice:accessToken": {"value": "pul-secret"}, "pulumiservice:apiUrl": "https://pulumi.example"}
+    )
+    imported = import_pulumi_program(data, organization="acme")
+    assert imported.problems == ()
+    notes = [str(note) for note in imported.notes]
+    assert notes == [
+        "config.pulumiservice:accessToken: configures the pulumiservice provider, which stackcascade does not use: "
+        "the declaration is applied to the cascade server with your cascade token; this value is not read",
+        "config.pulumiservice:apiUrl: configures the pulumiservice provider, which stackcascade does not use: "
+        "the declaration is applied to the cascade server with your cascade token; this value is not read",
+    ]
+    assert not any("pul-secret" in note or "pulumi.example" in note for note in notes)
+
+
+@pytest.mark.parametrize("text", [WEBHOOKS_PROGRAM, LAYERED_PROGRAM, TREE_PROGRAM])
+def test_the_documentations_programs_have_no_problems_and_no_notes(text: str) -> None:
+    organization = "org" if text is WEBHOOKS_PROGRAM else "pulumi"
+    imported = import_pulumi_program(program(text), organization=organization)
+    assert (imported.problems, imported.notes) == ((), ())

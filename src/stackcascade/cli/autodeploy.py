@@ -3,7 +3,8 @@
 FILE is our document (YAML or JSON: ``stacks: [{project, stack, downstreamRefs}]``) or a Pulumi YAML
 program with ``auto-deploy:AutoDeployer`` and ``pulumiservice:Webhook`` resources (it has
 ``resources:``), as Pulumi's documentation writes them. A program is translated here, on the client;
-anything in it that cannot be honoured is listed, and then ``apply`` sends nothing.
+anything in it that cannot be honoured is listed, and then ``apply`` sends nothing. What it declares
+that has no effect here (provider configuration, outputs) is noted on stderr and does not stop it.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def _load(file: str, org: str, program_orgs: list[str] | None) -> tuple[str, Jso
         raise CliError(f"{name} has both stacks: and resources:; is it an Auto Deploy document or a Pulumi program?")
     if is_pulumi_program(data):
         imported = import_pulumi_program(data, organization=org, program_organizations=program_orgs or ())
+        for note in imported.notes:
+            typer.echo(f"note: {note}", err=True)
         return name, imported.document, imported
     if "stacks" not in data:
         raise CliError(
@@ -133,6 +136,13 @@ def _load(file: str, org: str, program_orgs: list[str] | None) -> tuple[str, Jso
     if program_orgs:
         raise CliError("--program-org is for Pulumi programs; an Auto Deploy document names no organization")
     return name, data, None
+
+
+def _findings(imported: ProgramImport | None) -> Json:
+    """The problems and notes of a program, for --json (both empty for our document)."""
+    if imported is None:
+        return {"problems": [], "notes": []}
+    return {"problems": [str(p) for p in imported.problems], "notes": [str(n) for n in imported.notes]}
 
 
 def _report_problems(name: str, imported: ProgramImport, org: str) -> None:
@@ -271,8 +281,7 @@ def show(
         except InvalidInput as exc:
             raise CliError(f"{source}: {exc.message}") from None
     if as_json:
-        problems = [str(p) for p in imported.problems] if imported else []
-        print_json({"document": document, "problems": problems})
+        print_json({"document": document, **_findings(imported)})
     else:
         _print_yaml(document)
     if imported is not None and imported.problems:
@@ -299,7 +308,7 @@ def diff(
     with conn.client() as api:
         answer = api.put_autodeploy(name, document, dry_run=True)
     if as_json:
-        print_json(answer | {"problems": [str(p) for p in problems]})
+        print_json(answer | _findings(imported))
     else:
         _print_diff(answer.get("diff") or {})
     if problems:

@@ -543,12 +543,11 @@ _WEBHOOK_INPUTS: Final = (
     "groups",
     "secret",
 )
-# Top-level keys of a Pulumi project file that say nothing about the graph.
+# Top-level keys of a Pulumi project file that say nothing about the graph (``outputs`` are evaluated).
 _PROGRAM_KEYS_WITHOUT_EFFECT: Final = frozenset(
     {
         "name",
         "description",
-        "outputs",
         "backend",
         "options",
         "template",
@@ -560,7 +559,14 @@ _PROGRAM_KEYS_WITHOUT_EFFECT: Final = frozenset(
         "stackConfigDir",
     }
 )
-_PROGRAM_KEYS: Final = _PROGRAM_KEYS_WITHOUT_EFFECT | {"runtime", "config", "configuration", "variables", "resources"}
+_PROGRAM_KEYS: Final = _PROGRAM_KEYS_WITHOUT_EFFECT | {
+    "runtime",
+    "config",
+    "configuration",
+    "variables",
+    "resources",
+    "outputs",
+}
 # Resource options that change nothing about which webhooks exist.
 _OPTIONS_WITHOUT_EFFECT: Final = frozenset(
     {"dependsOn", "parent", "version", "pluginDownloadURL", "aliases", "customTimeouts", "additionalSecretOutputs"}
@@ -590,16 +596,28 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
-class ProgramImport:
-    """Our document for a Pulumi program, and what in the program it could not honour.
+class Note:
+    """Something in a Pulumi program that is accepted but has no effect here (never a value: it may be secret)."""
 
-    With any problem the document is partial: it must not be applied.
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramImport:
+    """Our document for a Pulumi program, what in the program it could not honour, and what has no effect.
+
+    With any problem the document is partial: it must not be applied. Notes do not stop it.
     """
 
     document: dict[str, Any]
     problems: tuple[Problem, ...]
     auto_deployers: int = 0
     webhooks: int = 0
+    notes: tuple[Note, ...] = ()
 
 
 def is_pulumi_program(data: object) -> bool:
@@ -659,6 +677,7 @@ class _Program:
         self.aliases = frozenset(aliases)
         self.program_name = program.get("name")
         self.problems: list[Problem] = []
+        self.notes: list[Note] = []
         self._values: dict[str, object] = {}
         self._failed: set[str] = set()
         self._active: list[str] = []
@@ -666,6 +685,8 @@ class _Program:
         self.config: dict[str, object] = {}
         for section in ("configuration", "config"):
             self.config.update(self._section(program, section))
+        self._config_used: set[str] = set()
+        self.outputs = self._section(program, "outputs")
         raw_resources = self._section(program, "resources")
         self.resources: dict[str, _Resource] = {}
         for name, body in raw_resources.items():
@@ -726,6 +747,51 @@ class _Program:
             self.problem(f"{where}.options.{key}", reason)
 
     # -- evaluation --------------------------------------------------------------------------------------
+
+    def evaluate_the_rest(self) -> None:
+        """Evaluate what no resource refers to, as Pulumi does: every variable, config value and output.
+
+        What cannot be evaluated is a problem wherever it is. Provider configuration (``aws:region``,
+        ``pulumiservice:accessToken``) and outputs that evaluate have no effect here: they are noted.
+        """
+        for name, raw in self.variables.items():
+            self._settles(f"variables.{name}", raw)
+        for name in self.config:
+            namespace, colon, _ = name.partition(":")
+            if colon and namespace != self.program_name:
+                if name not in self._config_used:
+                    what = "Pulumi itself" if namespace == "pulumi" else f"the {namespace} provider"
+                    self.notes.append(
+                        Note(
+                            f"config.{name}",
+                            f"configures {what}, which stackcascade does not use: the declaration is applied to "
+                            "the cascade server with your cascade token; this value is not read",
+                        )
+                    )
+                continue
+            try:
+                self._config(name)
+            except _Unresolved as exc:
+                if not exc.reported:
+                    self.problem(exc.where, exc.message)
+        evaluated = [name for name, raw in self.outputs.items() if self._settles(f"outputs.{name}", raw)]
+        if evaluated:
+            verb, them = ("has", "it") if len(evaluated) == 1 else ("have", "them")
+            self.notes.append(
+                Note(
+                    "outputs",
+                    f"{', '.join(evaluated)} {verb} no effect: a declaration applied here makes no stack to export "
+                    f"{them} from",
+                )
+            )
+
+    def _settles(self, path: str, raw: object) -> bool:
+        """Whether the value at ``path`` evaluates; a failure is reported (once) by ``named``."""
+        try:
+            self.named(path, raw)
+        except _Unresolved:
+            return False
+        return True
 
     def named(self, path: str, raw: object) -> object:
         """The value at ``path``, evaluated once; a failure is reported once, where it happens."""
@@ -817,6 +883,7 @@ class _Program:
             value = self._output(self.resources[root], accessors[0], where)
             accessors = accessors[1:]
         elif root in self.config:
+            self._config_used.add(root)
             value = self._config(root)
         else:
             raise _Unresolved(
@@ -846,7 +913,7 @@ class _Program:
                     return self.named(f"config.{name}", raw[key])
             raise _Unresolved(
                 f"config value {name!r} has no default: its value is set per stack (pulumi config set), "
-                "which an import cannot read",
+                "which an import cannot read; give it a default in the program",
                 f"config.{name}",
             )
         return self.named(f"config.{name}", raw)
@@ -1113,7 +1180,9 @@ def import_pulumi_program(
     problem unless that organization is in ``program_organizations`` (declared as meaning
     ``organization``). Variables, config defaults, ``${resource.output}`` of outputs known in advance
     (an AutoDeployer's ``ref``, ``project``, ...) and fn::join/select/split are evaluated; everything
-    else that bears on the graph is a problem, never silently dropped.
+    else that bears on the graph is a problem, never silently dropped. Every variable, config value and
+    program output is evaluated, used or not, as Pulumi would: one that cannot be is a problem too.
+    Provider configuration and outputs that evaluate have no effect here; they come back as notes.
     """
     if not isinstance(program, Mapping):
         return ProgramImport({"stacks": []}, (Problem("program", "a Pulumi YAML program is a map"),))
@@ -1145,10 +1214,11 @@ def import_pulumi_program(
                 f"resource type {resource.kind!r} is not supported: only auto-deploy:AutoDeployer and "
                 "pulumiservice:Webhook (format pulumi_deployments) are read; stackcascade creates nothing else",
             )
+    state.evaluate_the_rest()
     importer.report_foreign()
     document = {"stacks": [importer.entries[ref] for ref in sorted(importer.entries)]}
     try:
         document = to_document(parse_document(document))
     except InvalidInput as exc:  # a safety net: the importer checks what the document checks
         state.problem("program", exc.message)
-    return ProgramImport(document, tuple(state.problems), counts[AUTO_DEPLOYER], counts[WEBHOOK])
+    return ProgramImport(document, tuple(state.problems), counts[AUTO_DEPLOYER], counts[WEBHOOK], tuple(state.notes))
