@@ -207,6 +207,17 @@ def test_a_stack_gate_holds_the_stack_in_every_cascade(admin: httpx2.Client, dia
     assert next(m for m in rejected["members"] if m["stack"] == "cluster/prod")["reason"].startswith("rejected by")
 
 
+def test_a_stack_gate_patch_matches_keys_case_insensitively_treats_null_as_not_given_and_refuses_unknown_keys(
+    admin: httpx2.Client, diamond: str
+) -> None:
+    url = f"/api/stacks/{diamond}/cluster/prod/cascadesettings"
+    assert admin.patch(url, json={"requireapproval": True}).json() == {"requireApproval": True}
+    assert admin.patch(url, json={"requireApproval": None}).json() == {"requireApproval": True}  # unchanged
+    assert admin.patch(url, json={}).json() == {"requireApproval": True}
+    assert "requireAproval" in assert_error(admin.patch(url, json={"requireAproval": False}), 400)
+    assert admin.get(url).json() == {"requireApproval": True}
+
+
 def test_cascade_mode_is_an_org_setting(admin: httpx2.Client, diamond: str) -> None:
     assert (
         admin.patch(f"/api/orgs/{diamond}/settings", json={"cascadeMode": "per-edge"}).json()["cascadeMode"]
