@@ -275,3 +275,41 @@ def test_notes_say_what_has_no_effect_and_do_not_stop_apply(cascade: Cascade, di
     assert len(managed_edges(cascade, org)) == 4
     shown = json.loads(ok(cascade.as_admin("autodeploy", "show", file, "--org", org, "--json")).stdout)
     assert shown["notes"] == [line.removeprefix("note: ") for line in applied.stderr.splitlines()]
+
+
+def test_json_is_read_as_json_from_stdin_or_a_file_of_any_name(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    tabbed = json.dumps(yaml.safe_load(DIAMOND), indent="\t")  # as `jq --tab` writes it
+    assert "Plan: 4 to create" in ok(cascade.as_admin("autodeploy", "diff", "-", "--org", org, input=tabbed)).stdout
+    named = write(tmp_path, "graph", "\n  " + tabbed)
+    assert "Plan: 4 to create" in ok(cascade.as_admin("autodeploy", "diff", named, "--org", org)).stdout
+    # YAML that starts with a flow mapping is still YAML
+    empty = ok(cascade.as_admin("autodeploy", "diff", "-", "--org", org, input="{stacks: []}\n"))
+    assert empty.stdout.startswith("No changes")
+
+
+def test_unreadable_json_or_yaml_is_one_line(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    broken = json.dumps(yaml.safe_load(DIAMOND), indent="\t")[:-3]
+    message = failed(
+        cascade.as_admin("autodeploy", "diff", "-", "--org", org, input=broken),
+        "stdin is not valid JSON (Expecting ',' delimiter: line",
+        "nor YAML (found character '\\t' that cannot start any token",
+    )
+    assert message.count("\n") == 1
+    twice = failed(
+        cascade.as_admin("autodeploy", "diff", "-", "--org", org, input='{"stacks": [], "stacks": []}'),
+        "stdin is not valid JSON: duplicate key 'stacks'",
+    )
+    assert twice.count("\n") == 1
+
+
+def test_a_character_yaml_does_not_accept_is_reported_on_one_line(
+    cascade: Cascade, diamond: str, tmp_path: Path
+) -> None:
+    org = diamond
+    control = failed(
+        cascade.as_admin("autodeploy", "diff", write(tmp_path, "nul.yaml", "stacks: [\x00]\n"), "--org", org),
+        "is not valid YAML: unacceptable character #x0000",
+    )
+    assert control.count("\n") == 1

@@ -88,8 +88,36 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, refusing a key given twice (as YAML is read)."""
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        found[key] = value
+    return found
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, with its position when known."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"{exc.problem or exc.context}{where}"
+    return " ".join(str(exc).split())
+
+
 def _read(file: str) -> tuple[str, object]:
-    """(a name for messages, the parsed content)."""
+    """(a name for messages, the parsed content).
+
+    JSON is read as JSON when the name ends in .json, and also when the content starts with ``{`` or
+    ``[`` (stdin, a file of any name): JSON indented with tabs, as ``jq --tab`` writes it, is no YAML.
+    Content that starts so but is no JSON is read as YAML (``{stacks: []}``).
+    """
     if file == "-":
         name, text = "stdin", sys.stdin.read()
     else:
@@ -101,19 +129,23 @@ def _read(file: str) -> tuple[str, object]:
             raise CliError(f"cannot read {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise CliError(f"{path} is not UTF-8 text") from None
-    if name.lower().endswith(".json"):
+    json_only = name.lower().endswith(".json")
+    json_error = ""
+    if json_only or text.lstrip()[:1] in ("{", "["):
         try:
-            return name, json.loads(text)
-        except ValueError as exc:
+            return name, json.loads(text, object_pairs_hook=_json_object)
+        except _DuplicateKey as exc:
             raise CliError(f"{name} is not valid JSON: {exc}") from None
+        except ValueError as exc:
+            if json_only:
+                raise CliError(f"{name} is not valid JSON: {exc}") from None
+            json_error = str(exc)
     try:
         return name, yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise CliError(f"{name} is not valid YAML: {exc.problem or exc.context}{where}") from None
     except yaml.YAMLError as exc:
-        raise CliError(f"{name} is not valid YAML: {exc}") from None
+        if json_error:
+            raise CliError(f"{name} is not valid JSON ({json_error}) nor YAML ({_yaml_error(exc)})") from None
+        raise CliError(f"{name} is not valid YAML: {_yaml_error(exc)}") from None
 
 
 def _load(file: str, org: str, program_orgs: list[str] | None) -> tuple[str, Json, ProgramImport | None]:
