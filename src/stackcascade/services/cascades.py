@@ -172,6 +172,10 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     if member.deployment_id is None or member.deployment_status is None:
         return Outcome(status, reason=member.reason, stopped_by=_stops_of(member.stopped_by))
     operation = plan.operation if member.stack == plan.root else Operation.UPDATE
+    if _cancelled_while_queued(member):  # not successful, and not superseded: it stops what is below it
+        cancelled = Operation(member.operation or operation.value)
+        events = planner.events_of(cancelled, Status.SKIPPED)
+        return Outcome(MemberStatus.FAILED, events, outputs_changed=False, reason=member.reason)
     deployment = Status(member.deployment_status)
     if status is MemberStatus.QUEUED and member.deployment_status not in _TERMINAL_STATUSES:
         return Outcome(MemberStatus.QUEUED)
@@ -182,6 +186,33 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
         started=member.started_at is not None,
         reason=member.reason or member.deployment_reason,
     )
+
+
+def _cancelled_while_queued(member: Any) -> bool:
+    """Whether the member's deployment was cancelled before it started (``cancelled_in``): the deployment
+    is skipped, as a superseded one is, but the member was recorded failed (a superseded one: skipped)."""
+    return bool(member.deployment_status == Status.SKIPPED.value and member.status == MemberStatus.FAILED.value)
+
+
+async def cancelled_in(
+    conn: AsyncConnection, cascade_id: str, member: str, deployment_id: str, reason: str, now: float
+) -> bool:
+    """The member's deployment was cancelled while queued (``deployments.cancel``, in its transaction).
+
+    The member ends failed with the cancel's reason: not successful, so the members below it are skipped
+    naming it, the cascade does not succeed, and a retry can run it again. The cascade moves on at once,
+    as on a finish. Returns True when deployments were queued (the caller wakes the runners after its commit).
+    """
+    locked = await rows.lock(conn, cascade_id)
+    if locked is None or locked.status != rows.RUNNING:
+        return False
+    found = await rows.members(conn, cascade_id, [member])
+    if not found or found[0].deployment_id != deployment_id or found[0].status != MemberStatus.QUEUED.value:
+        return False  # not this member's deployment (any more)
+    await rows.update_member(
+        conn, cascade_id, member, status=MemberStatus.FAILED.value, reason=reason, stopped_by=None, modified_at=now
+    )
+    return await advance_in(conn, cascade_id, now, finished=member)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,26 +156,34 @@ async def cancel(ctx: Context, principal: Principal, org: str, project: str, sta
     """A queued deployment becomes skipped; a running one is asked to stop (the runner ends it failed, cancelled)."""
     principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
     now = ctx.now()
+    skipped = False
     async with ctx.db.write() as conn:
         row = await _find(conn, org, project, stack, deployment_id=deployment_id)
         status = Status(row.status)
         if status in TERMINAL:
             raise Conflict(f"deployment {deployment_id} already finished ({status.value}); nothing to cancel")
         if status is Status.NOT_STARTED:
-            await rows.update(
+            reason = f"cancelled by {principal.name}"
+            skipped = await rows.update(
                 conn,
                 deployment_id,
                 (Status.NOT_STARTED.value,),
                 status=Status.SKIPPED.value,
-                reason=f"cancelled by {principal.name}",
+                reason=reason,
                 modified_at=now,
                 finished_at=now,
             )
+            if skipped and row.cascade_id:  # a member: its cascade moves on in the same transaction
+                member = f"{row.project}/{row.stack}"
+                await cascades.cancelled_in(conn, row.cascade_id, member, deployment_id, reason, now)
         elif status in ACTIVE:
             await rows.update(
                 conn, deployment_id, tuple(s.value for s in ACTIVE), cancel_requested=True, modified_at=now
             )
-        return await rows.get(conn, deployment_id)
+        cancelled = await rows.get(conn, deployment_id)
+    if skipped:  # the stack's next queued deployment (or a member the cascade queued) may run now
+        ctx.work.notify()
+    return cancelled
 
 
 async def set_stack_paused(
