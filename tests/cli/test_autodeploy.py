@@ -313,3 +313,39 @@ def test_a_character_yaml_does_not_accept_is_reported_on_one_line(
         "is not valid YAML: unacceptable character #x0000",
     )
     assert control.count("\n") == 1
+
+
+def test_the_question_before_apply_writes_nothing_to_stdout(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    file = write(tmp_path, "graph.yaml", DIAMOND)
+    applied = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--json", input="y\n"))
+    assert applied.stdout.startswith("{") and json.loads(applied.stdout)["applied"] is True
+    assert applied.stderr == f"Apply these changes to organization {org}? [y/N]: \n"
+    removed = write(tmp_path, "empty.yaml", "stacks: []\n")
+    deleted = ok(cascade.as_admin("autodeploy", "apply", removed, "--org", org, input="yes\n"))
+    assert (
+        deleted.stdout.splitlines()[-1]
+        == f"Applied to organization {org}: 0 to create, 0 to update, 4 to delete, 0 unchanged."
+    )
+    assert managed_edges(cascade, org) == []
+
+
+def test_a_diff_that_leaves_things_out_does_not_say_the_declaration_matches(
+    cascade: Cascade, diamond: str, tmp_path: Path
+) -> None:
+    org = diamond
+    ok(cascade.as_admin("autodeploy", "apply", write(tmp_path, "Pulumi.yaml", LAYERED_PROGRAM), "--org", org, "--yes"))
+    file = write(tmp_path, "more.yaml", LAYERED_PROGRAM + "  bucket:\n    type: aws:s3:Bucket\n")
+    result = cascade.as_admin("autodeploy", "diff", file, "--org", org)
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "No changes to what stackcascade can honour (0 to create, 0 to update, 0 to delete, 4 unchanged); "
+        "the rest is listed below.\n"
+    )
+    # the diff, then what it leaves out, then the error that refers to it (as `show FILE` prints them)
+    lines = result.output.splitlines()
+    assert lines[0].startswith("No changes to what stackcascade can honour")
+    assert lines[1] == f"The Pulumi program {file} has 1 thing stackcascade cannot honour:"
+    assert lines[2].startswith("  - resources.bucket: resource type 'aws:s3:Bucket' is not supported")
+    assert lines[3].startswith("error: the diff leaves out what")
+    assert len(lines) == 4

@@ -235,9 +235,13 @@ def _changes_anything(diff: Json) -> bool:
     return any(diff.get(key) for key in ("create", "update", "delete", "gates"))
 
 
-def _print_diff(diff: Json) -> None:
+def _print_diff(diff: Json, *, partial: bool = False) -> None:
+    """The diff as a table and a summary; ``partial``: of a program some of which cannot be honoured."""
     if not _changes_anything(diff):
-        typer.echo(f"No changes: the declaration matches ({_summary(diff)}).")
+        if partial:
+            typer.echo(f"No changes to what stackcascade can honour ({_summary(diff)}); the rest is listed below.")
+        else:
+            typer.echo(f"No changes: the declaration matches ({_summary(diff)}).")
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("CHANGE", "UPSTREAM", "DOWNSTREAM", "WEBHOOK", "DETAILS"):
@@ -263,7 +267,31 @@ def _print_diff(diff: Json) -> None:
             Text(f"requireApproval: {json.dumps(gate.get('from'))} -> {json.dumps(gate.get('to'))}"),
         )
     console().print(table)
-    typer.echo(f"Plan: {_summary(diff)}.")
+    rest = "; the rest, which cannot be honoured, is listed below" if partial else ""
+    typer.echo(f"Plan: {_summary(diff)}{rest}.")
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr and read the answer from stdin; no answer (or none that is yes) is no.
+
+    Not ``typer.confirm``: it writes the last character of its prompt, a space, to stdout, which
+    corrupts what stdout carries (``--json``).
+    """
+    while True:
+        typer.echo(f"{question} [y/N]: ", nl=False, err=True)
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            typer.echo(err=True)
+            return False
+        if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
+            typer.echo(err=True)
+        answer = answer.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        typer.echo("Error: invalid input", err=True)
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -334,16 +362,20 @@ def diff(
     """Show what applying FILE would create, update and delete (nothing is changed)."""
     conn, name = connect_to_org(server, token, org)
     source, document, imported = _load(file, name, program_org)
-    problems = imported.problems if imported is not None else ()
-    if imported is not None and problems:
-        _report_problems(source, imported, name)
-    with conn.client() as api:
-        answer = api.put_autodeploy(name, document, dry_run=True)
+    # The diff, then what it leaves out, then the error that refers to it (as `show FILE` prints them).
+    try:
+        with conn.client() as api:
+            answer = api.put_autodeploy(name, document, dry_run=True)
+    except CliError:
+        if imported is not None and imported.problems:
+            _report_problems(source, imported, name)
+        raise
     if as_json:
         print_json(answer | _findings(imported))
     else:
-        _print_diff(answer.get("diff") or {})
-    if problems:
+        _print_diff(answer.get("diff") or {}, partial=imported is not None and bool(imported.problems))
+    if imported is not None and imported.problems:
+        _report_problems(source, imported, name)
         raise CliError(f"the diff leaves out what {source} declares but cannot be honoured; apply would refuse it")
 
 
@@ -375,13 +407,7 @@ def apply(
                 return
             if not as_json:
                 _print_diff(planned)
-            try:
-                confirmed = typer.confirm(f"Apply these changes to organization {name}?", err=True)
-            except typer.Abort:
-                confirmed = False
-            if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
-                typer.echo(err=True)
-            if not confirmed:
+            if not _confirm(f"Apply these changes to organization {name}?"):
                 raise CliError("not applied (pass --yes to apply without asking)")
         result = api.put_autodeploy(name, document, dry_run=False)
     if as_json:
