@@ -205,6 +205,22 @@ def test_cycles_are_refused_and_references_follow_the_graph(admin: httpx2.Client
     assert "nothing to send" in assert_error(ping, 400)
 
 
+def test_a_webhook_cannot_take_an_edge_from_the_auto_deploy_declaration(admin: httpx2.Client, org: str) -> None:
+    for project in ("network", "app"):
+        assert admin.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+    declaration = {"stacks": [{"project": "network", "stack": "prod", "downstreamRefs": ["app/prod"]}]}
+    assert admin.put(f"/api/orgs/{org}/autodeploy", json=declaration).status_code == 200
+    hooks = f"/api/stacks/{org}/network/prod/hooks"
+    edge = {"name": "manual", "format": "pulumi_deployments", "payloadUrl": "app/prod"}
+    assert "managed by the org's Auto Deploy declaration" in assert_error(admin.post(hooks, json=edge), 409)
+    created(admin.post(hooks, json=edge | {"active": False}))
+    message = assert_error(admin.patch(f"{hooks}/manual", json={"active": True}), 409)
+    assert f"PUT /api/orgs/{org}/autodeploy" in message
+    # The org's own declaration still applies as it is.
+    shown = admin.get(f"/api/orgs/{org}/autodeploy").json()
+    assert admin.put(f"/api/orgs/{org}/autodeploy", json=shown).status_code == 200
+
+
 def created_name(admin: httpx2.Client, org: str) -> str:
     return str(admin.get(f"/api/stacks/{org}/network/prod/hooks").json()[0]["name"])
 

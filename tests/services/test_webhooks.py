@@ -236,3 +236,69 @@ async def test_webhooks_managed_by_the_auto_deploy_declaration_are_changed_only_
         await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), managed.name, {"active": False})
     with pytest.raises(Conflict, match="Auto Deploy declaration"):
         await webhooks.delete(hooks_ctx, ADMIN, stack("network/prod"), managed.name)
+
+
+async def declare(ctx: Context, upstream: str, *downstream: str) -> None:
+    from stackcascade.services import autodeploy
+
+    project, _, stack_name = upstream.partition("/")
+    entry = {"project": project, "stack": stack_name, "downstreamRefs": list(downstream)}
+    await autodeploy.apply(ctx, ADMIN, ORG, {"stacks": [entry]}, dry_run=False)
+
+
+async def reapply_the_declaration(ctx: Context) -> None:
+    """What ``GET`` then ``PUT /api/orgs/{org}/autodeploy`` of the same body does."""
+    from stackcascade.services import autodeploy
+
+    document = await autodeploy.show(ctx, ADMIN, ORG)
+    await autodeploy.apply(ctx, ADMIN, ORG, document, dry_run=False)
+
+
+async def test_an_active_deployment_webhook_may_not_duplicate_an_edge_the_declaration_manages(
+    hooks_ctx: Context,
+) -> None:
+    for project in ("network", "app"):
+        await make_stack(hooks_ctx, ORG, project)
+    await declare(hooks_ctx, "network/prod", "app/prod")
+    with pytest.raises(Conflict, match="managed by the org's Auto Deploy declaration") as refused:
+        await edge(hooks_ctx, "network/prod", "app/prod", name="manual")
+    assert "/api/orgs/acme/autodeploy" in str(refused.value)
+    # An inactive one is no edge: it may exist, but not be switched on while the declaration manages the edge.
+    await edge(hooks_ctx, "network/prod", "app/prod", name="manual", active=False)
+    with pytest.raises(Conflict, match="managed by the org's Auto Deploy declaration"):
+        await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "manual", {"active": True})
+    await reapply_the_declaration(hooks_ctx)  # still the org's own declaration, still accepted
+    assert [(r.name, r.active) for r in await webhooks.list_webhooks(hooks_ctx, ADMIN, stack("network/prod"))] == [
+        ("autodeploy-app-prod", True),
+        ("manual", False),
+    ]
+
+
+async def test_retargeting_an_active_deployment_webhook_onto_a_managed_edge_is_refused(hooks_ctx: Context) -> None:
+    for project in ("network", "app", "cache"):
+        await make_stack(hooks_ctx, ORG, project)
+    await declare(hooks_ctx, "network/prod", "app/prod")
+    await edge(hooks_ctx, "network/prod", "cache/prod", name="manual")
+    with pytest.raises(Conflict, match="managed by the org's Auto Deploy declaration"):
+        await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "manual", {"payloadUrl": "app/prod"})
+    await reapply_the_declaration(hooks_ctx)
+
+
+async def test_a_second_active_deployment_webhook_between_the_same_stacks_is_refused(hooks_ctx: Context) -> None:
+    for project in ("network", "app"):
+        await make_stack(hooks_ctx, ORG, project)
+    await edge(hooks_ctx, "network/prod", "app/prod", name="first", filters=["update_succeeded"])
+    with pytest.raises(Conflict, match="already has an active deployment webhook 'first' to app/prod"):
+        await edge(hooks_ctx, "network/prod", "app/prod", name="second", filters=["refresh_succeeded"])
+    await edge(hooks_ctx, "network/prod", "app/prod", name="second", active=False)
+    with pytest.raises(Conflict, match="already has an active deployment webhook 'first' to app/prod"):
+        await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "second", {"active": True})
+    # The webhook that carries the edge may change, and once it is off the other may carry the edge.
+    await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "first", {"filters": ["update_failed"]})
+    await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "first", {"active": False})
+    await webhooks.update(hooks_ctx, ADMIN, stack("network/prod"), "second", {"active": True})
+    # HTTP webhooks are not edges: any number may post to the same URL.
+    for name in ("a", "b"):
+        await webhooks.create(
+            hooks_ctx, ADMIN, stack("network/prod"), {"name": name, "payloadUrl": "http://127.0.0.1:9/x"}
+        )

@@ -198,6 +198,36 @@ async def _refuse_cycle(
         )
 
 
+async def _refuse_second_edge(
+    conn: AsyncConnection, scope: Scope, webhook_id: str | None, scope_key: str, target_id: str
+) -> None:
+    """One webhook per edge, as an Auto Deploy declaration keeps it (409 naming the webhook that has it).
+
+    A managed webhook (active or not: its declaration declares the edge) is changed only through the
+    declaration, which would otherwise refuse to apply again; a second unmanaged active one would make
+    per-edge mode deploy the downstream stack twice for one event. Called with the org's graph locked.
+    """
+    upstream = f"{scope.project}/{scope.stack}"
+    for row in await rows.list_scope(conn, scope.org, scope_key):
+        if row.id == webhook_id or row.format != WebhookFormat.PULUMI_DEPLOYMENTS.value:
+            continue
+        if row.target_stack_id != target_id or not (row.managed or row.active):
+            continue
+        downstream = f"{row.target_project}/{row.target_stack}"
+        if row.managed:
+            raise Conflict(
+                f"the edge {upstream} -> {downstream} is managed by the org's Auto Deploy declaration (webhook "
+                f"{row.name!r}): change it through the declaration (GET, edit and PUT /api/orgs/{scope.org}/autodeploy, "
+                "or cascade autodeploy apply), or leave the edge out of the declaration before a webhook of your own "
+                "carries it"
+            )
+        raise Conflict(
+            f"{scope.describe()} already has an active deployment webhook {row.name!r} to {downstream}: one webhook "
+            f"per edge, so one event never deploys {downstream} twice; change that webhook's filters instead, "
+            "or deactivate it first"
+        )
+
+
 async def _scope_id(conn: AsyncConnection, scope: Scope) -> tuple[str, str | None]:
     """(scope key, stack id): the stack must exist for stack webhooks."""
     if not scope.is_stack:
@@ -236,6 +266,7 @@ async def create(ctx: Context, principal: Principal, scope: Scope, body: dict[st
         target_id = await _resolve_target(conn, scope, draft)
         if draft.is_edge and draft.active:
             await _refuse_cycle(conn, scope, draft, None, str(stack_id), str(target_id))
+            await _refuse_second_edge(conn, scope, None, scope_key, str(target_id))
         if await rows.name_taken(conn, scope.org, scope_key, name):
             raise Conflict(f"{scope.describe()} already has a webhook named {name!r}")
         await rows.insert(
@@ -335,6 +366,7 @@ async def update(ctx: Context, principal: Principal, scope: Scope, name: str, bo
         target_id = await _resolve_target(conn, scope, draft)
         if draft.is_edge and draft.active:
             await _refuse_cycle(conn, scope, draft, row.id, str(row.stack_id), str(target_id))
+            await _refuse_second_edge(conn, scope, str(row.id), str(row.scope), str(target_id))
         if new_name != row.name and await rows.name_taken(conn, scope.org, row.scope, new_name):
             raise Conflict(f"{scope.describe()} already has a webhook named {new_name!r}")
         await rows.update(conn, row.id, **draft.columns(target_id, ctx.now()))
