@@ -116,6 +116,44 @@ def test_raw_update_is_pulumis_stack_update_payload_plus_our_ids() -> None:
     }
 
 
+def external_event(kind: str = "update_succeeded", **extra: Any) -> EventView:
+    """An update reported from outside (``POST .../events``): no deployment, so no version or id."""
+    operation, _, status = kind.rpartition("_")
+    payload: dict[str, Any] = {
+        "stack": {"organization": "acme", "projectName": "network", "stackName": "prod"},
+        "operation": operation,
+        "status": status,
+        "initiator": "external",
+        "requestedBy": "ci",
+        **extra,
+    }
+    return EventView(kind, "acme", "network", "prod", payload, WHEN)
+
+
+def test_raw_external_update_links_to_the_stack_page_it_has_no_deployment_page() -> None:
+    event = external_event(resourceChanges={"create": 2}, cascadeId="c-9")
+    assert render(WebhookFormat.RAW, event, CONSOLE) == {
+        "user": {"name": "ci", "githubLogin": "ci", "avatarUrl": ""},
+        "organization": {"name": "acme", "githubLogin": "acme", "avatarUrl": ""},
+        "projectName": "network",
+        "stackName": "prod",
+        "updateUrl": "http://127.0.0.1:8080/acme/network/prod",
+        "kind": "update",
+        "result": "succeeded",
+        "resourceChanges": {"create": 2},
+        "isPreview": False,
+        "cascadeId": "c-9",
+    }
+
+
+@pytest.mark.parametrize("kind", ["update_succeeded", "update_failed", "preview_succeeded", "destroy_failed"])
+@pytest.mark.parametrize("fmt", HTTP_FORMATS)
+def test_no_format_links_an_external_update_to_a_deployment_that_does_not_exist(fmt: WebhookFormat, kind: str) -> None:
+    text = json.dumps(render(fmt, external_event(kind), CONSOLE))
+    assert "None" not in text and "/deployments/" not in text
+    assert "http://127.0.0.1:8080/acme/network/prod" in text
+
+
 @pytest.mark.parametrize("operation", ["refresh", "destroy"])
 def test_raw_refresh_and_destroy_report_their_operation_as_kind(operation: str) -> None:
     body = render(

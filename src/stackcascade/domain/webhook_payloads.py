@@ -8,8 +8,10 @@ differs, and why:
 * ``user`` and ``organization`` are Pulumi's objects, but stackcascade knows only names: ``name``
   and ``githubLogin`` both carry the name and ``avatarUrl`` is empty. ``user`` is left out when the
   event names nobody, which Pulumi's documentation allows ("It may also contain the user").
-* ``stack_update``/``stack_preview`` bodies come from a deployment, so ``updateUrl`` is the
-  deployment's page. A preview has ``kind`` ``update`` and ``isPreview`` true, as in Pulumi.
+* ``stack_update``/``stack_preview`` bodies usually come from a deployment, so ``updateUrl`` is the
+  deployment's page; an update reported from outside (``POST .../events``) has no deployment here,
+  so its ``updateUrl`` (and the Slack and Teams link) is the stack's page. A preview has ``kind``
+  ``update`` and ``isPreview`` true, as in Pulumi.
 * Added fields that Pulumi does not send: ``deploymentId`` (every deployment-backed body), and,
   when the deployment has them, ``cascadeId`` (the cascade that started it), ``reason`` (why it
   failed or was skipped) and, on ``deployment`` bodies, ``initiator``.
@@ -115,8 +117,8 @@ def _facts(event: EventView, console_url: str) -> _Facts:
         headline = event.kind.replace("_", " ")
     if project is None or stack is None or event.kind == "stack_deleted":
         url = org_url(console_url, org)  # a deleted stack has no page left to show
-    elif kind == "stack":
-        url = stack_url(console_url, org, project, stack)
+    elif kind == "stack" or event.payload.get("version") is None:
+        url = stack_url(console_url, org, project, stack)  # an update reported from outside has no deployment
     else:
         url = deployment_url(console_url, org, project, stack, event.payload.get("version"))
     return _Facts(org, project, stack, outcome, headline, url, requested)
