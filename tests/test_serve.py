@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,17 @@ def _wait_until_up(served: Served, deadline: float) -> None:
     raise AssertionError("cascade serve did not answer /healthz in time")
 
 
+def _command(data_dir: Path, database_url: str, port: int, *args: str, command_name: str = "serve") -> list[str]:
+    command = [str(CASCADE), command_name, "--data-dir", str(data_dir), "--port", str(port), *args]
+    if database_url.startswith("postgresql"):
+        command += ["--database-url", database_url]
+    return command
+
+
+def _environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | (env or {})
+
+
 @contextmanager
 def serve(
     data_dir: Path,
@@ -59,13 +71,14 @@ def serve(
     """``cascade serve`` (or ``command_name``) on a free port; with ``relative_to``, run from that
     directory and name the data dir relative to it, as ``make run`` does (``.cascade``)."""
     port = free_port()
-    where = str(data_dir if relative_to is None else data_dir.relative_to(relative_to))
-    command = [str(CASCADE), command_name, "--data-dir", where, "--port", str(port), *args]
-    if database_url.startswith("postgresql"):
-        command += ["--database-url", database_url]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")} | (env or {})
+    where = data_dir if relative_to is None else data_dir.relative_to(relative_to)
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=relative_to
+        _command(where, database_url, port, *args, command_name=command_name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_environment(env),
+        cwd=relative_to,
     )
     served = Served(process, f"http://127.0.0.1:{port}")
     try:
@@ -95,6 +108,35 @@ def test_first_start_prints_a_working_admin_token_once_and_restarts_keep_it(data
         assert api.get("/api/tokens").status_code == 200
     assert TOKEN_LINE.findall(second.banner) == [], "the token is printed once, at the first start only"
     assert tokens[0] not in second.banner
+
+
+def test_a_port_in_use_fails_the_start_without_using_up_the_first_admin_token(
+    database_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        failed = subprocess.run(
+            _command(tmp_path, database_url, port, "--runners", "0"),
+            capture_output=True,
+            text=True,
+            env=_environment(),
+            timeout=60,
+            check=False,
+        )
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    assert "address already in use" in output, output
+    assert "listening on" not in output, "it never listened"
+    assert TOKEN_LINE.findall(output) == [], "no token is shown for a server nobody can reach"
+    with serve(tmp_path, database_url) as first:
+        pass
+    tokens = TOKEN_LINE.findall(first.banner)
+    assert len(tokens) == 1, f"the first start that listens shows the first admin token:\n{first.banner}"
+    assert first.banner.index("listening on") < first.banner.index(tokens[0])
+    with serve(tmp_path, database_url) as second, second.client(tokens[0]) as api:
+        assert api.get("/api/tokens").status_code == 200
 
 
 def test_configured_admin_token_is_accepted(database_url: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,11 +91,18 @@ async def sweep_leases(ctx: Context, every: float, stop: asyncio.Event) -> None:
             log.warning("deployment %s failed: runner lost", row.id)
 
 
-async def prepare(config: Config) -> tuple[Context, str | None, bool]:
-    """Everything before the first request: migrations, admin token, demo data."""
+async def prepare(config: Config, *, mint_admin: bool = True) -> tuple[Context, str | None, bool]:
+    """Everything before the first request: migrations, admin token, demo data.
+
+    ``mint_admin=False`` leaves a first admin token to be minted later (``cascade serve`` mints it once
+    it listens, so a start that cannot bind its port does not use up the token it would have shown);
+    a configured token (``CASCADE_ADMIN_TOKEN``) is stored either way, so it works from the first request.
+    """
     ctx = build_context(config)
     await asyncio.to_thread(ctx.db.migrate)
-    new_token = await tokens.ensure_admin(ctx, config.admin_token)
+    new_token = None
+    if mint_admin or config.admin_token:
+        new_token = await tokens.ensure_admin(ctx, config.admin_token)
     seeded = False
     if config.demo:
         repo = await asyncio.to_thread(write_demo_repo, config.data_dir / "demo-repo")
@@ -150,10 +158,32 @@ class LocalPool:
             await tokens.revoke_by_id(self._ctx, self._token_id)
 
 
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that runs ``on_listening`` once its port is bound and listening.
+
+    A start whose port is taken fails inside ``startup`` (uvicorn logs the error and exits with 3)
+    before ``on_listening`` runs: nothing is announced and no first admin token is minted.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            await self._on_listening()
+
+
 async def serve(config: Config) -> None:
-    ctx, new_token, seeded = await prepare(config)
+    ctx, _, seeded = await prepare(config, mint_admin=False)
     app = build_app(ctx, max_body_bytes=config.max_body_bytes)
-    server = uvicorn.Server(
+
+    async def on_listening() -> None:
+        new_token = None if config.admin_token else await tokens.ensure_admin(ctx, None)
+        _announce(config, ctx, new_token, seeded)
+
+    server = _AnnouncingServer(
         uvicorn.Config(
             app,
             host=config.host,
@@ -162,7 +192,8 @@ async def serve(config: Config) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=3,
-        )
+        ),
+        on_listening,
     )
     stop_sweeping = asyncio.Event()
     sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4)), stop_sweeping))
@@ -174,7 +205,6 @@ async def serve(config: Config) -> None:
     signals = asyncio.create_task(replica_signals(ctx, stop_signals))
     pool = LocalPool(ctx, app, config)
     await pool.start()
-    _announce(config, ctx, new_token, seeded)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to whatever handler
     # was installed before it; a no-op handler lets us finish our own cleanup and exit with status 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
