@@ -230,6 +230,33 @@ def test_cascade_mode_is_an_org_setting(admin: httpx2.Client, diamond: str) -> N
     assert body["cascadeId"] is None
 
 
+def test_cascades_are_listed_page_by_page_newest_first(admin: httpx2.Client, diamond: str) -> None:
+    started = [
+        admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()["cascadeId"]
+        for _ in range(5)
+    ]
+    seen: list[str] = []
+    params: dict[str, Any] = {"pageSize": 2}
+    for _ in range(5):
+        page = admin.get(f"/api/orgs/{diamond}/cascades", params=params).json()
+        assert len(page["cascades"]) <= 2
+        seen += [c["id"] for c in page["cascades"]]
+        if "continuationToken" not in page:
+            break
+        params["continuationToken"] = page["continuationToken"]
+    assert sorted(seen) == sorted(started) and len(seen) == 5  # each once, none lost between pages
+    created = [c["created"] for c in admin.get(f"/api/orgs/{diamond}/cascades").json()["cascades"]]
+    assert created == sorted(created, reverse=True)
+    bad = admin.get(f"/api/orgs/{diamond}/cascades", params={"continuationToken": "not-a-token"})
+    assert "continuationToken" in assert_error(bad, 400)
+
+
+def test_an_unknown_or_invalid_organization_is_not_read_as_an_empty_one(admin: httpx2.Client, diamond: str) -> None:
+    for path in ("cascades", "graph"):
+        assert "not found" in assert_error(admin.get(f"/api/orgs/{diamond}-typo/{path}"), 404)
+        assert_error(admin.get(f"/api/orgs/a%20b/{path}"), 400)
+
+
 def test_unknown_cascades_and_members_answer_404(admin: httpx2.Client, diamond: str) -> None:
     assert_error(admin.get(f"/api/orgs/{diamond}/cascades/not-a-cascade"), 404)
     body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()

@@ -376,6 +376,7 @@ class CascadeSummary(_Doc):
 
 class CascadeList(_Doc):
     cascades: list[CascadeSummary]
+    continuationToken: str | None = Field(None, description="pass it to get the next page; absent on the last")
 
 
 class CascadeMember(_Doc):

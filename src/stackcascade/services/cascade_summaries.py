@@ -30,7 +30,7 @@ class Starter:
 
 async def recent(ctx: Context, principal: Principal, org: str, *, limit: int = 50) -> list[CascadeLine]:
     """The org's newest cascades with member counts: two queries whatever the number of members."""
-    listed = await cascades.list_cascades(ctx, principal, org, limit=limit)
+    listed, _ = await cascades.list_cascades(ctx, principal, org, limit=limit)
     async with ctx.db.read() as conn:
         counted = await rows.member_counts(conn, [row.id for row in listed])
     counts: dict[str, Counter[str]] = {row.id: Counter() for row in listed}

@@ -25,6 +25,7 @@ from stackcascade.services.queueing import queue_all_in, settings_for
 from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
 from stackcascade.store import deployments as deployment_rows
+from stackcascade.store import orgs as org_rows
 from stackcascade.store import stacks as stack_rows
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
@@ -445,12 +446,28 @@ async def reconcile(ctx: Context) -> int:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-async def list_cascades(ctx: Context, principal: Principal, org: str, *, limit: int = 50) -> list[Any]:
+async def list_cascades(
+    ctx: Context, principal: Principal, org: str, *, limit: int = 50, continuation: str | None = None
+) -> tuple[list[Any], str | None]:
+    """A page of the org's cascades, newest first, and the continuation token of the next (None: last)."""
     principal.require(org, Role.VIEWER, f"organization {org}")
     if not 1 <= limit <= 100:
         raise InvalidInput("pageSize must be between 1 and 100")
+    after = None
+    if continuation is not None:
+        after = rows.decode_cursor(continuation)
+        if after is None:
+            raise InvalidInput("continuationToken is not one this server gave out: pass the one from the last page")
     async with ctx.db.read() as conn:
-        return await rows.list_page(conn, org, limit=limit)
+        await _existing_org(conn, org)
+        return await rows.list_page(conn, org, limit=limit, after=after)
+
+
+async def _existing_org(conn: AsyncConnection, org: str) -> None:
+    """A typo in an organization's name must not read as an empty organization."""
+    check_name("organization", org, may_start_with_dot=True)
+    if await org_rows.get(conn, org) is None:
+        raise NotFound(f"organization {org} not found")
 
 
 async def get(ctx: Context, principal: Principal, org: str, cascade_id: str) -> tuple[Any, list[Any]]:
@@ -530,6 +547,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
                 status=MemberStatus.WAITING.value,
                 reason=None,
                 deployment_id=None,
+                stopped_by=None,
                 modified_at=now,
             )
         await rows.update(conn, cascade_id, status=rows.RUNNING, finished_at=None)
@@ -651,6 +669,7 @@ async def graph(ctx: Context, principal: Principal, org: str) -> tuple[list[Any]
     """The org's stacks (with their latest deployment) and its active deployment edges."""
     principal.require(org, Role.VIEWER, f"organization {org}")
     async with ctx.db.read() as conn:
+        await _existing_org(conn, org)
         return await rows.graph_nodes(conn, org), await rows.edge_specs(conn, org)
 
 

@@ -90,7 +90,7 @@ async def load(ctx: Context, principal: Principal, org: str) -> GraphView:
             raise NotFound(f"organization {org!r} not found")
         nodes = await cascade_rows.graph_nodes(conn, org)
         specs = await cascade_rows.edge_specs(conn, org)
-        recent = await cascade_rows.list_page(conn, org, limit=RECENT_CASCADES)
+        recent, _ = await cascade_rows.list_page(conn, org, limit=RECENT_CASCADES)
         running = [(row, await cascade_rows.members(conn, row.id)) for row in recent if row.status == "running"]
     membership: dict[str, tuple[str, str]] = {}  # stack -> (member status, cascade id), newest cascade first
     for row, members in running:

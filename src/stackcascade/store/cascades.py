@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -271,10 +274,41 @@ _LIST_PAGE = (
     .order_by(cascades.c.created_at.desc(), cascades.c.id)
     .limit(sa.bindparam("b_limit"))
 )
+_LIST_PAGE_AFTER = _LIST_PAGE.where(
+    sa.or_(
+        cascades.c.created_at < sa.bindparam("b_created_at"),
+        sa.and_(cascades.c.created_at == sa.bindparam("b_created_at"), cascades.c.id > sa.bindparam("b_id")),
+    )
+)
 
 
-async def list_page(conn: AsyncConnection, org: str, *, limit: int) -> list[sa.Row[Any]]:
-    return list((await conn.execute(_LIST_PAGE, {"b_org": org, "b_limit": limit})).all())
+async def list_page(
+    conn: AsyncConnection, org: str, *, limit: int, after: tuple[float, str] | None = None
+) -> tuple[list[sa.Row[Any]], str | None]:
+    """The org's cascades, newest first, after the ``after`` cursor; and the cursor of the next page."""
+    params: dict[str, Any] = {"b_org": org, "b_limit": limit + 1}
+    if after is not None:
+        params |= {"b_created_at": after[0], "b_id": after[1]}
+    found = list((await conn.execute(_LIST_PAGE if after is None else _LIST_PAGE_AFTER, params)).all())
+    page = found[:limit]
+    return page, (_encode_cursor(page[-1]) if len(found) > limit else None)
+
+
+def _encode_cursor(row: sa.Row[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row.created_at, row.id]).encode()).decode()
+
+
+def decode_cursor(token: str) -> tuple[float, str] | None:
+    """A cursor ``list_page`` gave out, or None when ``token`` is not one."""
+    try:
+        created_at, cascade_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(created_at, int | float) or isinstance(created_at, bool) or not isinstance(cascade_id, str):
+        return None
+    if not math.isfinite(created_at):
+        return None
+    return float(created_at), cascade_id
 
 
 async def submit_stack_outputs_of(conn: AsyncConnection, deployment_id: str) -> Answer:

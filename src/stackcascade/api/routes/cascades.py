@@ -30,12 +30,20 @@ BASE = "/api/orgs/{org}/cascades"
 MEMBER = BASE + "/{cascade_id}/members/{project}/{stack}"
 PageSize = Annotated[int, Query(alias="pageSize", description="1-100, newest first")]
 Operation = Annotated[str, Query(description="update (default), preview, refresh or destroy")]
+Continuation = Annotated[
+    str | None, Query(alias="continuationToken", description="from the previous page; absent on the last page")
+]
 
 
 @router.get(BASE, response_model=None, responses={200: {"model": CascadeList}})
-async def list_cascades(ctx: Ctx, caller: Caller, org: str, page_size: PageSize = 50) -> JSONResponse:
-    rows = await cascades.list_cascades(ctx, caller, org, limit=page_size)
-    return JSONResponse({"cascades": [serializers.cascade_summary(row) for row in rows]})
+async def list_cascades(
+    ctx: Ctx, caller: Caller, org: str, page_size: PageSize = 50, continuation: Continuation = None
+) -> JSONResponse:
+    rows, token = await cascades.list_cascades(ctx, caller, org, limit=page_size, continuation=continuation)
+    payload: dict[str, Any] = {"cascades": [serializers.cascade_summary(row) for row in rows]}
+    if token is not None:
+        payload["continuationToken"] = token
+    return JSONResponse(payload)
 
 
 @router.get(BASE + "/{cascade_id}", response_model=None, responses={200: {"model": Cascade}})
