@@ -208,7 +208,7 @@ async def _refuse_second_edge(
     per-edge mode deploy the downstream stack twice for one event. Called with the org's graph locked.
     """
     upstream = f"{scope.project}/{scope.stack}"
-    for row in await rows.list_scope(conn, scope.org, scope_key):
+    for row in await rows.edge_carriers(conn, scope.org, scope_key, target_id):
         if row.id == webhook_id or row.format != WebhookFormat.PULUMI_DEPLOYMENTS.value:
             continue
         if row.target_stack_id != target_id or not (row.managed or row.active):

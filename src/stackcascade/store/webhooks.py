@@ -88,6 +88,16 @@ async def list_scope(conn: AsyncConnection, org: str, scope: str) -> list[sa.Row
     return list((await conn.execute(query)).all())
 
 
+async def edge_carriers(conn: AsyncConnection, org: str, scope: str, target_stack_id: str) -> list[sa.Row[Any]]:
+    """The webhooks of ``scope`` whose target is that stack (``list_scope``'s rows, without the others)."""
+    query = (
+        _with_target()
+        .where(webhooks.c.org == org, webhooks.c.scope == scope, webhooks.c.target_stack_id == target_stack_id)
+        .order_by(webhooks.c.created_at, webhooks.c.name)
+    )
+    return list((await conn.execute(query)).all())
+
+
 _OWNER = sa.select(webhooks.c.org, webhooks.c.stack_id).where(webhooks.c.id == sa.bindparam("b_id"))
 
 
