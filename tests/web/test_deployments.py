@@ -162,6 +162,19 @@ def test_cancel_needs_the_csrf_token(live_server: LiveServer, org: str) -> None:
         assert api.get(f"/api/stacks/{stack}/deployments/{queued['id']}").json()["status"] == "not-started"
 
 
+def test_a_deployment_named_by_its_version_as_webhook_payloads_link_it_redirects_to_its_page(
+    live_server: LiveServer, org: str
+) -> None:
+    with live_server.client() as api:
+        stack = new_stack(api, org, settings=SOURCE)
+        queued = api.post(f"/api/stacks/{stack}/deployments", json={"operation": "update"}).json()
+    with console_client(live_server.url, live_server.admin_token) as client:
+        by_version = client.get(f"/{stack}/deployments/{queued['version']}")
+        assert by_version.status_code == 303
+        assert by_version.headers["location"] == f"/{stack}/deployments/{queued['id']}"
+        assert client.get(f"/{stack}/deployments/{queued['version'] + 1}").status_code == 404
+
+
 def test_another_orgs_deployment_and_its_stream_are_not_found(live_server: LiveServer, org: str) -> None:
     other = f"{org}-other"
     with live_server.client() as api:

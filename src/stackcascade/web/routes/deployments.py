@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from stackcascade.domain.deployments import TERMINAL
 from stackcascade.domain.errors import CascadeError, Conflict, InvalidInput
@@ -145,8 +145,11 @@ async def deployment_list(org: str, project: str, stack: str, _principal: Viewer
 @router.get("/{org}/{project}/{stack}/deployments/{deployment_id}")
 async def show_deployment(
     request: Request, org: str, project: str, stack: str, deployment_id: str, principal: Viewer
-) -> HTMLResponse:
+) -> Response:
     ctx: Context = request.app.state.context
+    if deployment_id.isdecimal():  # a version: the links in webhook payloads name deployments so, as Pulumi's
+        found, _, _ = await deployments.get_by_version(ctx, principal, org, project, stack, int(deployment_id))
+        return RedirectResponse(urls.deployment(org, project, stack, found.id), status_code=303)
     where = Where(org, project, stack, deployment_id)
     row, latest, steps = await deployments.get(ctx, principal, org, project, stack, deployment_id)
     log = await read_log(ctx, principal, where, None, FIRST_PAGES)
