@@ -82,3 +82,29 @@ def test_rm_of_a_missing_stack_is_a_clean_404(cascade: Cascade, org: str) -> Non
 def test_a_bad_reference_fails_before_any_request(cascade: Cascade) -> None:
     failed(cascade.as_admin("stack", "create", "prod"), "invalid stack 'prod'")
     failed(cascade.as_admin("stack", "create", "net/prod"), "has no organization")
+
+
+def test_gate_shows_and_sets_whether_the_stack_waits_for_an_approval_in_cascades(
+    cascade: Cascade, org: str, admin: httpx2.Client
+) -> None:
+    stack = f"{org}/app/prod"
+    ok(cascade.as_admin("stack", "create", stack))
+    shown = ok(cascade.as_admin("stack", "gate", stack))
+    assert shown.stdout.startswith(f"Stack {stack} does not require approval: "), shown.stdout
+
+    required = ok(cascade.as_admin("stack", "gate", stack, "--require-approval"))
+    assert required.stdout.startswith(f"Stack {stack} now requires approval: in a cascade it waits"), required.stdout
+    assert admin.get(f"/api/stacks/{stack}/cascadesettings").json() == {"requireApproval": True}
+    node = next(n for n in admin.get(f"/api/orgs/{org}/graph").json()["nodes"] if n["stack"] == "app/prod")
+    assert node["requireApproval"] is True
+    assert ok(cascade.as_admin("stack", "gate", stack)).stdout.startswith(f"Stack {stack} requires approval: ")
+    assert json.loads(ok(cascade.as_admin("stack", "gate", stack, "--json")).stdout) == {"requireApproval": True}
+
+    cleared = json.loads(ok(cascade.as_admin("stack", "gate", stack, "--no-require-approval", "--json")).stdout)
+    assert cleared == {"requireApproval": False}
+    assert admin.get(f"/api/stacks/{stack}/cascadesettings").json() == {"requireApproval": False}
+
+
+def test_gate_of_a_missing_stack_is_a_clean_404(cascade: Cascade, org: str) -> None:
+    failed(cascade.as_admin("stack", "gate", f"{org}/net/nope"), "(404)")
+    failed(cascade.as_admin("stack", "gate", f"{org}/net/nope", "--require-approval"), "(404)")

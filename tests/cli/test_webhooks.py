@@ -393,6 +393,73 @@ def test_a_deployment_webhook_names_a_stack_and_may_not_close_a_cycle(cascade: C
     )
 
 
+def test_a_deployment_edge_gets_its_pruning_and_gate_on_create_and_update(
+    cascade: Cascade, org: str, stack: str
+) -> None:
+    ok(cascade.as_admin("stack", "create", f"{org}/app/prod"))
+    created = as_json(
+        cascade.as_admin(
+            "webhook", "create", "--stack", stack, "--url", "app/prod", "--format", "pulumi_deployments",
+            "--name", "edge", "--trigger-on", "outputs-changed", "--require-approval", "--json",
+        )
+    )  # fmt: skip
+    assert isinstance(created, dict)
+    assert (created["triggerOn"], created["requireApproval"]) == ("outputs-changed", True)
+    shown = details(ok(cascade.as_admin("webhook", "show", "edge", "--stack", stack)))
+    assert (shown["trigger on"], shown["approval"]) == ("outputs-changed", "required")
+    edges = as_json(cascade.as_admin("graph", "--org", org, "--json"))
+    assert isinstance(edges, dict)
+    assert [(e["triggerOn"], e["requireApproval"]) for e in edges["edges"]] == [("outputs-changed", True)]
+
+    # only what is given changes
+    ok(cascade.as_admin("webhook", "update", "edge", "--stack", stack, "--no-require-approval"))
+    shown = details(ok(cascade.as_admin("webhook", "show", "edge", "--stack", stack)))
+    assert (shown["trigger on"], shown["approval"]) == ("outputs-changed", "not required")
+    updated = as_json(
+        cascade.as_admin("webhook", "update", "edge", "--stack", stack, "--trigger-on", "always", "--json")
+    )
+    assert updated == {**created, "triggerOn": "always", "requireApproval": False}
+
+
+def test_pruning_and_gate_options_are_refused_for_webhooks_that_are_not_edges(
+    cascade: Cascade, org: str, stack: str, receiver: Receiver
+) -> None:
+    refusal = "only apply to a deployment edge (--format pulumi_deployments)"
+    create = ("webhook", "create", "--stack", stack, "--url", receiver.url, "--name", "ci")
+    failed(cascade.as_admin(*create, "--trigger-on", "always"), f"--trigger-on always {refusal}, not to a raw webhook")
+    failed(
+        cascade.as_admin(*create, "--format", "slack", "--no-require-approval", "--trigger-on", "outputs-changed"),
+        f"--trigger-on outputs-changed and --no-require-approval {refusal}, not to a slack webhook",
+    )
+    assert as_json(cascade.as_admin("webhook", "ls", "--stack", stack, "--json")) == []  # nothing was sent
+
+    ok(cascade.as_admin(*create))
+    failed(
+        cascade.as_admin("webhook", "update", "ci", "--stack", stack, "--no-require-approval"),
+        f"--no-require-approval {refusal}, not to webhook 'ci', a raw webhook",
+    )
+    failed(
+        cascade.as_admin("webhook", "update", "ci", "--stack", stack, "--format", "ms_teams", "--require-approval"),
+        f"--require-approval {refusal}, not to a ms_teams webhook",
+    )
+    assert as_json(cascade.as_admin("webhook", "show", "ci", "--stack", stack, "--json")) == {
+        "organizationName": org,
+        "projectName": "net",
+        "stackName": "prod",
+        "name": "ci",
+        "displayName": "ci",
+        "payloadUrl": receiver.url,
+        "active": True,
+        "format": "raw",
+        "filters": [],
+        "groups": [],
+        "hasSecret": False,
+        "secretCiphertext": "",
+    }  # unchanged
+    usage = cascade.as_admin(*create, "--trigger-on", "sometimes")
+    assert usage.exit_code == 2 and "outputs-changed" in usage.output  # the choices are listed
+
+
 # --- the client, without a server ---------------------------------------------------------------------
 
 

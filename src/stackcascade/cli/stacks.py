@@ -1,4 +1,4 @@
-"""``cascade stack create|ls|rm``."""
+"""``cascade stack create|ls|rm|gate``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import typer
 from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, StackArgument, TokenOption, connect
 from stackcascade.cli.errors import reports_errors
 from stackcascade.cli.output import print_json, print_table
-from stackcascade.cli.refs import parse_pairs
+from stackcascade.cli.refs import StackRef, parse_pairs
 
-app = typer.Typer(help="Create, list and delete stacks.", no_args_is_help=True)
+app = typer.Typer(help="Create, list and delete stacks; show or set their approval gate.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -78,3 +78,48 @@ def remove(
     with conn.client() as api:
         api.delete_stack(ref)
     typer.echo(f"Deleted stack {ref}")
+
+
+def _gate_line(ref: StackRef, required: bool, *, changed: bool) -> str:
+    now = " now" if changed else ""
+    if required:
+        return (
+            f"Stack {ref}{now} requires approval: in a cascade it waits until approved "
+            "(cascade cascade approve) or rejected"
+        )
+    return (
+        f"Stack {ref}{now} does not require approval: in a cascade it runs once its upstreams are done "
+        "(unless an edge into it requires approval)"
+    )
+
+
+@app.command("gate")
+@reports_errors
+def gate(
+    stack: StackArgument,
+    require_approval: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-approval/--no-require-approval",
+            help="Set the gate: in every cascade the stack waits for an approval before it runs (or no longer does). "
+            "Without either: show it.",
+            show_default=False,
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or set the stack's approval gate (an Auto Deploy declaration that names the stack sets it too)."""
+    conn = connect(server, token, org)
+    ref = conn.stack(stack)
+    with conn.client() as api:
+        if require_approval is None:
+            settings = api.get_cascade_settings(ref)
+        else:
+            settings = api.update_cascade_settings(ref, require_approval=require_approval)
+    if as_json:
+        print_json(settings)
+    else:
+        typer.echo(_gate_line(ref, bool(settings.get("requireApproval")), changed=require_approval is not None))

@@ -17,6 +17,7 @@ from stackcascade.cli.client import Json, WebhookOwner
 from stackcascade.cli.connection import Connection, JsonOption, ServerOption, TokenOption, connect
 from stackcascade.cli.errors import CliError, reports_errors
 from stackcascade.cli.output import print_details, print_json, print_table, timestamp
+from stackcascade.domain.cascade import TriggerOn
 from stackcascade.domain.webhook_events import WebhookFormat
 
 app = typer.Typer(help="Create, inspect, test and delete stack and organization webhooks.", no_args_is_help=True)
@@ -24,6 +25,7 @@ app = typer.Typer(help="Create, inspect, test and delete stack and organization 
 _OWNER = "Whose webhooks"
 _EVENTS = "Events"
 _SIGNING = "Signing"
+_EDGE = "Deployment edges (--format pulumi_deployments)"
 DEFAULT_DELIVERIES = 50
 
 StackOption = Annotated[
@@ -83,6 +85,24 @@ GroupOption = Annotated[
         metavar="GROUP",
         help="Every event of a group (stacks or deployments); repeat for more.",
         rich_help_panel=_EVENTS,
+        show_default=False,
+    ),
+]
+TriggerOnOption = Annotated[
+    TriggerOn | None,
+    typer.Option(
+        "--trigger-on",
+        help="In a cascade: fire always, or only when the outputs of the webhook's stack changed (new edges: always).",
+        rich_help_panel=_EDGE,
+        show_default=False,
+    ),
+]
+RequireApprovalOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-approval/--no-require-approval",
+        help="In a cascade: the stack this edge deploys waits for an approval (new edges: no).",
+        rich_help_panel=_EDGE,
         show_default=False,
     ),
 ]
@@ -168,6 +188,22 @@ def _choose_list(values: list[str] | None, clear: bool, option: str) -> list[str
     return list(values) if values else None
 
 
+def _edge_options_given(trigger_on: TriggerOn | None, require_approval: bool | None) -> list[str]:
+    """The deployment-edge options given, as written on the command line."""
+    given = [] if trigger_on is None else [f"--trigger-on {trigger_on.value}"]
+    if require_approval is not None:
+        given.append("--require-approval" if require_approval else "--no-require-approval")
+    return given
+
+
+def _refuse_edge_options(given: list[str], what: str) -> None:
+    """--trigger-on and --require-approval belong to deployment edges: refuse them for ``what``."""
+    if given:
+        raise CliError(
+            f"{' and '.join(given)} only apply to a deployment edge (--format pulumi_deployments), not to {what}"
+        )
+
+
 def _body(**fields: object) -> Json:
     """The API's webhook fields that were given (PATCH changes only those)."""
     return {key: value for key, value in fields.items() if value is not None}
@@ -179,6 +215,17 @@ def _events(hook: Json) -> str:
     if not filters and not groups:
         return "all"
     return ", ".join([*(f"{group} (group)" for group in groups), *filters])
+
+
+def _edge_details(hook: Json) -> list[tuple[str, object]]:
+    """A deployment edge's pruning and gate (other webhooks have neither)."""
+    if hook.get("format") != WebhookFormat.PULUMI_DEPLOYMENTS.value:
+        return []
+    return [("trigger on", hook.get("triggerOn") or TriggerOn.ALWAYS.value), ("approval", _required(hook))]
+
+
+def _required(hook: Json) -> str:
+    return "required" if hook.get("requireApproval") else "not required"
 
 
 def _yes(value: object) -> str:
@@ -231,6 +278,8 @@ def create(
     event: EventOption = None,
     group: GroupOption = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it switched off: nothing is sent.")] = False,
+    trigger_on: TriggerOnOption = None,
+    require_approval: RequireApprovalOption = None,
     secret_stdin: SecretStdinOption = False,
     secret_env: SecretEnvOption = None,
     server: ServerOption = None,
@@ -238,6 +287,11 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a webhook of a stack or of an organization."""
+    if format_ is not WebhookFormat.PULUMI_DEPLOYMENTS:
+        _refuse_edge_options(
+            _edge_options_given(trigger_on, require_approval),
+            f"a {(format_ or WebhookFormat.RAW).value} webhook",
+        )
     conn, owner = _connect(server, token, stack, org)
     secret = _read_secret(secret_stdin, secret_env)
     body = _body(
@@ -249,6 +303,8 @@ def create(
         groups=list(group) if group else None,
         active=False if inactive else None,
         secret=secret,
+        triggerOn=trigger_on.value if trigger_on else None,
+        requireApproval=require_approval,
     )
     with conn.client() as api:
         created = api.create_webhook(owner, body)
@@ -316,6 +372,7 @@ def show(
             ("format", hook.get("format")),
             ("active", _yes(hook.get("active"))),
             ("events", _events(hook)),
+            *_edge_details(hook),
             ("secret", "set" if hook.get("hasSecret") else "none"),
         ]
     )
@@ -343,6 +400,8 @@ def update(
         bool | None,
         typer.Option("--active/--inactive", help="Switch the webhook on or off.", show_default=False),
     ] = None,
+    trigger_on: TriggerOnOption = None,
+    require_approval: RequireApprovalOption = None,
     secret_stdin: SecretStdinOption = False,
     secret_env: SecretEnvOption = None,
     clear_secret: Annotated[
@@ -357,6 +416,9 @@ def update(
         raise CliError("give --clear-secret or a new secret, not both")
     filters = _choose_list(event, clear_events, "--event")
     groups = _choose_list(group, clear_groups, "--group")
+    edge_options = _edge_options_given(trigger_on, require_approval)
+    if format_ is not None and format_ is not WebhookFormat.PULUMI_DEPLOYMENTS:
+        _refuse_edge_options(edge_options, f"a {format_.value} webhook")
     conn, owner = _connect(server, token, stack, org)
     secret = "" if clear_secret else _read_secret(secret_stdin, secret_env)
     body = _body(
@@ -368,10 +430,20 @@ def update(
         groups=groups,
         active=active,
         secret=secret,
+        triggerOn=trigger_on.value if trigger_on else None,
+        requireApproval=require_approval,
     )
     if not body:
-        raise CliError("nothing to change: give options such as --url, --event, --group, --active or --inactive")
+        raise CliError(
+            "nothing to change: give options such as --url, --event, --group, --active, --inactive or, "
+            "for a deployment edge, --trigger-on and --require-approval"
+        )
     with conn.client() as api:
+        if edge_options and format_ is None:
+            # The server accepts the defaults (always, no approval) on any webhook: say that they mean nothing there.
+            current = api.get_webhook(owner, name).get("format")
+            if current != WebhookFormat.PULUMI_DEPLOYMENTS.value:
+                _refuse_edge_options(edge_options, f"webhook {name!r}, a {current} webhook")
         updated = api.update_webhook(owner, name, body)
     if as_json:
         print_json(updated)
