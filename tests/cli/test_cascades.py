@@ -369,7 +369,13 @@ def test_plan_shows_the_waves_a_change_would_set_off(cascade: Cascade, api: http
 
 
 def test_graph_in_every_format(cascade: Cascade, api: httpx2.Client, org: str, pool_server: LiveServer) -> None:
-    diamond(api, org, network_database={"triggerOn": "outputs-changed"}, cluster_app={"requireApproval": True})
+    diamond(
+        api,
+        org,
+        network_database={"triggerOn": "outputs-changed"},
+        cluster_app={"requireApproval": True},
+        database_app={"filters": ["deployment_failed"]},
+    )
     stacks(api, org, ["tools"])
     with ApiClient(pool_server.url, pool_server.admin_token) as client:  # the stack's own approval gate
         assert client.update_cascade_settings(StackRef(org, "app", "prod"), require_approval=True) == {
@@ -388,7 +394,7 @@ def test_graph_in_every_format(cascade: Cascade, api: httpx2.Client, org: str, p
         "  cluster/prod   (never deployed)",
         "    -> app/prod  [approval required]",
         "  database/prod  (never deployed)",
-        "    -> app/prod",
+        "    -> app/prod  [on deployment_failed]",
         "layer 2",
         "  app/prod       (never deployed, approval required)",
         "not connected",
@@ -402,6 +408,7 @@ def test_graph_in_every_format(cascade: Cascade, api: httpx2.Client, org: str, p
     assert f'    {ids["app/prod"]}{{{{"app/prod"}}}}' in mermaid  # a hexagon: the stack needs approval
     assert f'    {ids["network/prod"]} -->|"outputs changed"| {ids["database/prod"]}' in mermaid
     assert f'    {ids["cluster/prod"]} -->|"approval required"| {ids["app/prod"]}' in mermaid
+    assert f'    {ids["database/prod"]} -->|"on deployment_failed"| {ids["app/prod"]}' in mermaid
     assert f"    {ids['network/prod']} --> {ids['cluster/prod']}" in mermaid
 
     dot = ok(cascade.as_admin("graph", "--org", org, "--format", "dot")).stdout.splitlines()
@@ -409,7 +416,8 @@ def test_graph_in_every_format(cascade: Cascade, api: httpx2.Client, org: str, p
     assert '  "app/prod" [peripheries=2];' in dot
     assert '  "network/prod" -> "database/prod" [label="outputs changed", style=dashed];' in dot
     assert '  "cluster/prod" -> "app/prod" [label="approval required"];' in dot
-    assert '  "database/prod" -> "app/prod";' in dot
+    assert '  "database/prod" -> "app/prod" [label="on deployment_failed"];' in dot
+    assert '  "network/prod" -> "cluster/prod";' in dot
 
     body = api.get(f"/api/orgs/{org}/graph").json()
     assert json.loads(ok(cascade.as_admin("graph", "--org", org, "--format", "json")).stdout) == body
@@ -499,8 +507,8 @@ def test_render_mermaid_and_dot_of_the_same_graph() -> None:
         '    n1["b/prod"]',
         '    n2{{"c/prod"}}',
         "    n0 --> n1",
-        "    n0 --> n2",
-        '    n1 -->|"outputs changed, approval required"| n2',
+        '    n0 -->|"on every event"| n2',
+        '    n1 -->|"on stacks (group); outputs changed; approval required"| n2',
         "    classDef succeeded fill:#e6f4ea,stroke:#1e8e3e",
         "    class n0 succeeded",
         "    classDef failed fill:#fce8e6,stroke:#d93025",
@@ -514,8 +522,8 @@ def test_render_mermaid_and_dot_of_the_same_graph() -> None:
         '  "b/prod" [style=filled, fillcolor="#fce8e6", color="#d93025"];',
         '  "c/prod" [peripheries=2];',
         '  "a/prod" -> "b/prod";',
-        '  "a/prod" -> "c/prod";',
-        '  "b/prod" -> "c/prod" [label="outputs changed, approval required", style=dashed];',
+        '  "a/prod" -> "c/prod" [label="on every event"];',
+        '  "b/prod" -> "c/prod" [label="on stacks (group); outputs changed; approval required", style=dashed];',
         "}",
     ]
 
@@ -524,13 +532,39 @@ def test_names_are_quoted_so_they_can_never_become_syntax() -> None:
     nasty = 'x"];\n  evil --> y["#<b>&'
     assert mermaid_text(nasty) == "x#quot;];   evil --#gt; y[#quot;#35;#lt;b#gt;#amp;"
     assert dot_string('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
-    graph = {"nodes": [{"stack": nasty}], "edges": [{"upstream": nasty, "downstream": 'q"/p'}]}
+    edge = {"upstream": nasty, "downstream": 'q"/p', "filters": ["update_succeeded"], "groups": []}
+    graph = {"nodes": [{"stack": nasty}], "edges": [edge]}
     mermaid = render_mermaid(graph).splitlines()
     assert mermaid[1:] == ['    n0["q#quot;/p"]', f'    n1["{mermaid_text(nasty)}"]', "    n1 --> n0"]
     dot = render_dot(graph, org='o"rg').splitlines()
     assert len(dot) == 7  # the newline in the name did not break a line
     assert dot[0] == 'digraph "o\\"rg" {'
     assert dot[-2] == f'  {dot_string(nasty)} -> "q\\"/p";'
+
+
+def test_diagrams_label_the_events_an_edge_listens_to_quoted_for_their_format() -> None:
+    graph = {
+        "edges": [
+            {"upstream": "a/p", "downstream": "b/p", "filters": ["deployment_failed"], "groups": []},
+            {"upstream": "a/p", "downstream": "c/p", "filters": ["update_succeeded"], "groups": []},
+            {"upstream": "b/p", "downstream": "c/p", "filters": ['x"];#<y>\\'], "groups": ["stacks"],
+             "requireApproval": True},
+        ]
+    }  # fmt: skip
+    assert render_mermaid(graph).splitlines()[4:] == [
+        '    n0 -->|"on deployment_failed"| n1',
+        "    n0 --> n2",
+        '    n1 -->|"on stacks (group), x#quot;];#35;#lt;y#gt;\\; approval required"| n2',
+    ]
+    assert render_dot(graph).splitlines()[3:] == [
+        '  "a/p";',
+        '  "b/p";',
+        '  "c/p";',
+        '  "a/p" -> "b/p" [label="on deployment_failed"];',
+        '  "a/p" -> "c/p";',
+        '  "b/p" -> "c/p" [label="on stacks (group), x\\"];#<y>\\\\; approval required"];',
+        "}",
+    ]
 
 
 CASCADE: dict[str, Any] = {

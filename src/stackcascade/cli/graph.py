@@ -82,15 +82,20 @@ def unconnected(graph: Json) -> list[str]:
     return [stack for stack in _stacks(graph) if stack not in connected]
 
 
-def edge_notes(edge: Json) -> list[str]:
-    """What is special about an edge: its events when not just update_succeeded, pruning, a gate."""
-    notes = []
+def _events_note(edge: Json) -> str:
+    """``on deployment_failed``, ``on stacks (group)``, ``on every event``; "" for the default (update_succeeded)."""
     filters = [str(f) for f in edge.get("filters") or []]
     groups = [str(g) for g in edge.get("groups") or []]
     if not filters and not groups:
-        notes.append("on every event")
-    elif (filters, groups) != (list(DEFAULT_EVENTS), []):
-        notes.append("on " + ", ".join([*(f"{group} (group)" for group in groups), *filters]))
+        return "on every event"
+    if (filters, groups) == (list(DEFAULT_EVENTS), []):
+        return ""
+    return "on " + ", ".join([*(f"{group} (group)" for group in groups), *filters])
+
+
+def edge_notes(edge: Json) -> list[str]:
+    """What is special about an edge: its events when not just update_succeeded, pruning, a gate."""
+    notes = [note] if (note := _events_note(edge)) else []
     if edge.get("triggerOn") == "outputs-changed":
         notes.append("if outputs changed")
     if edge.get("requireApproval"):
@@ -99,13 +104,16 @@ def edge_notes(edge: Json) -> list[str]:
 
 
 def _diagram_label(edge: Json) -> str:
-    """Mermaid and DOT label only the edges that do not simply always fire: pruned or gated."""
-    notes = []
+    """Mermaid and DOT label the edges that do not simply fire on update_succeeded: other events, pruned, gated.
+
+    Plain text: each renderer quotes and escapes it for its format.
+    """
+    notes = [note] if (note := _events_note(edge)) else []
     if edge.get("triggerOn") == "outputs-changed":
         notes.append("outputs changed")
     if edge.get("requireApproval"):
         notes.append("approval required")
-    return ", ".join(notes)
+    return "; ".join(notes)
 
 
 def _node_notes(node: Json | None) -> str:
@@ -171,7 +179,7 @@ def _ids(stacks: Iterable[str]) -> dict[str, str]:
 
 
 def render_mermaid(graph: Json) -> str:
-    """``flowchart TD``; edges labelled when they fire only on changed outputs or need an approval."""
+    """``flowchart TD``; edges labelled with their events (other than update_succeeded), pruning and gate."""
     nodes = {str(node["stack"]): node for node in _nodes(graph)}
     ids = _ids(_stacks(graph))
     lines = ["flowchart TD"]
@@ -204,7 +212,7 @@ def dot_string(text: str) -> str:
 
 
 def render_dot(graph: Json, *, org: str | None = None) -> str:
-    """A ``digraph``: boxes for stacks (double border when it needs approval), labelled special edges."""
+    """A ``digraph``: boxes for stacks (double border when it needs approval), special edges labelled as in Mermaid."""
     nodes = {str(node["stack"]): node for node in _nodes(graph)}
     lines = [f"digraph {dot_string(org or 'deployments')} {{", "  rankdir=TB;", "  node [shape=box];"]
     for stack in _stacks(graph):
