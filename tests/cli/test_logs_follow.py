@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import queue
 import re
@@ -11,14 +12,16 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx2
 import pytest
+from rich.console import Console
 from typer.testing import Result
 
 from stackcascade.cli import follow
-from stackcascade.cli.client import ApiClient
+from stackcascade.cli.client import ApiClient, Exchange
 from stackcascade.cli.errors import CliError
 from stackcascade.cli.refs import StackRef
 from tests.cli.cli_support import Cascade, failed, ok
@@ -399,3 +402,114 @@ def test_reading_what_is_there_stops_at_the_first_empty_page() -> None:
         stream = follow.LogStream(api, REF, "d1")
         assert [line["line"] for line in stream.available()] == ["a", "b", "c"]
         assert not stream.ended
+
+
+# -- live durations on the server's clock ----------------------------------------------------------------------
+
+DATE = "Tue, 01 Jan 2030 12:00:02 GMT"
+
+
+def at(clock_time: str) -> datetime:
+    return datetime.fromisoformat(f"2030-01-01T{clock_time}+00:00")
+
+
+def test_the_server_clock_is_the_latest_moment_an_answer_showed_it_had_passed() -> None:
+    clock = follow.ServerClock()
+    assert clock.now(at=50.0) is None
+    clock.observe(None)
+    clock.observe(Exchange(sent=49.9, received=50.0, date=None), [None, "not a time"])
+    assert clock.now(at=50.0) is None  # nothing learnt yet: the caller falls back to the local clock
+
+    clock.observe(Exchange(sent=49.9, received=50.0, date=DATE))
+    assert clock.now(at=51.0) == at("12:00:03")  # the Date header, counted on from when it arrived
+    clock.observe(Exchange(sent=50.4, received=50.5, date=DATE), ["2030-01-01T12:00:02.800Z"])
+    assert clock.now(at=51.0) == at("12:00:03.300")  # a log line written at 02.800 arrived at 50.5
+    clock.observe(Exchange(sent=50.6, received=50.7, date="Tue, 01 Jan 2030 12:00:01 GMT"), ["2030-01-01T12:00:00Z"])
+    assert clock.now(at=51.0) == at("12:00:03.300")  # older news never sets it back
+
+    clock.observe(Exchange(sent=60.0, received=60.1, date="Tue, 01 Jan 2030 11:00:00 GMT"))
+    assert clock.now(at=61.1) == at("11:00:01")  # the server's clock was set back: start again from there
+
+
+def test_a_running_step_is_timed_on_the_servers_clock_whatever_the_local_clock_says() -> None:
+    deployment = {
+        "status": "running",
+        "jobs": [
+            {
+                "steps": [
+                    {"name": "source", "status": "succeeded", "started": "2030-01-01T12:00:00Z",
+                     "lastUpdated": "2030-01-01T12:00:00.300Z"},
+                    {"name": "pre-run", "status": "running", "started": "2030-01-01T12:00:00.500Z"},
+                ]
+            }
+        ],
+    }  # fmt: skip
+    clock = follow.ServerClock()
+    clock.observe(Exchange(sent=49.9, received=50.0, date=DATE), follow.deployment_times(deployment))
+    clock.observe(Exchange(sent=50.1, received=50.2, date=DATE), ["2030-01-01T12:00:02.800Z"])
+    assert follow.steps_of(deployment, now=clock.now(at=51.0)) == [
+        ("source", "succeeded", "0.3s"),
+        ("pre-run", "running", "3.1s"),  # 12:00:03.6 on the server, started at 00.5
+        ("operation", "not-started", ""),
+        ("outputs", "not-started", ""),
+    ]
+    out = Console(width=80, record=True, color_system=None)
+    out.print(follow.steps_table(deployment, live=False, now=clock.now(at=52.0)))
+    assert [line.split() for line in out.export_text().splitlines()[2:4]] == [
+        ["source", "✓", "succeeded", "0.3s"],
+        ["pre-run", "running", "4.1s"],
+    ]
+
+
+def test_the_client_keeps_when_an_answer_came_and_its_date() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={}, headers={"Date": DATE})
+
+    with ApiClient("http://cascade.test", "t", transport=httpx2.MockTransport(handler)) as api:
+        assert api.last_exchange is None
+        before = time.monotonic()
+        api.get_stack(REF)
+        exchange = api.last_exchange
+    assert exchange is not None and exchange.date == DATE
+    assert before <= exchange.sent <= exchange.received <= time.monotonic()
+
+
+def test_the_live_table_reads_the_steps_again_as_soon_as_the_log_moves_on_to_another_step() -> None:
+    def snapshot(status: str, *steps: tuple[str, str]) -> httpx2.Response:
+        return httpx2.Response(
+            200, json={"status": status, "jobs": [{"steps": [{"name": n, "status": s} for n, s in steps]}]}
+        )
+
+    def lines(token: str | None, header: str, *texts: str) -> httpx2.Response:
+        body: dict[str, object] = {"lines": [{"header": header, "line": text} for text in texts]}
+        if token is not None:
+            body["nextToken"] = token
+        return httpx2.Response(200, json=body)
+
+    answers = {
+        "deployment": [
+            snapshot("running", ("source", "running")),
+            snapshot("running", ("source", "running")),
+            snapshot("running", ("source", "succeeded"), ("pre-run", "running")),
+            snapshot("succeeded", ("source", "succeeded"), ("pre-run", "succeeded")),
+        ],
+        "logs": [
+            lines("1", "source", "cloning"),
+            lines("2", "source", "cloned"),  # the same step: no need to read the steps again
+            lines("3", "pre-run", "make"),
+            lines(None, "pre-run", "done"),
+        ],
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        kind = "logs" if request.url.path.endswith("/logs") else "deployment"
+        seen.append(kind)
+        return answers[kind].pop(0)
+
+    out = Console(file=io.StringIO(), width=80)
+    with ApiClient("http://cascade.test", "t", transport=httpx2.MockTransport(handler)) as api:
+        finished = follow.follow_live(api, REF, "d1", out=out, poll_seconds=60)
+    assert finished["status"] == "succeeded"
+    # Reading the steps only every 60 seconds, the table would have shown source running until the end.
+    assert seen == ["deployment", "logs", "deployment", "logs", "logs", "deployment", "logs", "deployment"]

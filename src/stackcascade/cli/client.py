@@ -7,7 +7,9 @@ or says which server could not be reached. Tokens are only ever put in the Autho
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +35,15 @@ def api_path(*segments: str) -> str:
     return "/api/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """When one request went out and its answer came back (``time.monotonic()``), and the answer's Date header."""
+
+    sent: float
+    received: float
+    date: str | None
+
+
 class ApiClient:
     """A thin, typed wrapper over the REST API (one ``httpx2.Client``; pass ``transport`` to test without a server)."""
 
@@ -52,6 +63,7 @@ class ApiClient:
             transport=transport,
             timeout=timeout,
         )
+        self.last_exchange: Exchange | None = None  # the latest answer, for reading the server's clock
 
     def __repr__(self) -> str:
         return f"ApiClient({self.server!r})"
@@ -74,6 +86,7 @@ class ApiClient:
     ) -> Any:
         """Send one request; the decoded JSON body on success (None for an empty body), CliError otherwise."""
         query = {key: str(value) for key, value in (params or {}).items() if value is not None}
+        sent = time.monotonic()
         try:
             response = self._http.request(method, path, json=json, params=query or None)
         except httpx2.TimeoutException:
@@ -81,6 +94,7 @@ class ApiClient:
         except httpx2.TransportError as exc:
             reason = _ERRNO.sub("", str(exc)) or type(exc).__name__
             raise CliError(f"could not reach the server at {self.server}: {reason}") from None
+        self.last_exchange = Exchange(sent, time.monotonic(), response.headers.get("date"))
         if response.is_redirect:
             where = response.headers.get("location", "elsewhere")
             raise CliError(f"the server at {self.server} redirected to {where}: use that address with --server")

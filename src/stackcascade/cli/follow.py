@@ -10,11 +10,13 @@ error, and ``--timeout`` bounds the whole follow.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Annotated
 
 import typer
@@ -26,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from stackcascade.cli.client import ApiClient, Json, api_path
+from stackcascade.cli.client import ApiClient, Exchange, Json, api_path
 from stackcascade.cli.errors import CliError
 from stackcascade.cli.refs import StackRef
 
@@ -36,6 +38,9 @@ PAGE_SIZE = 499  # the largest page the API serves
 POLL_SECONDS = 0.5
 # Once the log stream has ended the deployment is finished; allow its status a moment to show it anyway.
 SETTLE_SECONDS = 30.0
+# A Date header is the server's time in whole seconds, and a server may refresh it only once a second
+# (uvicorn does): an answer is taken to be written less than this long after the second its Date names.
+DATE_SLACK_SECONDS = 2.5
 
 FollowTimeoutOption = Annotated[
     float | None,
@@ -163,8 +168,76 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+class ServerClock:
+    """The server's time as seen from here, so a running step's duration is counted on the server's clock.
+
+    The final duration of a step is ``lastUpdated - started``, both server times; counting a running
+    one from this machine's clock would add the difference between the two clocks. Every answer
+    shows a moment the server's clock had passed when it arrived: the timestamps in its body (a log
+    line's, a step's start) and its Date header (whole seconds). The latest such moment, carried
+    forward by the local monotonic clock, is the estimate: it never runs ahead of the server, so a
+    live duration only grows and does not exceed what the server will report. A Date header too early
+    for the estimate means the server's clock was set back: the estimate starts again from that answer.
+    """
+
+    def __init__(self) -> None:
+        self.offset: float | None = None  # server epoch seconds minus time.monotonic()
+
+    def observe(self, exchange: Exchange | None, timestamps: Iterable[object] = ()) -> None:
+        """Learn from one answer: when it was sent and received, its Date header and the times in its body."""
+        if exchange is None:
+            return
+        low, high = -math.inf, math.inf
+        date = _parse_date(exchange.date)
+        if date is not None:
+            low = date - exchange.received
+            high = date + DATE_SLACK_SECONDS - exchange.sent
+        for value in timestamps:
+            moment = _parse_time(value)
+            if moment is not None:
+                low = max(low, moment.timestamp() - exchange.received)
+        if low == -math.inf:
+            return
+        if self.offset is None or self.offset > high:
+            self.offset = low
+        else:
+            self.offset = max(self.offset, low)
+
+    def now(self, at: float | None = None) -> datetime | None:
+        """The server's time at the local monotonic time ``at`` (default: now); None before any answer."""
+        if self.offset is None:
+            return None
+        return datetime.fromtimestamp((time.monotonic() if at is None else at) + self.offset, UTC)
+
+
+def _parse_date(value: str | None) -> float | None:
+    """An HTTP Date header as epoch seconds."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def deployment_times(deployment: Json) -> list[object]:
+    """Every server time in a deployment: each is a moment the server's clock had passed when it answered."""
+    times: list[object] = [deployment.get(key) for key in ("created", "modified", "started", "finished")]
+    for job in deployment.get("jobs") or []:
+        if isinstance(job, dict):
+            times += [job.get("started"), job.get("lastUpdated")]
+            steps = [step for step in job.get("steps") or [] if isinstance(step, dict)]
+            times += [step.get(key) for step in steps for key in ("started", "lastUpdated")]
+    return times
+
+
 def steps_of(deployment: Json, *, now: datetime | None = None) -> list[tuple[str, str, str]]:
-    """(name, status, duration) for the four steps (those not reported yet are not-started), then any others."""
+    """(name, status, duration) for the four steps (those not reported yet are not-started), then any others.
+
+    A finished step took ``lastUpdated - started``; a running one has run since ``started`` until ``now``,
+    which should be the server's time (``ServerClock``), as both ends of a finished step are.
+    """
     jobs = deployment.get("jobs") or [{}]
     reported = [s for s in (jobs[0] or {}).get("steps") or [] if isinstance(s, dict)]
     by_name = {str(s.get("name")): s for s in reported}
@@ -189,11 +262,12 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "running": "yellow"
 _STATUS_MARK = {"succeeded": "✓", "failed": "✗", "not-started": "·", "skipped": "-"}
 
 
-def steps_table(deployment: Json, *, live: bool) -> Table:
+def steps_table(deployment: Json, *, live: bool, now: datetime | None = None) -> Table:
+    """The steps with their status and duration; ``now``: the server's time, for the running step."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("STEP", "STATUS", "DURATION"):
         table.add_column(column)
-    for name, status, took in steps_of(deployment):
+    for name, status, took in steps_of(deployment, now=now):
         cell: RenderableType
         if live and status == "running":
             cell = Spinner("dots", text=Text(status, style=_STATUS_STYLE["running"]))
@@ -281,14 +355,16 @@ def follow_plain(
 class _StepsView:
     """What the live display shows; the refresh thread renders it, the main thread swaps the deployment."""
 
-    def __init__(self, ref: StackRef, deployment_id: str) -> None:
+    def __init__(self, ref: StackRef, deployment_id: str, clock: ServerClock | None = None) -> None:
         self.title = f"{ref} deployment {deployment_id}"
         self.deployment: Json = {}
+        self.clock = clock or ServerClock()
 
     def __rich__(self) -> RenderableType:
         deployment = self.deployment
         status = str(deployment.get("status") or "…")
-        return Group(Text.assemble((self.title, "bold"), f": {status}"), steps_table(deployment, live=True))
+        table = steps_table(deployment, live=True, now=self.clock.now())
+        return Group(Text.assemble((self.title, "bold"), f": {status}"), table)
 
 
 def follow_live(
@@ -300,21 +376,37 @@ def follow_live(
     timeout: float | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> Json:
-    """The steps as a live table at the bottom of the terminal, log lines scrolling above it."""
+    """The steps as a live table at the bottom of the terminal, log lines scrolling above it.
+
+    The steps are read again every ``poll_seconds``, and at once when the log moves on to another
+    step: the server has ended the step before it, and the table shows so without waiting for the poll.
+    """
     deadline = Deadline(timeout)
     stream = LogStream(api, ref, deployment_id)
-    view = _StepsView(ref, deployment_id)
-    view.deployment = get_deployment(api, ref, deployment_id)
+    clock = ServerClock()
+    view = _StepsView(ref, deployment_id, clock)
+
+    def read_steps() -> Json:
+        deployment = get_deployment(api, ref, deployment_id)
+        clock.observe(api.last_exchange, deployment_times(deployment))
+        return deployment
+
+    view.deployment = read_steps()
     checked = time.monotonic()
+    last_header: str | None = None  # the step of the last line printed
     with Live(view, console=out, refresh_per_second=8, transient=False):
         while True:
             lines = stream.fetch()
+            clock.observe(api.last_exchange, [line.get("timestamp") for line in lines])
             for line in lines:
                 out.print(rich_line(line), soft_wrap=True)
             if stream.ended:
                 break
-            if time.monotonic() - checked >= poll_seconds:  # the steps, also while lines pour in
-                view.deployment = get_deployment(api, ref, deployment_id)
+            headers = [str(line.get("header")) for line in lines]
+            moved_on = any(header != before for header, before in zip(headers, [last_header, *headers], strict=False))
+            last_header = headers[-1] if headers else last_header
+            if moved_on or time.monotonic() - checked >= poll_seconds:  # the steps, also while lines pour in
+                view.deployment = read_steps()
                 checked = time.monotonic()
             deadline.check(deployment_id)
             if not lines:
