@@ -67,6 +67,39 @@ def test_a_failed_member_skips_app_and_a_retry_resumes_it(pool_server: LiveServe
         assert conflict.status_code == 409 and "only a failed member" in conflict.json()["message"]
 
 
+def test_a_failure_stops_every_descendant_and_a_retry_runs_them_in_order(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    # network -> database -> migrate -> app, network -> cluster -> app: cluster fires app, but app is a
+    # descendant of the failed database, so it runs only after database's retry has run migrate.
+    repo, fixed = broken_database_repo(tmp_path)
+    edges = [("network", "database"), ("database", "migrate"), ("migrate", "app")]
+    edges += [("network", "cluster"), ("cluster", "app")]
+    with pool_server.client() as api:
+        for project in ("network", "database", "migrate", "cluster", "app"):
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+            settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+            assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
+        for up, down in edges:
+            edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
+            assert api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge).status_code == 201
+        cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert (cascade["status"], member(cascade, "cluster")["status"]) == ("failed", "succeeded")
+        for stopped in ("migrate", "app"):
+            assert (member(cascade, stopped)["status"], member(cascade, stopped)["reason"]) == (
+                "skipped",
+                "upstream database/prod failed",
+            )
+        fixed.touch()
+        retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/database/prod/retry")
+        assert retried.status_code == 200, retried.text
+        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert cascade["status"] == "succeeded"
+        assert [member(cascade, p)["version"] for p in ("database", "migrate", "app")] == [2, 1, 1]
+        assert member(cascade, "migrate")["finished"] <= member(cascade, "app")["started"]
+
+
 def test_an_approval_gate_waits_for_a_person(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
     repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update="echo ok")})
     with pool_server.client() as api:
