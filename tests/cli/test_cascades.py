@@ -428,6 +428,12 @@ def test_graph_in_every_format(cascade: Cascade, api: httpx2.Client, org: str, p
 # -- errors ----------------------------------------------------------------------------------------------------
 
 
+def test_show_refuses_a_timeout_without_follow(cascade: Cascade, org: str) -> None:
+    result = cascade.as_admin("cascade", "show", "c1", "--org", org, "--timeout", "5")
+    assert result.exit_code == 2, result.output
+    assert "'--timeout': it needs --follow" in " ".join(result.output.replace("│", " ").split()), result.output
+
+
 def test_errors_are_the_servers_message_on_one_line(cascade: Cascade, api: httpx2.Client, org: str) -> None:
     failed(cascade.as_admin("cascade", "ls"), "no organization", "--org")
     failed(cascade.as_admin("graph"), "no organization")

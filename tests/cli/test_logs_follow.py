@@ -345,6 +345,17 @@ def test_deploy_follow_and_json_do_not_mix(cascade: Cascade, org: str) -> None:
     failed(cascade.as_admin("deploy", f"{org}/net/prod", "--follow", "--json"), "cascade logs")
 
 
+def test_timeout_without_follow_is_a_usage_error_and_nothing_is_queued(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
+    stack = new_stack(api, org, tmp_path, "echo hello")
+    for command in (("deploy", stack), ("logs", stack, "1")):
+        result = cascade.as_admin(*command, "--timeout", "5")
+        assert result.exit_code == 2, result.output
+        assert "'--timeout': it needs --follow" in " ".join(result.output.replace("│", " ").split()), result.output
+    assert api.get(f"/api/stacks/{stack}/deployments").json()["deployments"] == []
+
+
 # -- the follow loop, bounded ----------------------------------------------------------------------------------
 
 REF = StackRef("acme", "net", "prod")

@@ -116,6 +116,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a cascade: its members wave by wave, with status, version, who approved and why one waits or was skipped."""
+    following.require_follow(follow, timeout)
     if follow and as_json:
         raise CliError("--follow prints a live view, not JSON: drop one of them")
     conn, name = connect_to_org(server, token, org)

@@ -54,6 +54,7 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Queue a deployment of the stack; the options override its saved settings for this run only."""
+    following.require_follow(follow, timeout)
     if follow and as_json:
         raise CliError("--follow prints a live view, not JSON: use `cascade logs STACK ID --follow --json` for that")
     conn = connect(server, token, org)

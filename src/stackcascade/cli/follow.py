@@ -54,6 +54,12 @@ FollowTimeoutOption = Annotated[
 ]
 
 
+def require_follow(follow: bool, timeout: float | None) -> None:
+    """``--timeout`` bounds a follow: without ``--follow`` it would do nothing, so it is a usage error."""
+    if timeout is not None and not follow:
+        raise typer.BadParameter("it needs --follow (it bounds how long --follow waits)", param_hint="'--timeout'")
+
+
 # -- the API ---------------------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ def logs(
     ] = False,
 ) -> None:
     """Print a deployment's log, each line after its step's name: what there is now, or with --follow until it ends."""
+    following.require_follow(follow, timeout)
     conn = connect(server, token, org)
     ref = conn.stack(stack)
     emit = following.echo_lines(as_json)
