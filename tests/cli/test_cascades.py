@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import Result
 
 from stackcascade.cli import follow
+from stackcascade.cli.cascades import member_state_message
 from stackcascade.cli.client import ApiClient
 from stackcascade.cli.errors import CliError
 from stackcascade.cli.graph import GraphCycle, dot_string, layers, mermaid_text, render_dot, render_mermaid, render_text
@@ -218,7 +219,7 @@ def test_a_failed_member_is_shown_retried_and_followed_through_the_cli(
 
     failed(
         cascade.as_admin("cascade", "retry", cid, f"{org}/app/prod"),  # a full reference names the org itself
-        "error: app/prod is succeeded: only a failed member can be retried (409)",
+        "error: app/prod has already succeeded: only a failed member can be retried (409)",
     )
 
 
@@ -244,7 +245,7 @@ def test_approve_and_reject_a_gated_member_through_the_cli(
     assert f"approved by {approver}" in shown.stdout
     failed(
         cascade.as_admin("cascade", "approve", first, "app/prod", "--org", org),
-        "error: app/prod is succeeded: only a member awaiting approval can be approved or rejected (409)",
+        "error: app/prod has already succeeded: only a member awaiting approval can be approved or rejected (409)",
     )
 
     second = cascade_of_deploy(api, org)
@@ -255,10 +256,36 @@ def test_approve_and_reject_a_gated_member_through_the_cli(
         f"rejected by {approver}",
     )
     assert wait_cascade(api, org, second, ended)["status"] == "succeeded"  # a rejection is a skip, not a failure
+    failed(
+        cascade.as_admin("cascade", "reject", second, "app/prod", "--org", org),
+        "error: app/prod has already been skipped: only a member awaiting approval can be approved or rejected (409)",
+    )
     assert [row[:4] for row in table_rows(ok(cascade.as_admin("cascade", "show", second, "--org", org)), "WAVE")] == [
         ["0", "network/prod", "✓", "succeeded"],
         ["1", "app/prod", "-", "skipped"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("message", "worded"),
+    [
+        ("app/prod is succeeded: only a failed member can be retried (409)",
+         "app/prod has already succeeded: only a failed member can be retried (409)"),
+        ("app/prod is failed: only a member awaiting approval can be approved or rejected (409)",
+         "app/prod has already failed: only a member awaiting approval can be approved or rejected (409)"),
+        ("db/prod is skipped: only a failed member can be retried (409)",
+         "db/prod has already been skipped: only a failed member can be retried (409)"),
+        ("db/prod is waiting: only a failed member can be retried (409)",
+         "db/prod is still waiting: only a failed member can be retried (409)"),
+        ("db/prod is awaiting-approval: only a failed member can be retried (409)",
+         "db/prod is awaiting approval: only a failed member can be retried (409)"),
+        ("db/prod is queued: only a failed member can be retried (409)",
+         "db/prod is queued: only a failed member can be retried (409)"),
+        ("other/prod is not a member of cascade c1 (404)", "other/prod is not a member of cascade c1 (404)"),
+    ],
+)  # fmt: skip
+def test_a_refusal_names_the_members_state_in_a_sentence(message: str, worded: str) -> None:
+    assert member_state_message(message) == worded
 
 
 # -- notify ----------------------------------------------------------------------------------------------------

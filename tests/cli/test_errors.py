@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx2
+import typer.main
+from typer.testing import CliRunner
 
+from stackcascade.cli.main import app
 from tests.cli.cli_support import Cascade, failed, ok
 from tests.support import LiveServer, free_port
 
@@ -105,3 +108,29 @@ def test_help_lists_the_command_groups(cascade: Cascade) -> None:
         "token",
     ):
         assert f" {command} " in shown
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    """Every command and group of ``cascade``, hidden ones too, as the words that run it."""
+    paths: list[tuple[str, ...]] = []
+
+    def walk(command: object, path: tuple[str, ...]) -> None:
+        paths.append(path)
+        for name, sub in sorted((getattr(command, "commands", None) or {}).items()):
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return paths
+
+
+def test_no_help_shows_double_backticks_or_doubled_brackets() -> None:
+    runner = CliRunner()
+    paths = _command_paths()
+    assert ("cascade", "list") in paths and ("autodeploy", "show") in paths  # the hidden alias is walked too
+    for path in paths:
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, (path, shown.output)
+        assert "``" not in shown.output, (path, shown.output)
+        assert "[[" not in shown.output, (path, shown.output)
+    usage = runner.invoke(app, ["autodeploy", "show", "--help"], env={"COLUMNS": "200"}).output
+    assert "Usage: cascade autodeploy show [OPTIONS] [FILE]" in usage

@@ -303,7 +303,7 @@ def show(
     file: Annotated[
         str | None,
         typer.Argument(
-            metavar="[FILE]",
+            metavar="FILE",
             help="Show the document this file declares (a Pulumi program translated) instead of the org's.",
             show_default=False,
         ),
