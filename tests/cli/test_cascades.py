@@ -18,7 +18,6 @@ from rich.console import Console
 from typer.testing import Result
 
 from stackcascade.cli import follow
-from stackcascade.cli.cascades import member_state_message
 from stackcascade.cli.client import ApiClient
 from stackcascade.cli.errors import CliError
 from stackcascade.cli.graph import GraphCycle, dot_string, layers, mermaid_text, render_dot, render_mermaid, render_text
@@ -264,28 +263,6 @@ def test_approve_and_reject_a_gated_member_through_the_cli(
         ["0", "network/prod", "✓", "succeeded"],
         ["1", "app/prod", "-", "skipped"],
     ]
-
-
-@pytest.mark.parametrize(
-    ("message", "worded"),
-    [
-        ("app/prod is succeeded: only a failed member can be retried (409)",
-         "app/prod has already succeeded: only a failed member can be retried (409)"),
-        ("app/prod is failed: only a member awaiting approval can be approved or rejected (409)",
-         "app/prod has already failed: only a member awaiting approval can be approved or rejected (409)"),
-        ("db/prod is skipped: only a failed member can be retried (409)",
-         "db/prod has already been skipped: only a failed member can be retried (409)"),
-        ("db/prod is waiting: only a failed member can be retried (409)",
-         "db/prod is still waiting: only a failed member can be retried (409)"),
-        ("db/prod is awaiting-approval: only a failed member can be retried (409)",
-         "db/prod is awaiting approval: only a failed member can be retried (409)"),
-        ("db/prod is queued: only a failed member can be retried (409)",
-         "db/prod is queued: only a failed member can be retried (409)"),
-        ("other/prod is not a member of cascade c1 (404)", "other/prod is not a member of cascade c1 (404)"),
-    ],
-)  # fmt: skip
-def test_a_refusal_names_the_members_state_in_a_sentence(message: str, worded: str) -> None:
-    assert member_state_message(message) == worded
 
 
 # -- notify ----------------------------------------------------------------------------------------------------

@@ -528,6 +528,8 @@ def test_only_a_failed_member_can_be_retried() -> None:
         retry_resets(chain_plan(), outcomes, DATABASE)
     with pytest.raises(Conflict, match="not a member"):
         retry_resets(chain_plan(), outcomes, "other/prod")
+    with pytest.raises(Conflict, match="network/prod has already succeeded: only a failed member"):
+        retry_resets(chain_plan(), outcomes, NETWORK)
 
 
 def test_a_failed_root_can_be_retried() -> None:

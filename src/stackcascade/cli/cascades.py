@@ -7,7 +7,6 @@ organization, named ``project/stack`` (or ``org/project/stack``, as everywhere e
 from __future__ import annotations
 
 import json
-import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -147,25 +146,6 @@ def _state(member: Json) -> str:
     return f"{text}: {note}" if note else text
 
 
-# The server refuses an action on a member in the wrong state with "app/prod is succeeded: only ...".
-_MEMBER_STATE = re.compile(r"^(?P<stack>\S+) is (?P<status>[a-z-]+)(?P<rest>: .*)$", re.DOTALL)
-_STATE_WORDS = {
-    "succeeded": "has already succeeded",
-    "failed": "has already failed",
-    "skipped": "has already been skipped",
-    "waiting": "is still waiting",
-    "awaiting-approval": "is awaiting approval",
-}
-
-
-def member_state_message(message: str) -> str:
-    """The server's refusal of an action on a member, worded as a sentence: "app/prod has already succeeded: ..."."""
-    found = _MEMBER_STATE.match(message)
-    if found is None or found["status"] not in _STATE_WORDS:
-        return message
-    return f"{found['stack']} {_STATE_WORDS[found['status']]}{found['rest']}"
-
-
 def _act_on_member(
     action: str,
     done: str,
@@ -179,10 +159,7 @@ def _act_on_member(
     """Post ``action`` for the member, print the cascade (--json) or what became of the member; the cascade."""
     conn, ref = connect_for_stack(stack, server, token, org)  # a full org/project/stack names the cascade's org
     with conn.client() as api:
-        try:
-            cascade = api.cascade_member_action(cascade_id, ref, action)
-        except CliError as exc:
-            raise CliError(member_state_message(exc.message), status=exc.status) from None
+        cascade = api.cascade_member_action(cascade_id, ref, action)
     if as_json:
         print_json(cascade)
         return cascade

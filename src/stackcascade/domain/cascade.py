@@ -63,6 +63,21 @@ class MemberStatus(StrEnum):
 
 TERMINAL: Final = frozenset({MemberStatus.SUCCEEDED, MemberStatus.FAILED, MemberStatus.SKIPPED})
 
+_STATE_WORDS: Final = {
+    MemberStatus.WAITING: "is still waiting",
+    MemberStatus.AWAITING_APPROVAL: "is awaiting approval",
+    MemberStatus.QUEUED: "is queued",
+    MemberStatus.SUCCEEDED: "has already succeeded",
+    MemberStatus.FAILED: "has already failed",
+    MemberStatus.SKIPPED: "has already been skipped",
+}
+
+
+def member_state(stack: str, status: MemberStatus) -> str:
+    """Where a member stands, as the start of a sentence: ``app/prod has already succeeded``."""
+    return f"{stack} {_STATE_WORDS[status]}"
+
+
 _MEMBER_STATUS: Final = {
     Status.NOT_STARTED: MemberStatus.QUEUED,
     Status.ACCEPTED: MemberStatus.QUEUED,
@@ -568,7 +583,7 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
         raise Conflict(f"{stack} is not a member of this cascade")
     status = _outcome(outcomes, stack).status
     if status is not MemberStatus.FAILED:
-        raise Conflict(f"{stack} is {status.value}: only a failed member can be retried")
+        raise Conflict(f"{member_state(stack, status)}: only a failed member can be retried")
     resetting = {stack}
     resets: list[str] = []
     start = plan.wave_of[stack]

@@ -509,7 +509,8 @@ async def _resolve_gate(
         await rows.lock(conn, cascade_id)
         _, member = await _member(conn, org, cascade_id, stack)
         if member.status != MemberStatus.AWAITING_APPROVAL.value:
-            raise Conflict(f"{stack} is {member.status}: only a member awaiting approval can be approved or rejected")
+            state = planner.member_state(stack, MemberStatus(member.status))
+            raise Conflict(f"{state}: only a member awaiting approval can be approved or rejected")
         if approve:
             await rows.update_member(conn, cascade_id, stack, approved_by=principal.name, modified_at=now)
         else:
