@@ -323,6 +323,17 @@ def test_a_failure_stops_a_descendant_that_another_branch_fired() -> None:
     assert retry_resets(cascade, outcomes | {"g/x": skipped_by(stopped("g/x", "f/x"))}, "f/x") == ["e/x", "g/x"]
 
 
+def test_a_member_with_its_own_edge_expecting_a_failure_is_not_stopped_by_it_through_another_path() -> None:
+    # f -> u on success, u -> m, and f -> m on update_failed: f's failure stops u, and fires m.
+    edges = [edge("root/x", "f/x"), edge("f/x", "u/x", "update_succeeded"), edge("u/x", "m/x")]
+    edges.append(edge("f/x", "m/x", "update_failed"))
+    cascade = make_plan("root/x", edges)
+    outcomes = {"root/x": ok(), "f/x": failed()}
+    assert decide(cascade, outcomes) == [stopped("u/x", "f/x")]
+    outcomes["u/x"] = skipped_by(stopped("u/x", "f/x"))
+    assert decide(cascade, outcomes) == runs("m/x")
+
+
 def test_a_rejected_or_pruned_upstream_does_not_stop_a_member_another_edge_fired() -> None:
     cascade = diamond()
     rejected = Outcome(MemberStatus.SKIPPED, reason="rejected by alice")
@@ -600,15 +611,17 @@ def reference_stoppers(
     incoming: list[Edge], results: dict[str, Result], stoppers: Mapping[str, set[str]] | None = None
 ) -> set[str]:
     """The failed members that stop a member: an upstream that failed on edges that do not expect it,
-    and whatever stopped a skipped upstream (``stoppers``: of each member skipped that way)."""
+    and whatever stopped a skipped upstream (``stoppers``: of each member skipped that way), unless
+    the member has edges of its own from that one (they alone say whether it expects the failure)."""
     found: set[str] = set()
-    for up in sorted({e.upstream for e in incoming}):
+    direct = {e.upstream for e in incoming}
+    for up in sorted(direct):
         pair = [e for e in incoming if e.upstream == up]
         kind, operation, _ = results[up]
         failure = {"deployment_failed", f"{operation.value}_failed"}
         if kind == "failed" and not any(listens(e, event) for e in pair for event in failure):
             found.add(up)
-        found |= (stoppers or {}).get(up, set())
+        found |= (stoppers or {}).get(up, set()) - direct
     return found
 
 

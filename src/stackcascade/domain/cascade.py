@@ -477,13 +477,14 @@ def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgemen
     unchanged: set[str] = set()
     silent: set[str] = set()
     stops: dict[str, StopKind] = {}
+    carried: dict[str, StopKind] = {}  # what stopped the skipped upstreams, further up
     for upstream, edges in plan.incoming[stack].items():
         outcome = _outcome(outcomes, upstream)
         if outcome.status is MemberStatus.SKIPPED:
             skipped.add(upstream)  # a skip propagates as "did not fire", whatever the events say
             if outcome.superseded:
                 stops[upstream] = "superseded"
-            stops.update(outcome.stopped_by)  # a failure stops every descendant, not only its children
+            carried.update(outcome.stopped_by)  # a failure stops every descendant, not only its children
             continue
         if outcome.status is MemberStatus.FAILED:
             failure = outcome.events & FAILURE_EVENTS
@@ -501,6 +502,9 @@ def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgemen
             unchanged.add(upstream)
         else:
             silent.add(upstream)
+    # ... unless the member has an edge of its own from that failed member: that edge says whether it
+    # expects the failure (it then fired) or not (the failure stops it directly).
+    stops |= {name: how for name, how in carried.items() if name not in plan.incoming[stack]}
     return _Judgement(
         tuple(fired),
         frozenset(blocking),
@@ -574,10 +578,11 @@ def decide(
 def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> list[str]:
     """The members to put back to waiting when failed ``stack`` is retried, in (wave, name) order.
 
-    ``stack`` itself runs again (the caller creates its deployment). A descendant goes back to
-    waiting when ``stack`` stopped it and nothing else that stopped it still does (another member
-    still failed, or superseded), so re-running ``stack`` can change its fate. Members that ran, were
-    rejected or superseded, or are still pending are left alone.
+    ``stack`` itself runs again (the caller creates its deployment). Every descendant ``stack``
+    stopped goes back to waiting, even one that something else still stops: deciding it again once its
+    upstreams are done records what stops it then, so no member below it is stopped later by a
+    failure that a retry has since put right. Members that ran, were rejected or superseded, or are
+    still pending are left alone.
     """
     if stack not in plan.wave_of:
         raise Conflict(f"{stack} is not a member of this cascade")
@@ -592,8 +597,7 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
         if plan.wave_of[member] <= start or outcome.status is not MemberStatus.SKIPPED or outcome.superseded:
             continue
         if outcome.stopped_by:
-            stoppers = {name for name, _ in outcome.stopped_by}
-            if stack in stoppers and not any(_still_stops(outcomes, name) for name in stoppers - {stack}):
+            if any(name == stack for name, _ in outcome.stopped_by):
                 resetting.add(member)
                 resets.append(member)
             continue
@@ -608,11 +612,6 @@ def retry_resets(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> lis
         resetting.add(member)
         resets.append(member)
     return resets
-
-
-def _still_stops(outcomes: Mapping[str, Outcome], stack: str) -> bool:
-    outcome = _outcome(outcomes, stack)
-    return outcome.status is MemberStatus.FAILED or (outcome.status is MemberStatus.SKIPPED and outcome.superseded)
 
 
 class CascadeStatus(StrEnum):
