@@ -206,6 +206,21 @@ async def test_deleting_the_root_stack_while_its_deployment_is_queued_ends_the_c
     assert await nothing_queued(ctx)
 
 
+async def test_a_member_whose_deployment_vanished_with_its_stack_is_skipped_by_the_sweep(ctx: Context) -> None:
+    # A root created while its stack was being deleted: the deletion could not see the new cascade, and
+    # its cascading delete took the root's deployment. The sweeper's reconcile must not leave it running.
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    async with ctx.db.write() as conn:
+        await conn.execute(sa.delete(deployments_table).where(deployments_table.c.id == root.id))
+    assert await cascades.reconcile(ctx) == 1
+    state = await members(ctx, root.cascade_id)
+    assert state["network"] == ("skipped", "the stack was deleted")
+    assert {state[name][0] for name in ("database", "cluster", "app")} == {"skipped"}
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status != "running"
+
+
 NO_SOURCE = (
     "no source for stack acme/database/prod: save deployment settings with sourceContext.git.repoUrl, "
     "or give sourceContext in the request"

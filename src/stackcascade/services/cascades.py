@@ -170,6 +170,8 @@ def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset())
     status = MemberStatus(member.status)
     if member.stack == plan.root and member.deployment_id is None:  # an external update event
         return Outcome(status, root_events, bool(member.outputs_changed), member.reason)
+    if member.deployment_id is not None and member.deployment_status is None and status is MemberStatus.QUEUED:
+        return Outcome(MemberStatus.SKIPPED, reason="the stack was deleted")  # its deployment went with it
     if member.deployment_id is None or member.deployment_status is None:
         return Outcome(status, reason=member.reason, stopped_by=_stops_of(member.stopped_by))
     operation = plan.operation if member.stack == plan.root else Operation.UPDATE

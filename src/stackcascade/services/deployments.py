@@ -13,6 +13,7 @@ from stackcascade.services.context import Context
 from stackcascade.services.deployment_settings import normalise
 from stackcascade.services.queueing import queue_in
 from stackcascade.services.stacks import ensure_org, load, ref
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments as rows
 from stackcascade.store import orgs, runs
 from stackcascade.store import stacks as stack_rows
@@ -164,6 +165,8 @@ async def cancel(ctx: Context, principal: Principal, org: str, project: str, sta
             raise Conflict(f"deployment {deployment_id} already finished ({status.value}); nothing to cancel")
         if status is Status.NOT_STARTED:
             reason = f"cancelled by {principal.name}"
+            if row.cascade_id:  # the cascade's lock before the deployment's row, as a stack's deletion takes them
+                await cascade_rows.lock(conn, row.cascade_id)
             skipped = await rows.update(
                 conn,
                 deployment_id,

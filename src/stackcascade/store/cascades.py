@@ -232,14 +232,15 @@ async def end_members_of_deleted_stack(conn: AsyncConnection, stack_id: str, now
     Returns the running cascades whose members were skipped: they must be advanced.
     """
     of_stack = cascade_members.c.stack_id == stack_id
-    # The cascades' locks first, in one order, as a finish takes its cascade's before writing members.
+    # The locks of every cascade the stack is in, finished or not (a retry may revive one), in one order,
+    # before any member row is written: a finish, a cancel or a retry takes its cascade's first too.
     locking = (
-        sa.select(cascades.c.id)
-        .where(cascades.c.status == RUNNING, cascades.c.id.in_(sa.select(cascade_members.c.cascade_id).where(of_stack)))
+        sa.select(cascades.c.id, cascades.c.status)
+        .where(cascades.c.id.in_(sa.select(cascade_members.c.cascade_id).where(of_stack)))
         .order_by(cascades.c.id)
         .with_for_update()
     )
-    running = [row[0] for row in (await conn.execute(locking)).all()]
+    running = [row.id for row in (await conn.execute(locking)).all() if row.status == RUNNING]
     ended = await conn.execute(
         cascade_members.update()
         .where(of_stack, cascade_members.c.status.in_(_OPEN_MEMBER_STATUSES), cascade_members.c.cascade_id.in_(running))
@@ -252,15 +253,17 @@ async def end_members_of_deleted_stack(conn: AsyncConnection, stack_id: str, now
 
 
 async def behind_ids(conn: AsyncConnection) -> list[str]:
-    """Running cascades with a member whose deployment ended outside a finish (superseded at a claim)."""
+    """Running cascades with a member whose deployment ended outside a finish (superseded at a claim), or
+    is gone (its stack was deleted by a transaction that could not see the member yet)."""
     query = (
         sa.select(cascade_members.c.cascade_id)
         .join(cascades, cascades.c.id == cascade_members.c.cascade_id)
-        .join(deployments, deployments.c.id == cascade_members.c.deployment_id)
+        .outerjoin(deployments, deployments.c.id == cascade_members.c.deployment_id)
         .where(
             cascades.c.status == RUNNING,
             cascade_members.c.status == "queued",
-            deployments.c.status.in_(("succeeded", "failed", "skipped")),
+            cascade_members.c.deployment_id.is_not(None),
+            sa.or_(deployments.c.status.in_(("succeeded", "failed", "skipped")), deployments.c.id.is_(None)),
         )
         .distinct()
     )
