@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx2
@@ -247,8 +249,11 @@ def test_cascades_are_listed_page_by_page_newest_first(admin: httpx2.Client, dia
     assert sorted(seen) == sorted(started) and len(seen) == 5  # each once, none lost between pages
     created = [c["created"] for c in admin.get(f"/api/orgs/{diamond}/cascades").json()["cascades"]]
     assert created == sorted(created, reverse=True)
-    bad = admin.get(f"/api/orgs/{diamond}/cascades", params={"continuationToken": "not-a-token"})
-    assert "continuationToken" in assert_error(bad, 400)
+    forged = [json.dumps([10**400, started[0]]), json.dumps([1.0, "a\u0000b"]), json.dumps([1.0, {}]), "not-a-token"]
+    for token in forged:
+        token = token if token == "not-a-token" else base64.urlsafe_b64encode(token.encode()).decode()
+        bad = admin.get(f"/api/orgs/{diamond}/cascades", params={"continuationToken": token})
+        assert "continuationToken" in assert_error(bad, 400)
 
 
 def test_an_unknown_or_invalid_organization_is_not_read_as_an_empty_one(admin: httpx2.Client, diamond: str) -> None:

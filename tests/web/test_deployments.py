@@ -173,6 +173,7 @@ def test_a_deployment_named_by_its_version_as_webhook_payloads_link_it_redirects
         assert by_version.status_code == 303
         assert by_version.headers["location"] == f"/{stack}/deployments/{queued['id']}"
         assert client.get(f"/{stack}/deployments/{queued['version'] + 1}").status_code == 404
+        assert client.get(f"/{stack}/deployments/{'9' * 30}").status_code == 404  # beyond any version: not a 500
 
 
 def test_another_orgs_deployment_and_its_stream_are_not_found(live_server: LiveServer, org: str) -> None:

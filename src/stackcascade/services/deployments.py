@@ -81,10 +81,18 @@ async def create(
     return row
 
 
+_MAX_VERSION = 2**31 - 1  # versions are an INTEGER column
+
+
 async def _find(
     conn: Any, org: str, project: str, stack: str, *, deployment_id: str | None = None, version: int | None = None
 ) -> Any:
-    row = await rows.find_in_stack(conn, org, project, stack, deployment_id=deployment_id, version=version)
+    too_big = version is not None and not 0 <= version <= _MAX_VERSION  # the column's range: no query
+    row = (
+        None
+        if too_big
+        else await rows.find_in_stack(conn, org, project, stack, deployment_id=deployment_id, version=version)
+    )
     if row is None:
         await load(conn, org, project, stack)  # says "stack not found" when that is the reason
         if deployment_id is not None:

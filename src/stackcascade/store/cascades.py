@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -297,6 +298,9 @@ async def list_page(
     return page, (_encode_cursor(page[-1]) if len(found) > limit else None)
 
 
+_CASCADE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _encode_cursor(row: sa.Row[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps([row.created_at, row.id]).encode()).decode()
 
@@ -309,9 +313,13 @@ def decode_cursor(token: str) -> tuple[float, str] | None:
         return None
     if not isinstance(created_at, int | float) or isinstance(created_at, bool) or not isinstance(cascade_id, str):
         return None
-    if not math.isfinite(created_at):
+    try:
+        when = float(created_at)  # a 400-digit integer does not fit
+    except OverflowError:
         return None
-    return float(created_at), cascade_id
+    if not math.isfinite(when) or not _CASCADE_ID.fullmatch(cascade_id):  # ids are UUIDs: no NUL reaches SQL
+        return None
+    return when, cascade_id
 
 
 async def submit_stack_outputs_of(conn: AsyncConnection, deployment_id: str) -> Answer:
