@@ -206,6 +206,18 @@ async def test_deleting_the_root_stack_while_its_deployment_is_queued_ends_the_c
     assert await nothing_queued(ctx)
 
 
+async def test_a_gated_member_whose_stack_was_deleted_is_skipped_not_left_awaiting_approval(ctx: Context) -> None:
+    await diamond(ctx, **{"cluster->app": {"requireApproval": True}})
+    root = await deploy(ctx, "network")
+    await stacks.delete(ctx, ADMIN, ORG, "app", "prod")  # waiting: nothing of it runs yet
+    for expect in ("network", "cluster", "database"):
+        await run_next(ctx, expect)
+    state = await members(ctx, root.cascade_id)
+    assert state["app"] == ("skipped", "the stack was deleted")
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+
+
 async def test_a_member_whose_deployment_vanished_with_its_stack_is_skipped_by_the_sweep(ctx: Context) -> None:
     # A root created while its stack was being deleted: the deletion could not see the new cascade, and
     # its cascading delete took the root's deployment. The sweeper's reconcile must not leave it running.

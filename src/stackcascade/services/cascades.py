@@ -290,6 +290,11 @@ async def _apply(
     """Carry out the planner's decisions: whether a deployment was queued, and the members that ended
     (skipped, or refused a deployment)."""
     by_stack = {m.stack: m for m in members}
+    # A gate on a member whose stack was deleted waits for nobody: ``_deploy_members`` skips it instead.
+    decisions = [
+        planner.Decision(d.stack, "run") if d.action == "await_approval" and by_stack[d.stack].stack_id is None else d
+        for d in decisions
+    ]
     changes: dict[str, dict[str, Any]] = {}
     for decision in decisions:
         if decision.action == "skip":
