@@ -126,6 +126,14 @@ def test_dry_run_must_be_a_boolean(admin: httpx2.Client, org: str) -> None:
     assert "dryRun" in assert_error(response, 400)
 
 
+def test_dry_run_given_twice_is_refused(admin: httpx2.Client, stacks: str) -> None:
+    assert put(admin, stacks, DIAMOND).status_code == 200
+    before = hooks(admin, stacks, "network")
+    twice = admin.put(f"/api/orgs/{stacks}/autodeploy?dryRun=true&dryRun=false", json={"stacks": []})
+    assert "more than once" in assert_error(twice, 400)
+    assert hooks(admin, stacks, "network") == before
+
+
 @pytest.mark.parametrize("misspelled", ["dry_run", "dryrun", "DryRun"])
 def test_a_misspelled_dry_run_is_refused_instead_of_applying(
     admin: httpx2.Client, stacks: str, misspelled: str

@@ -42,3 +42,9 @@ def test_a_bad_setting_changes_none_of_them(
 def test_a_bad_setting_does_not_create_the_org(admin: httpx2.Client, org: str) -> None:
     assert_error(admin.patch(f"/api/orgs/{org}/settings", json={"concurrency": 7, "cascadeMode": "bogus"}), 400)
     assert admin.get(f"/api/orgs/{org}/deployments/metadata").json()["concurrency"] == 25
+
+
+def test_setting_names_match_case_insensitively(admin: httpx2.Client, org: str) -> None:
+    response = admin.patch(f"/api/orgs/{org}/settings", json={"Concurrency": 4, "cascademode": "per-edge"})
+    assert response.status_code == 200, response.text
+    assert settings_of(admin, org) == (4, "per-edge")

@@ -693,13 +693,18 @@ async def stack_gate(ctx: Context, principal: Principal, org: str, project: str,
 async def set_stack_gate(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, require_approval: object
 ) -> bool:
-    """``requireApproval`` per stack: in any cascade, this stack waits for an approval before it runs."""
+    """``requireApproval`` per stack: in any cascade, this stack waits for an approval before it runs.
+
+    None leaves the gate as it is (a patch that gives nothing) and answers it; it still needs a member.
+    """
     principal.require(org, Role.MEMBER, f"stack {org}/{project}/{stack}")
-    if not isinstance(require_approval, bool):
+    if require_approval is not None and not isinstance(require_approval, bool):
         raise InvalidInput("requireApproval must be true or false")
     async with ctx.db.write() as conn:
         row = await stack_rows.find(conn, org, project, stack)
         if row is None:
             raise NotFound(f"stack {org}/{project}/{stack} not found")
+        if require_approval is None:
+            return bool(row.require_approval)
         await rows.set_stack_gate(conn, row.id, require_approval)
     return require_approval

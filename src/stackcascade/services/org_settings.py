@@ -42,9 +42,12 @@ def check_cascade_mode(value: object) -> str:
 
 
 def parse(body: dict[str, Any]) -> Changes:
-    """Every setting in ``body`` checked; the first invalid one raises before anything is written."""
-    concurrency = body.get("concurrency")
-    mode = body.get("cascadeMode")
+    """Every setting in ``body`` checked; the first invalid one raises before anything is written.
+
+    Keys match case-insensitively, as everywhere in the API."""
+    given = {str(key).lower(): value for key, value in body.items() if value is not None}
+    concurrency = given.get("concurrency")
+    mode = given.get("cascademode")
     return Changes(
         concurrency=None if concurrency is None else check_concurrency(concurrency),
         cascade_mode=None if mode is None else check_cascade_mode(mode),

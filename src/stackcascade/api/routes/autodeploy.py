@@ -25,6 +25,8 @@ DryRun = Annotated[bool, Query(alias="dryRun", description="only answer the diff
 
 def _only_dry_run(request: Request) -> None:
     """A misspelled ``dryRun`` (``dry_run``, ``dryrun``) must not apply the document for real."""
+    if len(request.query_params.getlist("dryRun")) > 1:
+        raise InvalidInput("dryRun is given more than once: give it once, true or false")
     unknown = sorted(name for name in request.query_params if name != "dryRun")
     if unknown:
         raise InvalidInput(

@@ -22,7 +22,6 @@ from stackcascade.api.schemas import (
     StackCascadeSettings,
     body,
 )
-from stackcascade.domain.errors import InvalidInput
 from stackcascade.services import cascades, external_events
 
 router = RouteTable(tags=["cascades"], responses=ERRORS)
@@ -127,19 +126,11 @@ async def update_stack_cascade_settings(
 ) -> JSONResponse:
     """``requireApproval``: in every cascade, this stack waits for an approval before it runs.
 
-    Keys match case-insensitively and a ``null`` means "not given", as elsewhere in the API; a patch
-    that gives nothing changes nothing. An unknown key is refused rather than ignored.
+    Keys match case-insensitively, unknown keys are ignored and a ``null`` means "not given", as
+    everywhere in the API (README, "The API"); a patch that gives nothing changes nothing.
     """
-    raw = await json_object(request)
-    given = {str(key).lower(): value for key, value in raw.items() if value is not None}
-    unknown = sorted(str(key) for key in raw if str(key).lower() != "requireapproval")
-    if unknown:
-        raise InvalidInput(
-            f"unknown field {', '.join(map(repr, unknown))}: a stack's cascade settings are requireApproval"
-        )
-    if "requireapproval" not in given:
-        return JSONResponse({"requireApproval": await cascades.stack_gate(ctx, caller, org, project, stack)})
-    value = await cascades.set_stack_gate(ctx, caller, org, project, stack, given["requireapproval"])
+    given = {str(key).lower(): value for key, value in (await json_object(request)).items() if value is not None}
+    value = await cascades.set_stack_gate(ctx, caller, org, project, stack, given.get("requireapproval"))
     return JSONResponse({"requireApproval": value})
 
 
