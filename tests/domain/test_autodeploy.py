@@ -778,3 +778,16 @@ def test_the_documentations_programs_have_no_problems_and_no_notes(text: str) ->
     organization = "org" if text is WEBHOOKS_PROGRAM else "pulumi"
     imported = import_pulumi_program(program(text), organization=organization)
     assert (imported.problems, imported.notes) == ((), ())
+
+
+def test_a_secret_config_value_that_does_not_evaluate_is_reported_without_its_text() -> None:
+    program = {
+        "name": "infra",
+        "runtime": "yaml",
+        "config": {"dbPassword": {"type": "string", "secret": True, "default": "hunter2${oops"}},
+        "resources": {},
+    }
+    imported = import_pulumi_program(program, organization="acme")
+    [problem] = [p for p in imported.problems if "dbPassword" in str(p)]
+    assert "secret" in str(problem) and "hunter2" not in str(problem)
+    assert all("hunter2" not in str(p) for p in [*imported.problems, *imported.notes])

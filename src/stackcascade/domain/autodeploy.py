@@ -793,8 +793,11 @@ class _Program:
             return False
         return True
 
-    def named(self, path: str, raw: object) -> object:
-        """The value at ``path``, evaluated once; a failure is reported once, where it happens."""
+    def named(self, path: str, raw: object, *, secret: str | None = None) -> object:
+        """The value at ``path``, evaluated once; a failure is reported once, where it happens.
+
+        ``secret``: the message to report instead of one that may quote the (secret) text at ``path``.
+        """
         if path in self._values:
             return self._values[path]
         if path in self._failed:
@@ -807,9 +810,10 @@ class _Program:
             value = self.evaluate(raw, path)
         except _Unresolved as exc:
             self._failed.add(path)
+            message = exc.message if secret is None or exc.reported else secret
             if not exc.reported:
-                self.problem(exc.where or path, exc.message)
-            raise _Unresolved(exc.message, exc.where or path, reported=True) from None
+                self.problem(exc.where or path, message)
+            raise _Unresolved(message, exc.where or path, reported=True) from None
         finally:
             self._active.pop()
         self._values[path] = value
@@ -910,7 +914,9 @@ class _Program:
         if isinstance(raw, Mapping):
             for key in ("default", "value"):
                 if key in raw:
-                    return self.named(f"config.{name}", raw[key])
+                    # A secret's own text must not reach a message: what fails in it is said, not quoted.
+                    secret = f"config value {name!r} is secret and its {key} does not evaluate (not shown)"
+                    return self.named(f"config.{name}", raw[key], secret=secret if raw.get("secret") is True else None)
             raise _Unresolved(
                 f"config value {name!r} has no default: its value is set per stack (pulumi config set), "
                 "which an import cannot read; give it a default in the program",
