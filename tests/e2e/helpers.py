@@ -83,11 +83,19 @@ def wait_for_log(api: httpx2.Client, stack: str, deployment_id: str, text: str, 
 
 
 def diamond(api: httpx2.Client, org: str, repo: str, gated: tuple[str, str] | None = None) -> None:
-    for project in ("network", "database", "cluster", "app"):
+    graph(api, org, repo, DIAMOND, gated=gated)
+
+
+def graph(
+    api: httpx2.Client, org: str, repo: str, edges: list[tuple[str, str]], gated: tuple[str, str] | None = None
+) -> None:
+    """A prod stack per project named in ``edges``, each deploying ``repo``; an edge per pair (``gated``:
+    that one requires approval)."""
+    for project in dict.fromkeys(name for pair in edges for name in pair):
         assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
         settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
         assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
-    for up, down in DIAMOND:
+    for up, down in edges:
         edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
         if (up, down) == gated:
             edge["requireApproval"] = True

@@ -12,6 +12,7 @@ from tests.e2e.helpers import (
     deploy,
     diamond,
     git_repo,
+    graph,
     member,
     wait_cascade,
     wait_for,
@@ -76,13 +77,7 @@ def test_a_failure_stops_every_descendant_and_a_retry_runs_them_in_order(
     edges = [("network", "database"), ("database", "migrate"), ("migrate", "app")]
     edges += [("network", "cluster"), ("cluster", "app")]
     with pool_server.client() as api:
-        for project in ("network", "database", "migrate", "cluster", "app"):
-            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
-            settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
-            assert api.post(f"/api/stacks/{org}/{project}/prod/deployments/settings", json=settings).status_code == 200
-        for up, down in edges:
-            edge = {"format": "pulumi_deployments", "payloadUrl": f"{down}/prod", "filters": ["update_succeeded"]}
-            assert api.post(f"/api/stacks/{org}/{up}/prod/hooks", json=edge).status_code == 201
+        graph(api, org, repo, edges)
         cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
         cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
         assert (cascade["status"], member(cascade, "cluster")["status"]) == ("failed", "succeeded")
