@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx2
 
 from tests.e2e.helpers import (
     broken_database_repo,
@@ -59,9 +62,7 @@ def test_a_failed_member_skips_app_and_a_retry_resumes_it(pool_server: LiveServe
             "upstream database/prod failed",
         )
         fixed.touch()
-        retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/database/prod/retry")
-        assert retried.status_code == 200, retried.text
-        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        cascade = retried_to_the_end(api, org, cascade_id, "database")
         assert cascade["status"] == "succeeded"
         assert (member(cascade, "database")["version"], member(cascade, "app")["version"]) == (2, 1)
         conflict = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/app/prod/retry")
@@ -87,12 +88,17 @@ def test_a_failure_stops_every_descendant_and_a_retry_runs_them_in_order(
                 "upstream database/prod failed",
             )
         fixed.touch()
-        retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/database/prod/retry")
-        assert retried.status_code == 200, retried.text
-        cascade = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        cascade = retried_to_the_end(api, org, cascade_id, "database")
         assert cascade["status"] == "succeeded"
         assert [member(cascade, p)["version"] for p in ("database", "migrate", "app")] == [2, 1, 1]
         assert member(cascade, "migrate")["finished"] <= member(cascade, "app")["started"]
+
+
+def retried_to_the_end(api: httpx2.Client, org: str, cascade_id: str, project: str) -> dict[str, Any]:
+    """Retry the member ``project/prod`` of the cascade and wait until the cascade has ended again."""
+    retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/{project}/prod/retry")
+    assert retried.status_code == 200, retried.text
+    return wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
 
 
 def test_an_approval_gate_waits_for_a_person(pool_server: LiveServer, org: str, tmp_path: Path) -> None:
