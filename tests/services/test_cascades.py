@@ -11,7 +11,16 @@ import sqlalchemy as sa
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import Conflict
 from stackcascade.domain.roles import Principal, TokenKind
-from stackcascade.services import cascades, deployment_settings, deployments, queue, runs, stacks, webhooks
+from stackcascade.services import (
+    cascades,
+    deployment_settings,
+    deployments,
+    org_settings,
+    queue,
+    runs,
+    stacks,
+    webhooks,
+)
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
 from stackcascade.store.schema import deployments as deployments_table
@@ -99,7 +108,9 @@ async def test_switching_to_per_edge_mid_cascade_deploys_no_member_twice(ctx: Co
     await diamond(ctx)
     dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
     root = await deploy(ctx, "network")
-    await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")  # the cascade started coalesced: it goes on so
+    await org_settings.update(
+        ctx, ADMIN, ORG, {"cascadeMode": "per-edge"}
+    )  # the cascade started coalesced: it goes on so
     for expect in ("network", "cluster", "database", "app"):
         await run_next(ctx, expect)
         while await dispatcher.step():
@@ -112,7 +123,7 @@ async def test_switching_to_per_edge_mid_cascade_deploys_no_member_twice(ctx: Co
 
 async def test_per_edge_mode_deploys_app_once_per_fired_edge(ctx: Context) -> None:
     await diamond(ctx)
-    await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "per-edge"})
     dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
     root = await deploy(ctx, "network")
     assert root.cascade_id is None

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import Conflict
-from stackcascade.services import deployments, queue
+from stackcascade.services import deployments, org_settings, queue
 from stackcascade.services.context import Context
 from stackcascade.store import deployments as deployment_rows
 from stackcascade.store.schema import deployments as deployments_table
@@ -63,7 +63,7 @@ async def test_head_of_line_lets_other_stacks_pass_a_busy_one(ctx: Context) -> N
 
 
 async def test_org_concurrency_limit_holds_back_further_claims(ctx: Context) -> None:
-    await deployments.set_org_concurrency(ctx, ADMIN, ORG, 2)
+    await org_settings.update(ctx, ADMIN, ORG, {"concurrency": 2})
     for project in ("a", "b", "c"):
         await make_stack(ctx, ORG, project)
         await enqueue(ctx, ORG, project)
@@ -77,7 +77,7 @@ async def test_org_concurrency_limit_holds_back_further_claims(ctx: Context) -> 
 
 
 async def test_concurrency_limit_of_one_org_does_not_hold_back_another(ctx: Context) -> None:
-    await deployments.set_org_concurrency(ctx, ADMIN, "small", 1)
+    await org_settings.update(ctx, ADMIN, "small", {"concurrency": 1})
     for project in ("a", "b"):
         await make_stack(ctx, "small", project)
         await enqueue(ctx, "small", project)
@@ -88,7 +88,7 @@ async def test_concurrency_limit_of_one_org_does_not_hold_back_another(ctx: Cont
 
 
 async def test_one_claim_for_several_runners_keeps_head_of_line_and_every_orgs_limit(ctx: Context) -> None:
-    await deployments.set_org_concurrency(ctx, ADMIN, "small", 1)
+    await org_settings.update(ctx, ADMIN, "small", {"concurrency": 1})
     for project in ("a", "b"):
         await make_stack(ctx, "small", project)
         await enqueue(ctx, "small", project)

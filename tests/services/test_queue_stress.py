@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.roles import Principal, TokenKind
-from stackcascade.services import deployments, queue, runs
+from stackcascade.services import org_settings, queue, runs
 from stackcascade.services.context import Context
 from stackcascade.store.db import Database
 from stackcascade.store.runs import StepUpdate
@@ -75,7 +75,7 @@ class Mark:
 async def _queue_everywhere(ctx: Context, per_stack: int) -> int:
     """The orgs of ``LIMITS`` with their limits and stacks, ``per_stack`` deployments queued on each stack."""
     for org, limit in LIMITS.items():
-        await deployments.set_org_concurrency(ctx, ADMIN, org, limit)
+        await org_settings.update(ctx, ADMIN, org, {"concurrency": limit})
         for i in range(STACKS_PER_ORG):
             await make_stack(ctx, org, f"s{i}")
     # Interleave creation across stacks so FIFO per stack differs from global order.

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from stackcascade.domain.backoff import RetryPolicy
 from stackcascade.domain.deployments import Status
 from stackcascade.domain.targets import parse_allowed_networks
-from stackcascade.services import cascades, deployment_settings, queue, stacks, webhook_delivery, webhooks
+from stackcascade.services import deployment_settings, org_settings, queue, stacks, webhook_delivery, webhooks
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
 from stackcascade.store.schema import deployments as deployments_table
@@ -235,7 +235,7 @@ async def test_a_target_refused_at_delivery_time_is_recorded_not_sent(hooks_ctx:
 async def _with_settings(ctx: Context, project: str) -> None:
     """A stack that can deploy, in an org where edges fire one by one (per-edge mode, as Pulumi does)."""
     await make_stack(ctx, ORG, project)
-    await cascades.set_mode(ctx, ADMIN, ORG, "per-edge")
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "per-edge"})
     settings = {"sourceContext": {"git": {"repoUrl": "file:///tmp/nowhere", "branch": "main"}}}
     await deployment_settings.save(ctx, ADMIN, ORG, project, "prod", settings, replace=True)
 

@@ -22,7 +22,6 @@ from stackcascade.services.context import Context
 from stackcascade.services.org_graphs import OrgGraph, OrgGraphs, edges_of, stack_ids_of
 from stackcascade.services.plan_documents import plan_document, plan_json, plan_of
 from stackcascade.services.queueing import queue_all_in, settings_for
-from stackcascade.services.stacks import ensure_org
 from stackcascade.store import cascades as rows
 from stackcascade.store import deployments as deployment_rows
 from stackcascade.store import orgs as org_rows
@@ -629,16 +628,6 @@ async def _queue_rerun(
         deployment_id=row.id,
         modified_at=now,
     )
-
-
-async def set_mode(ctx: Context, principal: Principal, org: str, mode: object) -> None:
-    principal.require(org, Role.ADMIN, f"organization {org}")
-    check_name("organization", org, may_start_with_dot=True)  # this may create the org
-    if mode not in MODES:
-        raise InvalidInput(f"cascadeMode must be one of {', '.join(MODES)}, got {mode!r}")
-    async with ctx.db.write() as conn:
-        await ensure_org(ctx, conn, org)
-        await rows.set_cascade_mode(conn, org, str(mode))
 
 
 # --- the graph and impact plans ----------------------------------------------------------------------

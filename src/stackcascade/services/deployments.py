@@ -216,17 +216,6 @@ async def set_org_paused(ctx: Context, principal: Principal, org: str, paused: b
     ctx.work.notify()
 
 
-async def set_org_concurrency(ctx: Context, principal: Principal, org: str, concurrency: object) -> None:
-    principal.require(org, Role.ADMIN, f"organization {org!r}")
-    check_name("organization", org, may_start_with_dot=True)  # this may create the org
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
-        raise InvalidInput("concurrency must be a whole number between 1 and 10000")
-    async with ctx.db.write() as conn:
-        await ensure_org(ctx, conn, org)
-        await orgs.set_concurrency(conn, org, concurrency)
-    ctx.work.notify()
-
-
 def _counts(by_status: dict[str, int]) -> dict[str, int]:
     counts = {
         "notStarted": by_status.get("not-started", 0),

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_stack_ref
 from stackcascade.domain.roles import Principal, Role, TokenKind
+from stackcascade.services import cascades
 from stackcascade.services.context import Context
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments, events, orgs
@@ -118,11 +119,8 @@ async def delete(ctx: Context, principal: Principal, org: str, project: str, sta
         ended = await cascade_rows.end_members_of_deleted_stack(conn, row.id, now)
         await stack_rows.delete(conn, row.id)
         queued = False
-        if ended:
-            from stackcascade.services import cascades  # imports this module (ensure_org)
-
-            for cascade_id in ended:
-                queued |= await cascades.advance_in(conn, cascade_id, now)
+        for cascade_id in ended:
+            queued |= await cascades.advance_in(conn, cascade_id, now)
         await events.append(
             conn,
             org=org,
