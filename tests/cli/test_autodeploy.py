@@ -286,6 +286,14 @@ def test_json_is_read_as_json_from_stdin_or_a_file_of_any_name(cascade: Cascade,
     # YAML that starts with a flow mapping is still YAML
     empty = ok(cascade.as_admin("autodeploy", "diff", "-", "--org", org, input="{stacks: []}\n"))
     assert empty.stdout.startswith("No changes")
+    # a byte order mark (PowerShell's Out-File, Windows editors) does not hide the JSON
+    marked = tmp_path / "graph-bom"
+    marked.write_bytes("\ufeff".encode() + tabbed.encode())
+    assert "Plan: 4 to create" in ok(cascade.as_admin("autodeploy", "diff", str(marked), "--org", org)).stdout
+    assert (
+        "Plan: 4 to create"
+        in ok(cascade.as_admin("autodeploy", "diff", "-", "--org", org, input="\ufeff" + tabbed)).stdout
+    )
 
 
 def test_unreadable_json_or_yaml_is_one_line(cascade: Cascade, diamond: str, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import httpx2
 import pytest
 from rich.console import Console
-from typer.testing import Result
+from typer.testing import CliRunner, Result
 
+from stackcascade.cli import cascades as cascades_cli
 from stackcascade.cli import follow
 from stackcascade.cli.client import ApiClient
 from stackcascade.cli.errors import CliError
 from stackcascade.cli.graph import GraphCycle, dot_string, layers, mermaid_text, render_dot, render_mermaid, render_text
+from stackcascade.cli.main import app
 from stackcascade.cli.refs import StackRef
 from tests.cli.cli_support import Cascade, details, failed, ok
 from tests.e2e.helpers import cascade_yaml, git_repo
@@ -624,6 +627,30 @@ def test_a_cascade_as_a_tree_and_as_a_table() -> None:
     assert (
         follow.cascade_summary(CASCADE) == "cascade c1 running: 1 succeeded, 1 awaiting-approval, 1 running, 1 waiting"
     )
+
+
+def test_show_times_a_running_member_on_the_servers_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's clock is in 2030 here; this machine's is not: db/prod started at 00:00:06 on the server."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=CASCADE, headers={"Date": "Tue, 01 Jan 2030 00:00:09 GMT"})
+
+    connection = SimpleNamespace(
+        client=lambda: ApiClient("http://cascade.test", "t", transport=httpx2.MockTransport(handler))
+    )
+    monkeypatch.setattr(cascades_cli, "connect_to_org", lambda server, token, org: (connection, "acme"))
+    shown = ok(CliRunner().invoke(app, ["cascade", "show", "c1"]))
+    [running] = [line.split() for line in shown.stdout.splitlines() if "db/prod" in line]
+    took = float(running[running.index("2") + 1].removesuffix("s"))
+    assert 3.0 <= took < 10.0  # 00:00:09 (at least) less 00:00:06; never years, nor negative
+
+
+def test_a_running_members_duration_is_counted_to_the_time_given() -> None:
+    at_nine = datetime(2030, 1, 1, 0, 0, 9, tzinfo=UTC)
+    assert follow.member_took(CASCADE["members"][1], now=at_nine) == "3.0s"
+    assert follow.member_took(CASCADE["members"][0], now=at_nine) == "5.0s"  # finished: the server's own times
+    table = rendered(follow.cascade_table(CASCADE, now=at_nine))
+    assert table[3].split()[:5] == ["1", "db/prod", "▸", "running", "2"] and table[3].split()[5] == "3.0s"
 
 
 # -- following a cascade, bounded ------------------------------------------------------------------------------

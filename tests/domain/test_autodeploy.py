@@ -773,6 +773,29 @@ def test_provider_config_has_no_effect_and_is_noted_without_its_value() -> None:
     assert not any("pul-secret" in note or "pulumi.example" in note for note in notes)
 
 
+def test_project_keys_that_change_how_pulumi_runs_are_noted_without_their_values() -> None:
+    data = layered_with(
+        backend={"url": "s3://bucket?access_key=AKIA-hunter2"},
+        options={"refresh": "always"},
+        plugins={"providers": [{"name": "aws", "path": "/opt/aws"}]},
+        packages={"aws": "pulumi/aws"},
+        stackConfigDir="config",
+        description="the org's cascade graph",
+        author="ops",
+    )
+    imported = import_pulumi_program(data, organization="acme")
+    assert imported.problems == ()
+    assert sorted(note.where for note in imported.notes) == [
+        "backend",
+        "options",
+        "packages",
+        "plugins",
+        "stackConfigDir",
+    ]
+    assert all("hunter2" not in str(note) and "/opt/aws" not in str(note) for note in imported.notes)
+    assert imported.document == import_pulumi_program(program(LAYERED_PROGRAM), organization="acme").document
+
+
 @pytest.mark.parametrize("text", [WEBHOOKS_PROGRAM, LAYERED_PROGRAM, TREE_PROGRAM])
 def test_the_documentations_programs_have_no_problems_and_no_notes(text: str) -> None:
     organization = "org" if text is WEBHOOKS_PROGRAM else "pulumi"

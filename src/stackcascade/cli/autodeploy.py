@@ -116,15 +116,16 @@ def _read(file: str) -> tuple[str, object]:
 
     JSON is read as JSON when the name ends in .json, and also when the content starts with ``{`` or
     ``[`` (stdin, a file of any name): JSON indented with tabs, as ``jq --tab`` writes it, is no YAML.
-    Content that starts so but is no JSON is read as YAML (``{stacks: []}``).
+    Content that starts so but is no JSON is read as YAML (``{stacks: []}``). A UTF-8 byte order mark,
+    which Windows editors and PowerShell's ``Out-File`` write, is dropped first.
     """
     if file == "-":
-        name, text = "stdin", sys.stdin.read()
+        name, text = "stdin", sys.stdin.read().removeprefix("\ufeff")
     else:
         path = Path(file)
         name = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise CliError(f"cannot read {path}: {exc.strerror}") from None
         except UnicodeDecodeError:

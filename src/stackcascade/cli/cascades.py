@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -85,7 +86,8 @@ def list_cascades(
     )
 
 
-def print_cascade(cascade: Json) -> None:
+def print_cascade(cascade: Json, *, now: datetime | None = None) -> None:
+    """The cascade's details, then its members; ``now``: the server's time when it answered."""
     print_details(
         [
             ("id", cascade.get("id")),
@@ -98,7 +100,7 @@ def print_cascade(cascade: Json) -> None:
         ]
     )
     typer.echo()
-    console().print(following.cascade_table(cascade))
+    console().print(following.cascade_table(cascade, now=now))
 
 
 @app.command("show")
@@ -128,7 +130,9 @@ def show(
             if as_json:
                 print_json(cascade)
             else:
-                print_cascade(cascade)
+                clock = following.ServerClock()  # a running member's duration, on the server's clock
+                clock.observe(api.last_exchange, following.cascade_times(cascade))
+                print_cascade(cascade, now=clock.now())
             return
         try:
             ended = following.follow_cascade(api, name, cascade_id, out=console(), deadline=following.Deadline(timeout))

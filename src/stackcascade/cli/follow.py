@@ -486,11 +486,20 @@ def member_style(status: str) -> str:
     return _MEMBER_STYLE.get(status, "")
 
 
-def member_took(member: Json) -> str:
+def member_took(member: Json, *, now: datetime | None = None) -> str:
+    """How long the member's deployment took, or has run until ``now`` (the server's time, see ServerClock)."""
     started, finished = _parse_time(member.get("started")), _parse_time(member.get("finished"))
     if started is None:
         return ""
-    return duration(((finished or datetime.now(UTC)) - started).total_seconds())
+    return duration(((finished or now or datetime.now(UTC)) - started).total_seconds())
+
+
+def cascade_times(cascade: Json) -> list[object]:
+    """Every server time in a cascade: each is a moment the server's clock had passed when it answered."""
+    times: list[object] = [cascade.get("created"), cascade.get("finished")]
+    for member in members_of(cascade):
+        times += [member.get("started"), member.get("finished")]
+    return times
 
 
 def member_note(member: Json) -> str:
@@ -540,8 +549,11 @@ def cascade_title(cascade: Json) -> Text:
     )
 
 
-def cascade_table(cascade: Json) -> Table:
-    """The members as a table, grouped by wave (the wave number on the first row of each)."""
+def cascade_table(cascade: Json, *, now: datetime | None = None) -> Table:
+    """The members as a table, grouped by wave (the wave number on the first row of each).
+
+    ``now``: the server's time, for the duration of a running member (this machine's clock may differ).
+    """
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("WAVE", "STACK", "STATUS", "VERSION", "DURATION", "NOTE"):
         table.add_column(column, overflow="fold")
@@ -554,7 +566,7 @@ def cascade_table(cascade: Json) -> Table:
                 Text(str(member.get("stack"))),
                 Text(f"{_MEMBER_MARK.get(status, '')} {status}".strip(), style=member_style(status)),
                 Text("" if version is None else str(version)),
-                Text(member_took(member)),
+                Text(member_took(member, now=now)),
                 Text(member_note(member), style="dim"),
             )
     return table

@@ -544,21 +544,20 @@ _WEBHOOK_INPUTS: Final = (
     "secret",
 )
 # Top-level keys of a Pulumi project file that say nothing about the graph (``outputs`` are evaluated).
-_PROGRAM_KEYS_WITHOUT_EFFECT: Final = frozenset(
-    {
-        "name",
-        "description",
-        "backend",
-        "options",
-        "template",
-        "plugins",
-        "packages",
-        "author",
-        "license",
-        "website",
-        "stackConfigDir",
-    }
-)
+# The descriptive ones pass silently; the others would change how Pulumi runs the program, so the import
+# says that they are not used here (never quoting them: ``backend.url`` may carry credentials).
+_PROGRAM_KEYS_DESCRIPTIVE: Final = frozenset({"name", "description", "author", "license", "website", "template"})
+_PROGRAM_KEY_NOTES: Final = {
+    "backend": "the declaration is applied to this stackcascade server, not to the program's backend; "
+    "it is not read",
+    "options": "project options change how Pulumi runs the program; the import does not run it, so they have "
+    "no effect",
+    "plugins": "no plugin is installed or run: the import reads the program's resources itself",
+    "packages": "no package is installed or run: the import reads the program's resources itself",
+    "stackConfigDir": "stack configuration files are not read: only the config values and defaults written in "
+    "the program are",
+}
+_PROGRAM_KEYS_WITHOUT_EFFECT: Final = _PROGRAM_KEYS_DESCRIPTIVE | frozenset(_PROGRAM_KEY_NOTES)
 _PROGRAM_KEYS: Final = _PROGRAM_KEYS_WITHOUT_EFFECT | {
     "runtime",
     "config",
@@ -1201,6 +1200,8 @@ def import_pulumi_program(
                 else "this part of the program is not read by the import"
             )
             state.problem(str(key), reason)
+        elif key in _PROGRAM_KEY_NOTES:
+            state.notes.append(Note(str(key), _PROGRAM_KEY_NOTES[key]))
     runtime = program.get("runtime")
     runtime_name = runtime.get("name") if isinstance(runtime, Mapping) else runtime
     if runtime is not None and runtime_name != "yaml":
