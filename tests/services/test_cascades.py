@@ -15,6 +15,7 @@ from stackcascade.services import (
     cascades,
     deployment_settings,
     deployments,
+    external_events,
     org_settings,
     queue,
     runs,
@@ -119,6 +120,48 @@ async def test_switching_to_per_edge_mid_cascade_deploys_no_member_twice(ctx: Co
     assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=1)
     cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
     assert cascade.status == "succeeded"
+
+
+async def _drain_per_edge(ctx: Context, dispatcher: Dispatcher) -> None:
+    """Dispatch, then run whatever is queued, until nothing is left."""
+    while True:
+        while await dispatcher.step():
+            pass
+        row = await queue.claim(ctx, "r1")
+        if row is None:
+            return
+        await queue.start(ctx, row.id, "r1")
+        await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
+
+
+async def test_switching_to_coalesced_before_a_per_edge_deployment_finishes_still_fires_its_edges(
+    ctx: Context,
+) -> None:
+    await diamond(ctx)
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "per-edge"})
+    dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
+    root = await deploy(ctx, "network")
+    assert root.cascade_id is None
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "coalesced"})  # while network is queued
+    await _drain_per_edge(ctx, dispatcher)
+    # it began per edge, so it ends so: the edges it fired go on per edge, and no cascade is started
+    assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=2)
+    assert await cascades.list_cascades(ctx, ADMIN, ORG) == ([], None)
+    # what begins now is coalesced
+    assert (await deploy(ctx, "network")).cascade_id is not None
+    await _drain_per_edge(ctx, dispatcher)
+    assert await deployed(ctx) == Counter(network=2, database=2, cluster=2, app=3)
+
+
+async def test_an_external_event_recorded_per_edge_fires_its_edges_after_a_switch_to_coalesced(ctx: Context) -> None:
+    await diamond(ctx)
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "per-edge"})
+    dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
+    recorded = await external_events.record(ctx, ADMIN, ORG, "network", "prod", {"kind": "update_succeeded"})
+    assert recorded["cascadeId"] is None
+    await org_settings.update(ctx, ADMIN, ORG, {"cascadeMode": "coalesced"})  # before the dispatcher saw it
+    await _drain_per_edge(ctx, dispatcher)
+    assert await deployed(ctx) == Counter(database=1, cluster=1, app=2)
 
 
 async def test_per_edge_mode_deploys_app_once_per_fired_edge(ctx: Context) -> None:

@@ -548,10 +548,8 @@ _WEBHOOK_INPUTS: Final = (
 # says that they are not used here (never quoting them: ``backend.url`` may carry credentials).
 _PROGRAM_KEYS_DESCRIPTIVE: Final = frozenset({"name", "description", "author", "license", "website", "template"})
 _PROGRAM_KEY_NOTES: Final = {
-    "backend": "the declaration is applied to this stackcascade server, not to the program's backend; "
-    "it is not read",
-    "options": "project options change how Pulumi runs the program; the import does not run it, so they have "
-    "no effect",
+    "backend": "the declaration is applied to this stackcascade server, not to the program's backend; it is not read",
+    "options": "project options change how Pulumi runs the program; the import does not run it, so they have no effect",
     "plugins": "no plugin is installed or run: the import reads the program's resources itself",
     "packages": "no package is installed or run: the import reads the program's resources itself",
     "stackConfigDir": "stack configuration files are not read: only the config values and defaults written in "

@@ -45,6 +45,15 @@ class Started:
     stack_ids: dict[str, str]
 
 
+class PerEdge:
+    """The answer of ``plan_for`` when the org deploys per edge: no cascade, the events fire the edges."""
+
+    __slots__ = ()
+
+
+PER_EDGE = PerEdge()
+
+
 class _Plans:
     """Decoded plans by cascade id, so advancing a cascade does not re-read and re-decode its plan on
     every member's finish. A plan never changes once its cascade started, so an entry never goes stale
@@ -90,8 +99,9 @@ async def plan_for(
     root_id: str | None = None,
     *,
     graphs: OrgGraphs | None = None,
-) -> Started | None:
-    """The cascade a deployment of ``root`` would start, or None (no edge could fire, or per-edge mode).
+) -> Started | PerEdge | None:
+    """The cascade a deployment of ``root`` would start, or None (no edge could fire), or ``PER_EDGE``
+    (the root has edges and the org deploys per edge: its events fire them, see ``FIRES_EDGES``).
 
     With ``graphs``, an org graph this process already holds at the current version is used; this runs
     inside a write transaction, so a stale one is not read in full here: only the edges the root reaches.
@@ -99,7 +109,7 @@ async def plan_for(
     if root_id is not None and not await rows.has_outgoing_edge(conn, root_id):
         return None
     if await rows.cascade_mode(conn, org) != "coalesced":
-        return None
+        return PER_EDGE
     graph = await graphs.cached(conn, org) if graphs is not None else None
     if graph is not None:
         plan = planner.plan_indexed(root, operation, graph.index)

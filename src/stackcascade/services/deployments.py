@@ -58,11 +58,12 @@ async def create(
         if stack_row is None:
             raise NotFound(f"stack {ref(org, project, stack)} not found")
         root = f"{project}/{stack}"
-        started = (
+        planned = (
             await cascades.plan_for(conn, org, root, operation, stack_row.id, graphs=ctx.graphs)
             if initiator not in _CASCADE_INITIATORS
             else None
         )
+        started = planned if isinstance(planned, cascades.Started) else None
         now = ctx.now()
         row = await queue_in(
             conn,
@@ -74,6 +75,7 @@ async def create(
             initiator=initiator,
             requested_by=principal.name,
             cascade_id=started.id if started else None,
+            fires_edges=planned is cascades.PER_EDGE,
         )
         if started is not None:
             await cascades.record_in(conn, started, org, row.id, now)

@@ -14,6 +14,7 @@ from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services import cascades
 from stackcascade.services.context import Context
+from stackcascade.services.queueing import FIRES_EDGES
 from stackcascade.services.runs import open_outputs, seal_outputs
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import events, runs
@@ -88,9 +89,8 @@ async def record(
             sealed = seal_outputs(ctx, outputs, secret_keys)
             changed = open_outputs(ctx, row.outputs, True) != open_outputs(ctx, sealed, True)
             await runs.set_stack_outputs(conn, row.id, sealed, now)
-        started = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id, graphs=ctx.graphs)
-        if started is not None and not _heard(started.plan, kind):
-            started = None
+        planned = await cascades.plan_for(conn, org, f"{project}/{stack}", operation, row.id, graphs=ctx.graphs)
+        started = planned if isinstance(planned, cascades.Started) and _heard(planned.plan, kind) else None
         payload: dict[str, Any] = {
             "stack": {"organization": org, "projectName": project, "stackName": stack},
             "operation": operation.value,
@@ -102,6 +102,8 @@ async def record(
             payload["resourceChanges"] = changes
         if started is not None:
             payload["cascadeId"] = started.id
+        elif planned is cascades.PER_EDGE:
+            payload[FIRES_EDGES] = True
         await events.append(
             conn, org=org, kind=str(kind), payload=payload, now=now, stack_id=row.id, deployment_id=None
         )

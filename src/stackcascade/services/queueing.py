@@ -13,6 +13,10 @@ from stackcascade.store import deployments as rows
 from stackcascade.store import events
 from stackcascade.store import stacks as stack_rows
 
+# In an event's payload: the deployment (or external event) began while its org deployed per edge, so
+# the event fires the stack's edges whatever the org's mode is when it is dispatched.
+FIRES_EDGES = "firesEdges"
+
 
 def ref(org: str, project: str, stack: str) -> str:
     return f"{org}/{project}/{stack}"
@@ -32,6 +36,8 @@ def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) ->
         payload["reason"] = row.reason
     if row.cascade_id:
         payload["cascadeId"] = row.cascade_id
+    if getattr(row, "fires_edges", False):
+        payload[FIRES_EDGES] = True  # read by the dispatcher only; no webhook body carries it
     payload.update(extra)
     return payload
 
@@ -62,6 +68,7 @@ async def queue_in(
     now: float,
     triggered_by: str | None = None,
     cascade_id: str | None = None,
+    fires_edges: bool = False,
 ) -> Any:
     """Queue a deployment of ``stack_row`` (with ``settings_document``) inside the caller's transaction.
 
@@ -78,6 +85,7 @@ async def queue_in(
         now=now,
         triggered_by=triggered_by,
         cascade_id=cascade_id,
+        fires_edges=fires_edges,
     )
     return row
 
@@ -92,9 +100,12 @@ async def queue_all_in(
     now: float,
     triggered_by: str | None = None,
     cascade_id: str | None = None,
+    fires_edges: bool = False,
 ) -> list[Any]:
     """Queue a deployment of each stack with its settings (``settings_for``), in a few statements for
-    them all (a cascade's finish can make a whole layer ready): the deployments, in the same order."""
+    them all (a cascade's finish can make a whole layer ready): the deployments, in the same order.
+
+    ``fires_edges``: the org deploys per edge (or an edge fired it), see ``FIRES_EDGES``."""
     versions = await stack_rows.next_versions(conn, [stack_row.id for stack_row, _ in stacks])
     inserted, queued, queued_events = [], [], []
     for stack_row, effective in stacks:
@@ -115,6 +126,7 @@ async def queue_all_in(
                 "skip_intermediate": bool(doc.option(effective, "skipIntermediateDeployments")),
                 "triggered_by": triggered_by,
                 "cascade_id": cascade_id,
+                "fires_edges": fires_edges,
                 "created_at": now,
                 "modified_at": now,
             }
@@ -131,6 +143,7 @@ async def queue_all_in(
             requested_by=requested_by,
             reason=None,
             cascade_id=cascade_id,
+            fires_edges=fires_edges,
         )
         queued.append(row)
         queued_events.append(

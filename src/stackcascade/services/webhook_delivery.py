@@ -20,7 +20,7 @@ from stackcascade.domain.errors import CascadeError, InvalidInput, NotFound
 from stackcascade.domain.roles import Principal
 from stackcascade.domain.webhook_events import WebhookFormat, matches, webhook_kind
 from stackcascade.services.context import Context
-from stackcascade.services.queueing import queue_in
+from stackcascade.services.queueing import FIRES_EDGES, queue_in
 from stackcascade.services.webhook_client import AttemptResult, OutgoingRequest
 from stackcascade.services.webhooks import Scope, get
 from stackcascade.store import cascades as cascade_rows
@@ -127,15 +127,19 @@ async def fan_out(ctx: Context, limit: int = FAN_OUT_BATCH) -> FannedOut:
                 edge = hook.format == WebhookFormat.PULUMI_DEPLOYMENTS.value
                 if edge:
                     # Coalesced orgs (the default) deploy downstream stacks through cascades only; per-edge
-                    # orgs fire the edge here, as Pulumi's deployment webhooks do. A deployment of a
-                    # cascade never does: its cascade deploys what is downstream, even if the org was
-                    # switched to per-edge since it started (it would deploy the member a second time).
-                    if isinstance(event.payload, dict) and event.payload.get("cascadeId"):
+                    # orgs fire the edge here, as Pulumi's deployment webhooks do. Each deployment ends in
+                    # the mode it began in: one of a cascade never fires an edge, even if the org was
+                    # switched to per-edge since (its cascade deploys what is downstream; this would deploy
+                    # the member a second time), and one that began per edge (``FIRES_EDGES``) always
+                    # does, even if the org was switched to coalesced since (no cascade would deploy it).
+                    payload = event.payload if isinstance(event.payload, dict) else {}
+                    if payload.get("cascadeId"):
                         continue
-                    if hook.org not in modes:
-                        modes[hook.org] = await cascade_rows.cascade_mode(conn, hook.org)
-                    if modes[hook.org] != "per-edge":
-                        continue
+                    if not payload.get(FIRES_EDGES):
+                        if hook.org not in modes:
+                            modes[hook.org] = await cascade_rows.cascade_mode(conn, hook.org)
+                        if modes[hook.org] != "per-edge":
+                            continue
                 if not matches(hook.filters, hook.groups, event.kind, stack_scoped=stack_scoped):
                     continue
                 if edge:
@@ -178,6 +182,7 @@ async def _fire_edge(ctx: Context, conn: AsyncConnection, hook: Any, event: Any,
                 initiator="webhook",
                 requested_by=f"webhook {hook.name} on {upstream}",
                 triggered_by=event.deployment_id,
+                fires_edges=True,  # fired by an edge: per edge it goes on, whatever the mode is by then
             )
     except CascadeError as exc:
         code, response = exc.status_code, {"code": exc.status_code, "message": exc.message}

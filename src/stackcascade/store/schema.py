@@ -89,6 +89,9 @@ deployments = sa.Table(
     sa.Column("claim_key", sa.String(64), nullable=True),
     sa.Column("lease_expires_at", sa.Double, nullable=True),
     sa.Column("cascade_id", sa.String(36), nullable=True),
+    # Created while the org deployed per edge (or by an edge): its events fire its edges even if the org
+    # has switched to coalesced since; the mode a deployment began in is the one it ends in.
+    sa.Column("fires_edges", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("modified_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),
