@@ -14,6 +14,9 @@ the one database, each with its share of the N runners) and builds over HTTP, in
 
 Every stack has deployment settings pointing at one local git repository (``file://``) whose
 ``Cascade.yaml`` maps ``update`` to ``true`` (command runtime: the runner runs ``bash -c true``).
+With ``--source plain`` they point at a plain local directory holding that ``Cascade.yaml`` instead,
+which the runner copies into the workspace without git: a no-op deployment doing what the minimal
+runner does, so the ratio compares like with like (the git-steps floor is then not measured).
 Every edge is a stack webhook ``{"format": "pulumi_deployments", "payloadUrl": "down/prod",
 "filters": ["update_succeeded"]}``.
 
@@ -289,7 +292,9 @@ def check(response: httpx2.Response, expect: int, what: str) -> Any:
 
 
 def build(api: httpx2.Client, org: str, dag: Dag, repo: str) -> None:
-    settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
+    """The DAG's stacks, settings and edges; ``repo``: a ``file://`` git repository or a plain directory."""
+    git = {"repoUrl": repo, "branch": "main"} if repo.startswith("file://") else {"repoUrl": repo}
+    settings = {"sourceContext": {"git": git}}
     for node in dag.nodes:
         check(api.post(f"/api/stacks/{org}/{node}", json={"stackName": STACK}), 200, f"create {node}")
         check(api.post(f"/api/stacks/{org}/{node}/{STACK}/deployments/settings", json=settings), 200, "settings")
@@ -593,6 +598,13 @@ def git_repo(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+def plain_directory(path: Path) -> str:
+    """A plain directory (no git) with the no-op ``Cascade.yaml``: the runner copies it for each deployment."""
+    path.mkdir(parents=True)
+    (path / "Cascade.yaml").write_text("operations:\n  update: 'true'\n")
+    return str(path.resolve())
+
+
 def one_server(
     args: argparse.Namespace, database: str, runners: int, repo: str, report: Report, per_edge: bool
 ) -> None:
@@ -615,7 +627,7 @@ def one_server(
             )
             for dag in (big, line):
                 floor = floor_of(dag, runners, args.floor_runs)
-                git_floor = git_floor_of(dag, runners, args.floor_runs, repo)
+                git_floor = git_floor_of(dag, runners, args.floor_runs, repo) if args.source == "git" else math.nan
                 for label in ("cold", "warm"):
                     wait_quiet(srv.pid, args.wait_quiet)
                     result = run_cascade(api, srv, ORG, dag, runners, database, label, floor, git_floor)
@@ -695,7 +707,7 @@ def print_tables(report: Report) -> None:
     for r in report.runs:
         print(
             f"| {r.database} | {r.runners} | {r.dag} | {r.members} | {r.run} | {r.wall_s:.2f} | {r.floor_s:.3f} "
-            f"| {r.ratio:.0f}x | {r.git_floor_s:.3f} | {r.wall_s / r.git_floor_s:.1f}x | {r.deployments_per_s:.1f} | {r.deployment_ms_median:.0f} | {100 * r.busy_share:.0f} "
+            f"| {r.ratio:.0f}x | {fmt(r.git_floor_s, 3)} | {fmt(r.wall_s / r.git_floor_s, 1)}x | {r.deployments_per_s:.1f} | {r.deployment_ms_median:.0f} | {100 * r.busy_share:.0f} "
             f"| {fmt(1000 * r.load.get('server_cpu_s', float('nan')) / r.members)} "
             f"| {fmt(1000 * r.load.get('runner_processes_cpu_s', float('nan')) / r.members)} "
             f"| {r.load['load1_start']:.1f}-{r.load['load1_end']:.1f} | {r.load['other_cpu_pct']:.0f} |"
@@ -741,11 +753,12 @@ def print_tables(report: Report) -> None:
             f"| within 5x of the minimal runner on SQLite | {best:.0f}x-{worst:.0f}x | "
             f"{'**yes**' if worst <= TARGETS['ratio_sqlite'] else '**no**'} |"
         )
-        with_git = [r.wall_s / r.git_floor_s for r in sqlite]
-        print(
-            f"| (for reference) SQLite against the minimal runner doing the same git steps "
-            f"| {min(with_git):.1f}x-{max(with_git):.1f}x | - |"
-        )
+        with_git = [r.wall_s / r.git_floor_s for r in sqlite if r.git_floor_s == r.git_floor_s]
+        if with_git:
+            print(
+                f"| (for reference) SQLite against the minimal runner doing the same git steps "
+                f"| {min(with_git):.1f}x-{max(with_git):.1f}x | - |"
+            )
     limit = TARGETS["trigger_p99_ms"]
     for database in dict.fromkeys(r.database for r in report.runs):
         chains = [r for r in report.runs if r.database == database and r.dag == "chain"]
@@ -803,6 +816,13 @@ def main() -> None:
         default=1,
         help="PostgreSQL: this many `cascade serve` on the one database, the runners shared out among them",
     )
+    parser.add_argument(
+        "--source",
+        choices=("git", "plain"),
+        default="git",
+        help="git: every stack deploys from a local git repository (fetch, checkout, clean); plain: from a plain "
+        "directory copied without git, the same no-op work as the minimal runner",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.replicas < 1 or (args.replicas > 1 and (args.runner_process or "sqlite" in args.databases)):
@@ -825,7 +845,7 @@ def main() -> None:
     )
     work = Path(tempfile.mkdtemp(prefix="cascade-bench-repo-"))
     try:
-        repo = git_repo(work / "repo")
+        repo = git_repo(work / "repo") if args.source == "git" else plain_directory(work / "project")
         for database in databases:
             for runners in runner_counts:
                 one_server(args, database, runners, repo, report, per_edge=runners == max(runner_counts))
