@@ -1,5 +1,6 @@
-"""A stack's deletion against a cancel or a retry in the same cascade, interleaved on PostgreSQL: every
-path takes the cascade's lock before the rows of its deployments and members, so none deadlocks.
+"""A stack's deletion against a cancel or a retry in the same cascade, or against the claim of its
+deployments, interleaved on PostgreSQL: every path takes the cascade's lock before the rows of its
+deployments and members, so none deadlocks, and no running deployment is deleted with its stack.
 
 Each test holds the first transaction open at its most exposed point, lets the deletion run until it
 waits for a lock (read from ``pg_stat_activity``, no sleeping), then lets the first one finish. With the
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 
 from stackcascade.domain.deployments import Status
-from stackcascade.services import cascades, deployments, stacks
+from stackcascade.domain.errors import Conflict, NotFound
+from stackcascade.services import cascades, deployments, queue, stacks
 from stackcascade.services.context import Context
+from stackcascade.store import deployments as deployment_rows
+from stackcascade.store import stacks as stack_rows
 from tests.services.helpers import ADMIN
 from tests.services.test_cascade_cancel import branches, member_deployment, state
 from tests.services.test_cascade_retry import ALICE, ORG, run_next
@@ -26,6 +30,9 @@ from tests.services.test_queue import _until_waiting_for_a_lock
 def _postgres_only(ctx: Context) -> None:
     if not ctx.db.is_postgres:
         pytest.skip("SQLite has one writer at a time: two transactions never hold locks together")
+
+
+_original_lock_live = deployment_rows.lock_live
 
 
 def _pausing(original: Any, held: asyncio.Event, go: asyncio.Event, *, after: bool = False) -> Any:
@@ -75,3 +82,72 @@ async def test_deleting_a_stack_while_its_member_is_being_retried(
     status, members = await state(ctx, root.cascade_id)
     assert members["database"] == ("skipped", "the stack was deleted")
     assert status != "running" and members["app"][0] == "skipped"
+
+
+# -- a stack's deletion against the claim of its deployments -------------------------------------------------
+
+
+async def test_a_claim_during_a_stacks_deletion_never_takes_its_queued_deployment(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = await branches(ctx)
+    await run_next(ctx, "network")  # database and cluster are queued
+    database = await member_deployment(ctx, root.cascade_id, "database")
+    held, go = asyncio.Event(), asyncio.Event()
+    monkeypatch.setattr(deployment_rows, "lock_live", _pausing(deployment_rows.lock_live, held, go, after=True))
+    delete = asyncio.create_task(stacks.delete(ctx, ADMIN, ORG, "database", "prod"))
+    await held.wait()  # the deletion has looked: nothing of database's runs, its queued deployment is locked
+    monkeypatch.setattr(deployment_rows, "lock_live", _original_lock_live)
+    claimed = await queue.claim(ctx, "r1")
+    assert claimed is not None and claimed.id == await member_deployment(ctx, root.cascade_id, "cluster")
+    assert await queue.claim(ctx, "r2") is None  # database's is locked: skipped, not waited for
+    go.set()
+    await delete
+    _, members = await state(ctx, root.cascade_id)
+    assert members["database"] == ("skipped", "the stack was deleted")
+    async with ctx.db.read() as conn:
+        assert await deployment_rows.get(conn, database) is None
+
+
+async def test_a_deletion_refuses_when_a_cascade_queued_and_started_a_deployment_while_it_waited(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = await branches(ctx)
+    network = await queue.claim(ctx, "r1")
+    assert network is not None and network.id == root.id
+    await queue.start(ctx, network.id, "r1")
+    held, go = asyncio.Event(), asyncio.Event()
+    monkeypatch.setattr(deployment_rows, "lock_live", _pausing(deployment_rows.lock_live, held, go, after=True))
+    delete = asyncio.create_task(stacks.delete(ctx, ADMIN, ORG, "database", "prod"))
+    await held.wait()  # the deletion has looked: database has no deployment yet
+    monkeypatch.setattr(deployment_rows, "lock_live", _original_lock_live)
+    await queue.finish(ctx, network.id, "r1", Status.SUCCEEDED)  # the cascade queues database and cluster
+    database = await member_deployment(ctx, root.cascade_id, "database")
+    while (claimed := await queue.claim(ctx, "r2")) is not None and claimed.id != database:
+        pass
+    assert claimed is not None
+    await queue.start(ctx, database, "r2")  # database's deployment runs
+    go.set()
+    with pytest.raises(Conflict, match="has a deployment running"):
+        await delete
+    _, members = await state(ctx, root.cascade_id)
+    assert members["database"] == ("queued", None)  # nothing of the deletion was written
+    async with ctx.db.read() as conn:
+        row = await deployment_rows.get(conn, database)
+    assert row is not None and row.status == "running"
+
+
+async def test_a_deployment_asked_for_while_its_stack_is_deleted_is_not_found(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await branches(ctx)
+    held, go = asyncio.Event(), asyncio.Event()
+    monkeypatch.setattr(stack_rows, "delete", _pausing(stack_rows.delete, held, go, after=True))
+    delete = asyncio.create_task(stacks.delete(ctx, ADMIN, ORG, "cluster", "prod"))
+    await held.wait()  # the stack's row is deleted, not yet committed
+    create = asyncio.create_task(deployments.create(ctx, ADMIN, ORG, "cluster", "prod", {"operation": "update"}))
+    await _until_waiting_for_a_lock(ctx, create)  # it read the stack, and waits for its row to take a version
+    go.set()
+    await delete
+    with pytest.raises(NotFound, match="cluster/prod not found"):
+        await create

@@ -395,6 +395,10 @@ async def _advance_from(
     return queued, open_member_seen
 
 
+# A member whose stack was deleted; it stops nothing: its downstream members see an edge that did not fire.
+_DELETED: dict[str, Any] = {"status": MemberStatus.SKIPPED.value, "reason": "the stack was deleted", "stopped_by": None}
+
+
 async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any], now: float) -> tuple[bool, set[str]]:
     """Queue each member's update with its own saved settings, in a few statements for them all (a
     finish can make a whole layer ready). A stack that cannot deploy ends its member instead: skipped
@@ -407,11 +411,7 @@ async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any
     for member in members:
         stack_row = found.get(member.stack_id) if member.stack_id else None
         if stack_row is None:
-            refused[member.stack] = {
-                "status": MemberStatus.SKIPPED.value,
-                "reason": "the stack was deleted",
-                "stopped_by": None,  # it stops nothing: its downstream members see an edge that did not fire
-            }
+            refused[member.stack] = _DELETED
             continue
         try:
             ready.append((member, stack_row, settings_for(stack_row, {}, inherit=True)))
@@ -429,7 +429,12 @@ async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any
         now=now,
         triggered_by=cascade.root_deployment_id,
         cascade_id=cascade.id,
+        skip_deleted=True,  # a deletion that committed after the read above
     )
+    by_stack = {row.stack_id: row for row in queued}
+    vanished = {member.stack for member, stack_row, _ in ready if stack_row.id not in by_stack}
+    if vanished:
+        await rows.update_members(conn, cascade.id, {stack: {**_DELETED, "modified_at": now} for stack in vanished})
     await rows.update_members(
         conn,
         cascade.id,
@@ -437,13 +442,14 @@ async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any
             member.stack: {
                 "status": MemberStatus.QUEUED.value,
                 "reason": None,
-                "deployment_id": row.id,
+                "deployment_id": by_stack[stack_row.id].id,
                 "modified_at": now,
             }
-            for (member, _, _), row in zip(ready, queued, strict=True)
+            for member, stack_row, _ in ready
+            if stack_row.id in by_stack
         },
     )
-    return True, set(refused)
+    return bool(queued), set(refused) | vanished
 
 
 async def reconcile(ctx: Context) -> int:

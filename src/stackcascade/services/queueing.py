@@ -8,7 +8,7 @@ from typing import Any
 
 from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import Operation, Status
-from stackcascade.domain.errors import InvalidInput
+from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.store import deployments as rows
 from stackcascade.store import events
 from stackcascade.store import stacks as stack_rows
@@ -101,14 +101,23 @@ async def queue_all_in(
     triggered_by: str | None = None,
     cascade_id: str | None = None,
     fires_edges: bool = False,
+    skip_deleted: bool = False,
 ) -> list[Any]:
     """Queue a deployment of each stack with its settings (``settings_for``), in a few statements for
     them all (a cascade's finish can make a whole layer ready): the deployments, in the same order.
 
-    ``fires_edges``: the org deploys per edge (or an edge fired it), see ``FIRES_EDGES``."""
+    ``fires_edges``: the org deploys per edge (or an edge fired it), see ``FIRES_EDGES``.
+    A stack deleted since the caller read it (its deletion committed while this transaction waited for
+    the row) is ``NotFound``, before anything is written; with ``skip_deleted`` it is left out instead,
+    and the deployments returned are those of the stacks that are still there."""
     versions = await stack_rows.next_versions(conn, [stack_row.id for stack_row, _ in stacks])
+    gone = [stack_row for stack_row, _ in stacks if stack_row.id not in versions]
+    if gone and not skip_deleted:
+        raise NotFound(f"stack {ref(gone[0].org, gone[0].project, gone[0].name)} not found: it was deleted")
     inserted, queued, queued_events = [], [], []
     for stack_row, effective in stacks:
+        if stack_row.id not in versions:
+            continue
         org, project, stack = stack_row.org, stack_row.project, stack_row.name
         deployment_id = str(uuid.uuid4())
         version = versions[stack_row.id]
@@ -133,6 +142,7 @@ async def queue_all_in(
         )
         row = SimpleNamespace(  # what is inserted, without reading it back
             id=deployment_id,
+            stack_id=stack_row.id,
             org=org,
             project=project,
             stack=stack,

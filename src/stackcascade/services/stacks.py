@@ -113,10 +113,17 @@ async def delete(ctx: Context, principal: Principal, org: str, project: str, sta
     now = ctx.now()
     async with ctx.db.write() as conn:
         row = await load(conn, org, project, stack)
-        if await deployments.has_active(conn, row.id):
-            raise Conflict(f"stack {ref(org, project, stack)} has a deployment running: cancel it or wait, then delete")
+        running = f"stack {ref(org, project, stack)} has a deployment running: cancel it or wait, then delete"
+        # Locked before any cascade's lock: a finish holds its deployment's row while it waits for its
+        # cascade's, so the other order could deadlock. No claim can start what is locked here.
+        if await deployments.lock_live(conn, row.id):
+            raise Conflict(running)
         # Its queued deployments go with it: the cascades they belong to must not wait for them forever.
         ended = await cascade_rows.end_members_of_deleted_stack(conn, row.id, now)
+        # A cascade's finish may have queued one more while this waited for the cascade's lock; a claim may
+        # even have taken it. Locked and looked at again, so no running deployment is deleted.
+        if await deployments.lock_live(conn, row.id):
+            raise Conflict(running)
         await stack_rows.delete(conn, row.id)
         queued = False
         for cascade_id in ended:

@@ -120,11 +120,23 @@ async def counts_by_status(conn: AsyncConnection, *, org: str, stack_id: str | N
     return {str(status): int(count) for status, count in (await conn.execute(query)).all()}
 
 
-async def has_active(conn: AsyncConnection, stack_id: str) -> bool:
-    query = sa.select(deployments.c.seq).where(
-        deployments.c.stack_id == stack_id, deployments.c.status.in_(ACTIVE_STATUSES)
-    )
-    return (await conn.scalar(query.limit(1))) is not None
+_LIVE_OF_STACK = (
+    sa.select(deployments.c.status)
+    .where(deployments.c.stack_id == sa.bindparam("b_stack_id"), deployments.c.status.in_(_PENDING))
+    .order_by(deployments.c.seq)
+    .with_for_update()
+)
+
+
+async def lock_live(conn: AsyncConnection, stack_id: str) -> bool:
+    """Lock the stack's queued and active deployments (PostgreSQL); whether one of them is active.
+
+    A claim in flight commits first (its row is then seen active), and none can claim them afterwards
+    (claims skip locked rows) until this transaction ends: what a deletion checks stays true until it
+    commits. SQLite's write transaction already excludes claims.
+    """
+    statuses = (await conn.execute(_LIVE_OF_STACK, {"b_stack_id": stack_id})).scalars().all()
+    return any(status in ACTIVE_STATUSES for status in statuses)
 
 
 async def any_queued(conn: AsyncConnection) -> bool:

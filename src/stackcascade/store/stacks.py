@@ -142,10 +142,11 @@ async def set_paused(conn: AsyncConnection, stack_id: str, paused: bool) -> None
     await conn.execute(stacks.update().where(stacks.c.id == stack_id).values(paused=paused))
 
 
-async def next_version(conn: AsyncConnection, stack_id: str) -> int:
-    """Take the stack's next deployment version; the row update also serialises creations per stack."""
-    result = await conn.execute(_NEXT_VERSION, {"b_id": stack_id})
-    return int(result.scalar_one())
+async def next_version(conn: AsyncConnection, stack_id: str) -> int | None:
+    """Take the stack's next deployment version; the row update also serialises creations per stack.
+    None when the stack is gone (a deletion committed since the caller read it)."""
+    taken = (await conn.execute(_NEXT_VERSION, {"b_id": stack_id})).scalar_one_or_none()
+    return None if taken is None else int(taken)
 
 
 # The rows are locked in the order of their ids (PostgreSQL), so that two transactions taking versions of
@@ -165,13 +166,11 @@ _NEXT_VERSIONS = (
 
 
 async def next_versions(conn: AsyncConnection, stack_ids: list[str]) -> dict[str, int]:
-    """``next_version`` of several stacks in one statement, by id."""
+    """``next_version`` of several stacks in one statement, by id; a stack that is gone has none."""
     if len(stack_ids) == 1:
-        return {stack_ids[0]: await next_version(conn, stack_ids[0])}
-    taken = {row.id: int(row.last_version) for row in (await conn.execute(_NEXT_VERSIONS, {"b_ids": stack_ids})).all()}
-    if len(taken) != len(set(stack_ids)):
-        raise LookupError(f"stacks {sorted(set(stack_ids) - set(taken))} no longer exist")
-    return taken
+        version = await next_version(conn, stack_ids[0])
+        return {} if version is None else {stack_ids[0]: version}
+    return {row.id: int(row.last_version) for row in (await conn.execute(_NEXT_VERSIONS, {"b_ids": stack_ids})).all()}
 
 
 async def get_settings(conn: AsyncConnection, stack_id: str) -> sa.Row[Any] | None:
