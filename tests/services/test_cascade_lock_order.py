@@ -18,6 +18,7 @@ from stackcascade.domain.deployments import Status
 from stackcascade.domain.errors import Conflict, NotFound
 from stackcascade.services import cascades, deployments, queue, stacks
 from stackcascade.services.context import Context
+from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import deployments as deployment_rows
 from stackcascade.store import stacks as stack_rows
 from tests.services.helpers import ADMIN
@@ -33,6 +34,7 @@ def _postgres_only(ctx: Context) -> None:
 
 
 _original_lock_live = deployment_rows.lock_live
+_original_cascade_lock = cascade_rows.lock
 
 
 def _pausing(original: Any, held: asyncio.Event, go: asyncio.Event, *, after: bool = False) -> Any:
@@ -151,3 +153,22 @@ async def test_a_deployment_asked_for_while_its_stack_is_deleted_is_not_found(
     await delete
     with pytest.raises(NotFound, match="cluster/prod not found"):
         await create
+
+
+async def test_a_cancel_that_loses_the_race_to_a_claim_asks_the_runner_to_stop(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = await branches(ctx)
+    await run_next(ctx, "network")  # database and cluster are queued
+    database = await member_deployment(ctx, root.cascade_id, "database")
+    held, go = asyncio.Event(), asyncio.Event()
+    monkeypatch.setattr(cascade_rows, "lock", _pausing(cascade_rows.lock, held, go))
+    cancel = asyncio.create_task(deployments.cancel(ctx, ALICE, ORG, "database", "prod", database))
+    await held.wait()  # the cancel has read the deployment: queued
+    monkeypatch.setattr(cascade_rows, "lock", _original_cascade_lock)
+    claims = {runner: await queue.claim(ctx, runner) for runner in ("r1", "r2")}
+    [runner] = [runner for runner, row in claims.items() if row is not None and row.id == database]  # it won
+    go.set()
+    cancelled = await cancel
+    assert cancelled.status == "accepted" and cancelled.cancel_requested
+    assert (await queue.heartbeat(ctx, database, runner)).cancel_requested  # the runner is told to stop it

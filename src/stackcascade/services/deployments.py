@@ -189,10 +189,12 @@ async def cancel(ctx: Context, principal: Principal, org: str, project: str, sta
             if skipped and row.cascade_id:  # a member: its cascade moves on in the same transaction
                 member = f"{row.project}/{row.stack}"
                 await cascades.cancelled_in(conn, row.cascade_id, member, deployment_id, reason, now)
-        elif status in ACTIVE:
-            await rows.update(
-                conn, deployment_id, tuple(s.value for s in ACTIVE), cancel_requested=True, modified_at=now
-            )
+        # Running, or claimed by a runner since it was read above (the compare-and-set found it taken):
+        # the runner is asked to stop it. Finished meanwhile: there is nothing left to cancel.
+        if not skipped and not await rows.update(
+            conn, deployment_id, tuple(s.value for s in ACTIVE), cancel_requested=True, modified_at=now
+        ):
+            raise Conflict(f"deployment {deployment_id} has already finished; nothing to cancel")
         cancelled = await rows.get(conn, deployment_id)
     if skipped:  # the stack's next queued deployment (or a member the cascade queued) may run now
         ctx.work.notify()
