@@ -357,3 +357,40 @@ def test_a_diff_that_leaves_things_out_does_not_say_the_declaration_matches(
     assert lines[2].startswith("  - resources.bucket: resource type 'aws:s3:Bucket' is not supported")
     assert lines[3].startswith("error: the diff leaves out what")
     assert len(lines) == 4
+
+
+def test_a_secret_config_value_misused_by_a_program_is_never_printed(
+    cascade: Cascade, diamond: str, tmp_path: Path
+) -> None:
+    org = diamond
+    data = yaml.safe_load(LAYERED_PROGRAM)
+    data["config"] = {
+        "hookSecret": {"type": "string", "secret": True, "default": "CONFIGSECRET-1"},
+        "refSecret": {"type": "string", "secret": True, "default": "app/CONFIGSECRET-2"},
+    }
+    data["variables"]["joined"] = {"fn::join": ["-", ["x", "${hookSecret}"]]}
+    data["resources"]["network"]["properties"]["downstreamRefs"] += ["${hookSecret}", "${refSecret}"]
+    data["resources"]["app"]["properties"]["downstreamRefs"] = "${refSecret}"
+    data["resources"]["hook"] = {
+        "type": "pulumiservice:Webhook",
+        "properties": {
+            "organizationName": "${pulumi.organization}",
+            "projectName": "app",
+            "stackName": "prod",
+            "format": "pulumi_deployments",
+            "payloadUrl": "network/prod",
+            "active": "${hookSecret}",
+        },
+    }
+    data["outputs"] = {"bad": "${hookSecret.nope}", "worse": {"fn::select": [0, "${joined.x}"]}}
+    file = write(tmp_path, "Pulumi.yaml", yaml.safe_dump(data, sort_keys=False))
+    planned = cascade.as_admin("autodeploy", "diff", file, "--org", org, "--json")
+    shown = cascade.as_admin("autodeploy", "show", file, "--org", org)
+    refused = cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes")
+    for result in (planned, shown, refused, cascade.as_admin("autodeploy", "diff", file, "--org", org)):
+        assert result.exit_code == 1 and "CONFIGSECRET" not in result.output
+    answer = json.loads(planned.stdout)
+    assert len(answer["problems"]) == 6 and len(answer["diff"]["create"]) == 4
+    assert sum("(a secret value, not shown)" in problem for problem in answer["problems"]) == 6
+    assert "has 6 things stackcascade cannot honour" in shown.stderr
+    assert managed_edges(cascade, org) == []

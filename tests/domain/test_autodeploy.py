@@ -814,3 +814,147 @@ def test_a_secret_config_value_that_does_not_evaluate_is_reported_without_its_te
     [problem] = [p for p in imported.problems if "dbPassword" in str(p)]
     assert "secret" in str(problem) and "hunter2" not in str(problem)
     assert all("hunter2" not in str(p) for p in [*imported.problems, *imported.notes])
+
+
+def secret_program(*, refs: object = None, active: object = True, **sections: object) -> dict[str, Any]:
+    """An AutoDeployer and a deployment webhook with a secret config value that the caller puts to use."""
+    return {
+        "name": "infra",
+        "runtime": "yaml",
+        "config": {
+            "hookSecret": {"type": "string", "secret": True, "default": "CONFIGSECRET-1"},
+            "refSecret": {"type": "string", "secret": True, "default": "db/CONFIGSECRET-2"},
+            "listSecret": {"secret": True, "default": ["CONFIGSECRET-3", "app/prod"]},
+        },
+        "variables": {"fromSecret": "${hookSecret}", "joined": {"fn::join": ["-", ["x", "${fromSecret}"]]}},
+        "resources": {
+            "up": {
+                "type": "auto-deploy:AutoDeployer",
+                "properties": {
+                    "organization": "acme",
+                    "project": "net",
+                    "stack": "prod",
+                    "downstreamRefs": [] if refs is None else refs,
+                },
+            },
+            "hook": {
+                "type": "pulumiservice:Webhook",
+                "properties": {
+                    "organizationName": "acme",
+                    "projectName": "net",
+                    "stackName": "prod",
+                    "format": "pulumi_deployments",
+                    "payloadUrl": "db/prod",
+                    "active": active,
+                },
+            },
+        },
+        **sections,
+    }
+
+
+def assert_no_secret(imported: Any) -> list[str]:
+    """Every problem and note, after checking that none of them, nor the document, holds a secret's text."""
+    said = [str(finding) for finding in [*imported.problems, *imported.notes]]
+    assert not any("CONFIGSECRET" in text for text in said), said
+    assert "CONFIGSECRET" not in repr(imported.document)
+    return said
+
+
+@pytest.mark.parametrize(
+    ("variables", "expression", "accessor"),
+    [
+        ({}, "${hookSecret.nope}", "'nope'"),  # the config value itself
+        ({}, "${fromSecret[0]}", "0"),  # through a variable
+        ({}, "${joined.nope}", "'nope'"),  # fn::join of it
+        ({}, "${listSecret[0].nope}", "'nope'"),  # an item of a secret list
+        ({"parts": {"fn::split": ["-", "${joined}"]}}, "${parts[1].nope}", "'nope'"),
+        ({"picked": {"fn::select": [0, {"fn::split": ["-", "pre-${hookSecret}"]}]}}, "${picked.x}", "'x'"),
+    ],
+)
+def test_a_reference_into_a_secret_config_value_that_fails_does_not_quote_it(
+    variables: dict[str, object], expression: str, accessor: str
+) -> None:
+    program = secret_program(outputs={"o": expression})
+    program["variables"] |= variables
+    said = assert_no_secret(import_pulumi_program(program, organization="acme"))
+    assert f"outputs.o: {expression}: {accessor} is not in (a secret value, not shown)" in said
+
+
+SECRET_REFUSED = (
+    "is (a secret value, not shown): an Auto Deploy declaration is stored and shown in plain text, so it cannot "
+    "use a value derived from a secret config value"
+)
+
+
+def test_a_stack_reference_derived_from_a_secret_is_refused_without_its_text() -> None:
+    refs = [
+        "${hookSecret}",  # not project/stack: the text was quoted by the check
+        "${refSecret}",  # a valid reference: it would have become an edge, in plain text
+        "pre-${hookSecret}",
+        {"fn::join": ["/", ["db", "${fromSecret}"]]},
+        {"fn::select": [1, "${listSecret}"]},
+        "app/prod",
+    ]
+    imported = import_pulumi_program(secret_program(refs=refs), organization="acme")
+    said = assert_no_secret(imported)
+    assert said == [
+        f"resources.up.properties.downstreamRefs[{index}]: the stack reference {SECRET_REFUSED}" for index in range(5)
+    ]
+    assert imported.document["stacks"] == [
+        {"project": "net", "stack": "prod", "downstreamRefs": ["app/prod", {"ref": "db/prod", "filters": []}]}
+    ]
+
+
+@pytest.mark.parametrize("value", ["${hookSecret}", "${refSecret}", "${listSecret}", "${fromSecret}"])
+def test_downstream_refs_or_active_that_are_a_secret_are_refused_without_its_text(value: str) -> None:
+    imported = import_pulumi_program(secret_program(refs=value, active=value), organization="acme")
+    assert assert_no_secret(imported) == [
+        f"resources.up.properties.downstreamRefs: downstreamRefs {SECRET_REFUSED}",
+        f"resources.hook.properties.active: active {SECRET_REFUSED}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("organizationName", "${hookSecret}"),
+        ("projectName", "${hookSecret}"),
+        ("payloadUrl", "${refSecret}"),
+        ("displayName", "deploy ${hookSecret}"),
+        ("filters", ["${hookSecret}"]),
+        ("groups", "${listSecret}"),
+    ],
+)
+def test_a_webhook_input_derived_from_a_secret_is_refused_without_its_text(name: str, value: object) -> None:
+    program = secret_program()
+    program["resources"]["hook"]["properties"][name] = value
+    said = assert_no_secret(import_pulumi_program(program, organization="acme"))
+    assert said == [f"resources.hook.properties.{name}: {name} {SECRET_REFUSED}"]
+
+
+def test_a_function_of_a_secret_is_secret_and_its_arguments_are_not_shown() -> None:
+    variables = {
+        "outOfRange": {"fn::select": [9, "${listSecret}"]},
+        "notText": {"fn::join": ["-", "${listSecret}", "${hookSecret}"]},
+        "joinedRef": {"fn::join": ["/", {"fn::split": ["/", "${refSecret}"]}]},
+    }
+    program = secret_program(refs=["${joinedRef}"], outputs={"o": "${joinedRef.x}"})
+    program["variables"] |= variables
+    said = assert_no_secret(import_pulumi_program(program, organization="acme"))
+    assert said == [
+        f"resources.up.properties.downstreamRefs[0]: the stack reference {SECRET_REFUSED}",
+        "variables.outOfRange: fn::select has arguments it cannot use: a list",
+        "variables.notText: fn::join is not evaluated by this import (only fn::join, fn::select, fn::split)",
+        "outputs.o: ${joinedRef.x}: 'x' is not in (a secret value, not shown)",
+    ]
+
+
+def test_a_secret_that_nothing_misuses_leaves_the_program_as_it_is() -> None:
+    program = secret_program(refs=["app/prod"], outputs={"password": "${hookSecret}"})
+    program["resources"]["hook"]["properties"]["secret"] = "${hookSecret}"
+    imported = import_pulumi_program(program, organization="acme")
+    assert assert_no_secret(imported) == [
+        "resources.hook.properties.secret: a deployment webhook posts nothing, so a signing secret is not kept",
+        "outputs: password has no effect: a declaration applied here makes no stack to export it from",
+    ]

@@ -152,8 +152,50 @@ def _known(value: Mapping[Any, Any], keys: Mapping[str, str], where: str) -> dic
     return found
 
 
+NOT_SHOWN: Final = "(a secret value, not shown)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    """A value derived from a secret config value of a Pulumi program: it is never quoted, printed or applied."""
+
+    value: object = field(repr=False)
+
+    def __repr__(self) -> str:
+        return NOT_SHOWN
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return NOT_SHOWN
+
+
+def _is_secret(value: object) -> bool:
+    """Whether ``value`` is, or holds, a value derived from a secret."""
+    if isinstance(value, _Secret):
+        return True
+    if isinstance(value, list):
+        return any(_is_secret(item) for item in value)
+    if isinstance(value, Mapping):
+        return any(_is_secret(item) for item in value.values())
+    return False
+
+
+def _reveal(value: object) -> object:
+    """``value`` without its secret marks, to compute with; the caller marks what it computes."""
+    if isinstance(value, _Secret):
+        return _reveal(value.value)
+    if isinstance(value, list):
+        return [_reveal(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _reveal(item) for key, item in value.items()}
+    return value
+
+
 def _show(value: object) -> str:
-    """A value as a message shows it: strings quoted, YAML spellings for the rest."""
+    """A value as a message shows it: strings quoted, YAML spellings for the rest, never a secret."""
+    if isinstance(value, _Secret):
+        return NOT_SHOWN
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):
@@ -855,14 +897,15 @@ class _Program:
         if len(parts) == 1 and not isinstance(parts[0], str):
             return parts[0]  # "${x}" alone is x itself, whatever its type
         pieces = []
-        for part in parts:
+        for part in map(_reveal, parts):
             if isinstance(part, bool):
                 pieces.append("true" if part else "false")
             elif isinstance(part, str | int | float):
                 pieces.append(str(part))
             else:
                 raise _Unresolved(f"{text!r} puts a {type(part).__name__} into a string", where)
-        return "".join(pieces)
+        joined = "".join(pieces)
+        return _Secret(joined) if _is_secret(parts) else joined  # a string that holds a secret is one
 
     def _reference(self, expression: str, where: str) -> object:
         try:
@@ -912,8 +955,11 @@ class _Program:
             for key in ("default", "value"):
                 if key in raw:
                     # A secret's own text must not reach a message: what fails in it is said, not quoted.
+                    if raw.get("secret") is not True:
+                        return self.named(f"config.{name}", raw[key])
                     secret = f"config value {name!r} is secret and its {key} does not evaluate (not shown)"
-                    return self.named(f"config.{name}", raw[key], secret=secret if raw.get("secret") is True else None)
+                    value = self.named(f"config.{name}", raw[key], secret=secret)
+                    return value if isinstance(value, _Secret) else _Secret(value)
             raise _Unresolved(
                 f"config value {name!r} has no default: its value is set per stack (pulumi config set), "
                 "which an import cannot read; give it a default in the program",
@@ -922,6 +968,11 @@ class _Program:
         return self.named(f"config.{name}", raw)
 
     def _access(self, value: object, accessor: str | int, expression: str, where: str) -> object:
+        if isinstance(value, _Secret):  # a part of a secret is secret; a failure says so, not what it is
+            try:
+                return _Secret(self._access(value.value, accessor, expression, where))
+            except _Unresolved:
+                raise _Unresolved(f"${{{expression}}}: {accessor!r} is not in {_show(value)}", where) from None
         if isinstance(accessor, int) and isinstance(value, list) and 0 <= accessor < len(value):
             return value[accessor]
         if isinstance(accessor, str) and isinstance(value, Mapping) and accessor in value:
@@ -929,8 +980,13 @@ class _Program:
         raise _Unresolved(f"${{{expression}}}: {accessor!r} is not in {_show(value)}", where)
 
     def _function(self, name: str, argument: object, where: str) -> object:
+        """A function's result; computed from a secret, it is secret (and its arguments are not shown)."""
         inner = f"{where}.{name}"
-        args = self.evaluate(argument, inner)
+        evaluated = self.evaluate(argument, inner)
+        result = self._compute(name, _reveal(evaluated), where, _show(evaluated))
+        return _Secret(result) if _is_secret(evaluated) else result
+
+    def _compute(self, name: str, args: object, where: str, shown: str) -> object:
         if name == "fn::join" and isinstance(args, list) and len(args) == 2:
             separator, items = args
             if isinstance(separator, str) and isinstance(items, list) and all(isinstance(i, str) for i in items):
@@ -947,12 +1003,14 @@ class _Program:
             if name == "fn::invoke":
                 raise _Unresolved("fn::invoke calls a provider function, which only Pulumi can run", where)
             raise _Unresolved(f"{name} is not evaluated by this import (only fn::join, fn::select, fn::split)", where)
-        raise _Unresolved(f"{name} has arguments it cannot use: {_show(args)}", where)
+        raise _Unresolved(f"{name} has arguments it cannot use: {shown}", where)
 
     def _output(self, resource: _Resource, name: str, where: str) -> object:
         if resource.kind == AUTO_DEPLOYER:
-            if name == "ref":  # the component's ref output: project/stack
-                return f"{self.input(resource, 'project')}/{self.input(resource, 'stack')}"
+            if name == "ref":  # the component's ref output: project/stack (secret when either part is)
+                parts = [self.input(resource, "project"), self.input(resource, "stack")]
+                ref = "/".join(str(_reveal(part)) for part in parts)
+                return _Secret(ref) if _is_secret(parts) else ref
             if name in _AUTO_DEPLOYER_INPUTS:
                 return self.input(resource, name)
             if name == "downstreamWebhooks":
@@ -1019,6 +1077,20 @@ class _Importer:
         self.origins[key] = where
         self.entry(upstream)["downstreamRefs"].append(edge)
 
+    def public(self, value: object, where: str, what: str) -> bool:
+        """Whether ``value`` may go into the declaration; one derived from a secret is reported, unquoted.
+
+        Edges and their options are stored and shown in plain text, so a secret cannot set them.
+        """
+        if not _is_secret(value):
+            return True
+        self.problem(
+            where,
+            f"{what} is {NOT_SHOWN}: an Auto Deploy declaration is stored and shown in plain text, "
+            "so it cannot use a value derived from a secret config value",
+        )
+        return False
+
     def string(self, resource: _Resource, name: str, *, required: bool = True) -> str | None:
         where = f"resources.{resource.name}.properties.{name}"
         value = self.program.optional(resource, name)
@@ -1027,6 +1099,8 @@ class _Importer:
         if value is None:
             if required:
                 self.problem(where, f"{name} is required")
+            return None
+        if not self.public(value, where, name):
             return None
         if not isinstance(value, str):
             self.problem(where, f"{name} must be a string, got {_show(value)}")
@@ -1098,11 +1172,15 @@ class _Importer:
                 value = self.program.named(where, raw)
             except _Unresolved:
                 return
+            if not self.public(value, where, "downstreamRefs"):
+                return
             if not isinstance(value, list):
                 self.problem(where, f"downstreamRefs must be a list of stack references, got {_show(value)}")
                 return
             items = list(value)
         for index, item in enumerate(items):
+            if not self.public(item, f"{where}[{index}]", "the stack reference"):
+                continue
             problem = ref_problem(item)
             if problem is not None:
                 self.problem(f"{where}[{index}]", problem)
@@ -1134,6 +1212,8 @@ class _Importer:
         upstream = self.stack_ref(resource, "projectName", "stackName")
         target = self.string(resource, "payloadUrl")
         active = self.program.optional(resource, "active")
+        if not self.public(active, f"{base}.active", "active"):
+            return
         if active is not None and active is not _MISSING and not isinstance(active, bool):
             self.problem(f"{base}.active", f"active must be true or false, got {_show(active)}")
             return
@@ -1149,7 +1229,7 @@ class _Importer:
             ("groups", check_groups),
         ):
             value = self.program.optional(resource, name)
-            if value is _MISSING:
+            if value is _MISSING or not self.public(value, f"{base}.{name}", name):
                 return
             try:
                 edge[name] = check(value)
@@ -1186,6 +1266,8 @@ def import_pulumi_program(
     else that bears on the graph is a problem, never silently dropped. Every variable, config value and
     program output is evaluated, used or not, as Pulumi would: one that cannot be is a problem too.
     Provider configuration and outputs that evaluate have no effect here; they come back as notes.
+    A value derived from a secret config value (``secret: true``) is never quoted in a problem or note,
+    and cannot name a stack or set an edge: the declaration is plain text.
     """
     if not isinstance(program, Mapping):
         return ProgramImport({"stacks": []}, (Problem("program", "a Pulumi YAML program is a map"),))
