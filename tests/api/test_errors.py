@@ -7,10 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2
+import psycopg.errors
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stackcascade.api import errors
 from tests.support import LiveServer, assert_error
 
 LIMIT = 1024 * 1024
@@ -469,3 +473,25 @@ def test_fuzzed_raw_bytes_never_cause_a_500(live_server: LiveServer, raw: bytes)
         ):
             response = client.post(url, content=raw)
             assert response.status_code < 500, f"POST {url} {raw!r}: {response.text}"
+
+
+async def test_a_write_that_lost_to_a_concurrent_one_is_a_retryable_503_other_database_errors_a_500() -> None:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/deadlock")
+    async def deadlock() -> None:
+        raise sa.exc.OperationalError("UPDATE stacks ...", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise sa.exc.ProgrammingError("SELECT secret-ish ...", {}, psycopg.errors.UndefinedTable("no such table"))
+
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        lost = await client.get("/deadlock")
+        assert (lost.status_code, lost.headers["Retry-After"]) == (503, "1")
+        assert "nothing was changed: retry it" in lost.json()["message"]
+        failed = await client.get("/broken")
+        assert failed.status_code == 500
+        assert failed.json() == {"code": 500, "message": "internal server error; the server log has the details"}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stackcascade.domain.errors import CascadeError
+from stackcascade.store.db import is_transient_conflict
 
 log = logging.getLogger("stackcascade.api")
 
@@ -47,6 +49,19 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return response
 
 
+async def database_error(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+    """A transaction that lost to a concurrent one (a deadlock PostgreSQL broke, a serialization failure,
+    SQLite's busy timeout) was rolled back whole: 503 with Retry-After, which runners and clients retry."""
+    if not is_transient_conflict(exc):
+        return await unexpected_error(request, exc)
+    log.warning("%s on %s %s: answered 503", type(getattr(exc, "orig", exc)).__name__, request.method, request.url.path)
+    response = error_response(
+        503, "the request collided with another change written at the same moment and nothing was changed: retry it"
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Never echo the exception: it may carry secrets. Log its type and where it happened.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
@@ -55,6 +70,7 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CascadeError, cascade_error)  # type: ignore[arg-type]
+    app.add_exception_handler(sa.exc.DBAPIError, database_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

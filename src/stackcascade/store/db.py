@@ -44,6 +44,23 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# PostgreSQL's serialization_failure and deadlock_detected: the transaction lost to a concurrent one and
+# was rolled back whole; the same request, sent again, can succeed.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """Whether a database error means "lost to a concurrent transaction, nothing written: retry".
+
+    PostgreSQL resolves a deadlock by failing one of the transactions; SQLite's busy timeout can run
+    out while another process holds the write lock. Anything else is a real error.
+    """
+    cause = getattr(exc, "orig", None) or exc
+    if getattr(cause, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    return type(cause).__name__ == "OperationalError" and "database is locked" in str(cause)
+
+
 def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'cascade.db').resolve()}"
 
