@@ -112,6 +112,16 @@ async def test_protocol_2_a_failure_reports_the_failed_step_with_finish(tmp_path
     assert any(line["line"].startswith("error: ") for line in result["lines"])
 
 
+async def test_a_failure_reason_is_masked_like_the_log(tmp_path: Path) -> None:
+    # a reason may quote what the settings say, e.g. a source path that holds a secret value
+    missing = tmp_path / "hunter2-not-here"
+    client = await _run(_job(missing, protocol=2, started=True, secretValues=["hunter2"]), tmp_path)
+    [(_, result)] = client.calls
+    assert result["status"] == "failed" and "does not exist" in result["reason"]
+    assert "hunter2" not in result["reason"] and "[secret]" in result["reason"]
+    assert all("hunter2" not in line["line"] for line in result["lines"])
+
+
 async def test_a_relative_work_dir_still_gives_the_steps_paths_that_resolve_inside_the_workspace(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

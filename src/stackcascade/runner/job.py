@@ -114,7 +114,8 @@ class JobRun:
             await self._shipper.line(f"error: {reason}")
             with contextlib.suppress(ProtocolError):
                 await self._shipper.transition(_step(self._step, "failed"))
-            result = {"status": "failed", "reason": reason}
+            # The reason is shown by the API, cascades and the console, not only in the (masked) log.
+            result = {"status": "failed", "reason": self._masker.mask(reason)}
         except Exception as exc:  # a bug or an I/O error of the runner: fail the deployment, keep the runner
             log.exception("deployment %s: runner error", self.id)
             result = {"status": "failed", "reason": f"runner error: {type(exc).__name__}"}
