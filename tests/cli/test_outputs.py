@@ -132,7 +132,7 @@ def test_a_viewer_reads_outputs_but_not_secrets(cascade: Cascade, net: str) -> N
     org = net.split("/")[0]
     viewer = ok(cascade.as_admin("token", "create", "--org", org, "--role", "viewer")).stdout.strip()
     assert ok(cascade.as_token(viewer, "outputs", net, "endpoint")).stdout == "https://net.example\n"
-    failed(cascade.as_token(viewer, "outputs", net, "--show-secrets"), "may not see secret outputs", "(400)")
+    failed(cascade.as_token(viewer, "outputs", net, "--show-secrets"), "may not see secret outputs", "(403)")
     outsider = ok(cascade.as_admin("token", "create", "--org", "someone-else", "--role", "admin")).stdout.strip()
     failed(cascade.as_token(outsider, "outputs", net), "(404)")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from stackcascade.domain import settings as doc
 from stackcascade.domain.deployments import TERMINAL, Status
-from stackcascade.domain.errors import InvalidInput, NotFound
+from stackcascade.domain.errors import Forbidden, InvalidInput, NotFound
 from stackcascade.domain.roles import Principal, Role, TokenKind
 from stackcascade.domain.timestamps import rfc3339
 from stackcascade.services import queue
@@ -628,7 +628,7 @@ async def read_outputs(
     if not principal.may_read_outputs(org):
         raise NotFound(f"stack {ref(org, project, stack)} not found")
     if show_secrets and not principal.may_see_secret_outputs(org):
-        raise InvalidInput("this token may not see secret outputs: ask without showSecrets, or use a member token")
+        raise Forbidden("this token may not see secret outputs: ask without showSecrets, or use a member token")
     async with ctx.db.read() as conn:
         stack_row = await load(conn, org, project, stack)
     stored = stack_row.outputs or {}
