@@ -343,6 +343,63 @@ def test_notify_errors_are_one_clean_line(cascade: Cascade, api: httpx2.Client, 
     assert usage.exit_code == 2 and "update_succeeded" in usage.output  # the choices are listed
 
 
+def test_notify_keeps_the_outputs_named_by_secret_as_secrets(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
+    stacks(api, org, ["network"])
+    ref = f"{org}/network/prod"
+    shown = tmp_path / "out.json"  # as `pulumi stack output --json --show-secrets` prints them
+    shown.write_text(json.dumps({"vpcId": "vpc-1", "dbPassword": "hunter2-db", "apiKey": {"secret": "hunter2-key"}}))
+    ok(cascade.as_admin("notify", ref, "--kind", "update_succeeded", "--outputs", str(shown), "--secret", "dbPassword"))
+    viewer = ok(cascade.as_admin("token", "create", "--org", org, "--role", "viewer")).stdout.strip()
+    with httpx2.Client(base_url=cascade.server.url, headers={"Authorization": f"token {viewer}"}) as reader:
+        read = reader.get(f"/api/stacks/{ref}/outputs").json()
+    assert read == {
+        "outputs": {"vpcId": "vpc-1", "dbPassword": "[secret]", "apiKey": "[secret]"},
+        "secretOutputs": ["apiKey", "dbPassword"],
+    }
+    revealed = api.get(f"/api/stacks/{ref}/outputs", params={"showSecrets": "true"}).json()["outputs"]
+    assert revealed == {"vpcId": "vpc-1", "dbPassword": "hunter2-db", "apiKey": "hunter2-key"}
+
+    # the masked listing marks what Pulumi prints as "[secret]" without --show-secrets
+    shown.write_text(json.dumps({"vpcId": "vpc-2", "dbPassword": "hunter2-db2", "literal": "[secret]"}))
+    masked = tmp_path / "masked.json"
+    masked.write_text(json.dumps({"vpcId": "vpc-2", "dbPassword": "[secret]", "literal": "[secret]"}))
+    notified = cascade.as_admin(
+        "notify", ref, "--kind", "update_succeeded", "--outputs", "-", "--masked-outputs", str(masked),
+        input=shown.read_text(),
+    )  # fmt: skip
+    ok(notified)
+    assert "hunter2" not in notified.output
+    read = api.get(f"/api/stacks/{ref}/outputs").json()
+    assert read["secretOutputs"] == ["dbPassword"] and "hunter2" not in json.dumps(read)
+
+
+def test_notify_refuses_secret_names_it_cannot_mark(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
+    stacks(api, org, ["network"])
+    ref = f"{org}/network/prod"
+    shown = tmp_path / "out.json"
+    shown.write_text(json.dumps({"dbPassword": "hunter2-db"}))
+    masked = tmp_path / "masked.json"
+    masked.write_text(json.dumps({"dbPassword": "[secret]", "gone": "[secret]"}))
+    for args, message in [
+        (["--outputs", str(shown), "--secret", "dbPasword"], "--outputs has no output named dbPasword"),
+        (["--outputs", str(shown), "--masked-outputs", str(masked)], "--outputs has no output named gone"),
+        (["--secret", "dbPassword"], "it marks outputs of --outputs, which is not given"),
+        (["--outputs", "-", "--masked-outputs", "-"], "--outputs already reads stdin"),
+    ]:
+        usage = cascade.as_admin("notify", ref, "--kind", "update_succeeded", *args, input="{}")
+        said = " ".join(usage.output.replace("│", " ").split())  # as rich wraps it in a box
+        assert usage.exit_code == 2 and message in said, usage.output
+        assert "hunter2" not in usage.output
+    assert api.get(f"/api/stacks/{ref}/outputs").json()["outputs"] == {}  # nothing was sent
+    helped = " ".join(ok(cascade.run("notify", "--help")).stdout.replace("│", " ").split())
+    assert "--show-secrets > out.json" in helped and "--secret dbPassword" in helped
+    assert 'every output it prints as "[secret]" is kept as a secret' in helped
+
+
 # -- plan and graph --------------------------------------------------------------------------------------------
 
 

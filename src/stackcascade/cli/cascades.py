@@ -25,6 +25,7 @@ from stackcascade.cli.options import connect_for_stack, connect_to_org
 from stackcascade.cli.output import console, print_details, print_json, print_table, timestamp
 from stackcascade.domain.deployments import Operation
 from stackcascade.domain.webhook_events import OPERATION_EVENTS
+from stackcascade.runner.runtimes import SECRET_PLACEHOLDER
 
 app = typer.Typer(help="List and inspect cascades; approve, reject or retry their members.", no_args_is_help=True)
 
@@ -291,22 +292,51 @@ def _article(word: str) -> str:
 # --- external update events -----------------------------------------------------------------------------------
 
 
-def _read_outputs(source: str) -> Json:
+def _read_outputs(source: str, option: str = "--outputs") -> Json:
     """A JSON object from a file, or from stdin for ``-`` (as ``pulumi stack output --json`` prints it)."""
     where = "stdin" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read --outputs {where}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot read {option} {where}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise CliError(f"--outputs {where} is not UTF-8 text") from None
+        raise CliError(f"{option} {where} is not UTF-8 text") from None
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CliError(f"--outputs {where} is not valid JSON: {exc}") from None
+        # json's message quotes no text of the file, only where it fails: a secret value stays unprinted.
+        raise CliError(f"{option} {where} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise CliError(f"--outputs {where} must hold a JSON object of output names to values")
+        raise CliError(f"{option} {where} must hold a JSON object of output names to values")
     return value
+
+
+def _secret_names(outputs: Json, names: list[str], masked_source: str | None) -> set[str]:
+    """The outputs to send as secrets: ``--secret`` names, and what ``--masked-outputs`` prints as "[secret]".
+
+    ``--show-secrets`` prints a secret as a plain value, which the server would keep (and show) as plain.
+    """
+    marked = set(names)
+    if masked_source is not None:
+        masked = _read_outputs(masked_source, "--masked-outputs")
+        # As the runner's pulumi runtime reads them: "[secret]" there, another value in --outputs.
+        marked |= {name for name, value in masked.items() if value == SECRET_PLACEHOLDER and outputs.get(name) != value}
+    unknown = sorted(marked - set(outputs))
+    if unknown:
+        hint = "'--secret'" if set(unknown) & set(names) else "'--masked-outputs'"
+        raise typer.BadParameter(f"--outputs has no output named {', '.join(unknown)}", param_hint=hint)
+    return marked
+
+
+def _as_secrets(outputs: Json, names: set[str]) -> Json:
+    """``outputs`` with ``names`` as ``{"secret": value}``, the server's mark of a secret (kept if already so)."""
+    return {
+        name: value if name not in names or _is_marked(value) else {"secret": value} for name, value in outputs.items()
+    }
+
+
+def _is_marked(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"secret"}
 
 
 def _parse_changes(text: str) -> Json:
@@ -331,8 +361,30 @@ def notify(
         typer.Option(
             "--outputs",
             metavar="FILE",
-            help='The stack\'s outputs after the update: a JSON object in FILE, or on stdin with "-" '
-            "(e.g. `pulumi stack output --json --show-secrets`). Only with update_succeeded.",
+            help='The stack\'s outputs after the update: a JSON object in FILE, or on stdin with "-", e.g. '
+            "`pulumi stack output --json --show-secrets > out.json`. That prints secrets as plain values: mark "
+            "them with --secret (or --masked-outputs), or they are kept and shown as plain outputs. A value "
+            'written {"secret": value} is a secret already. Only with update_succeeded.',
+            show_default=False,
+        ),
+    ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            metavar="NAME",
+            help="Keep the output NAME of --outputs as a secret (repeatable), e.g. `--outputs out.json "
+            "--secret dbPassword`.",
+            show_default=False,
+        ),
+    ] = None,
+    masked_outputs: Annotated[
+        str | None,
+        typer.Option(
+            "--masked-outputs",
+            metavar="FILE",
+            help="`pulumi stack output --json` without --show-secrets, in FILE: every output it prints as "
+            '"\\[secret]" is kept as a secret.',  # \[ : a bracket, not rich markup
             show_default=False,
         ),
     ] = None,
@@ -351,10 +403,16 @@ def notify(
     as_json: JsonOption = False,
 ) -> None:
     """Report an update made outside stackcascade (a `pulumi up` in CI): it starts a cascade like a deployment would."""
+    if outputs is None and (secret or masked_outputs is not None):
+        hint = "'--secret'" if secret else "'--masked-outputs'"
+        raise typer.BadParameter("it marks outputs of --outputs, which is not given", param_hint=hint)
+    if outputs == "-" and masked_outputs == "-":
+        raise typer.BadParameter("--outputs already reads stdin; give a FILE", param_hint="'--masked-outputs'")
     conn, ref = connect_for_stack(stack, server, token, org)
     body: Json = {"kind": kind.value}
     if outputs is not None:
-        body["outputs"] = _read_outputs(outputs)
+        values = _read_outputs(outputs)
+        body["outputs"] = _as_secrets(values, _secret_names(values, secret or [], masked_outputs))
     if resource_changes is not None:
         body["resourceChanges"] = _parse_changes(resource_changes)
     with conn.client() as api:
