@@ -34,6 +34,9 @@ def box() -> FakeBox:
     return FakeBox()
 
 
+STACK = "acme/net/prod"
+
+
 def norm(box: FakeBox, raw: object, *, patch: bool = False) -> dict[str, Any]:
     return doc.normalise(raw, seal=box.seal, is_sealed=box.is_sealed, patch=patch)
 
@@ -270,7 +273,7 @@ def test_a_returned_ciphertext_is_accepted_raw_wrapped_or_as_a_one_element_list(
         {"secret": MASK, "ciphertext": doc.wrap_ciphertext(ciphertext)},
     ):
         stored = norm(box, {"operationContext": {"environmentVariables": {"S": form}}})
-        assert stored["operationContext"]["environmentVariables"]["S"] == {"ciphertext": ciphertext}
+        assert stored["operationContext"]["environmentVariables"]["S"] == {doc.OFFERED: ciphertext}
 
 
 def test_a_new_secret_value_wins_over_a_sent_back_ciphertext(box: FakeBox) -> None:
@@ -285,6 +288,111 @@ def test_a_ciphertext_this_server_did_not_seal_is_refused(box: FakeBox) -> None:
     assert message == (
         'operationContext.environmentVariables.S: the ciphertext was not sealed by this server; send the value as {"secret": ...}'
     )
+
+
+# --- bind_ciphertexts: a ciphertext sent back counts only for the stack that holds it ---------------
+
+
+def env_of(value: object) -> dict[str, Any]:
+    return {"operationContext": {"environmentVariables": {"S": value}}}
+
+
+def test_a_sent_back_ciphertext_the_stack_holds_is_bound(box: FakeBox) -> None:
+    saved = norm(box, env_of({"secret": "kept"}))
+    sealed = saved["operationContext"]["environmentVariables"]["S"]["ciphertext"]
+    offered = norm(box, env_of({"secret": MASK, "ciphertext": doc.wrap_ciphertext(sealed)}))
+    assert doc.bind_ciphertexts(offered, saved, STACK) == saved
+
+
+def test_a_ciphertext_the_stack_does_not_hold_is_refused_naming_the_stack(box: FakeBox) -> None:
+    elsewhere = box.seal("another stack's secret")  # sealed by this server, for some other stack
+    offered = norm(box, env_of({"ciphertext": doc.wrap_ciphertext(elsewhere)}))
+    for saved in (None, {}, norm(box, env_of({"secret": "own"}))):
+        with pytest.raises(InvalidInput) as caught:
+            doc.bind_ciphertexts(offered, saved, STACK)
+        assert caught.value.message == (
+            "operationContext.environmentVariables.S: this ciphertext was not issued for stack acme/net/prod: "
+            'give the value as {"secret": "..."}'
+        )
+
+
+def test_git_auth_ciphertexts_are_bound_like_environment_ones(box: FakeBox) -> None:
+    elsewhere = box.seal("pw")
+    offered = norm(box, {"sourceContext": {"git": {"gitAuth": {"basicAuth": {"password": {"ciphertext": elsewhere}}}}}})
+    with pytest.raises(InvalidInput, match=r"^sourceContext\.git\.gitAuth\.basicAuth\.password: this ciphertext"):
+        doc.bind_ciphertexts(offered, {}, STACK)
+
+
+def test_a_ciphertext_parked_in_a_free_object_is_not_held(box: FakeBox) -> None:
+    """oidc, gitHub... are kept as given: a ciphertext put there must not vouch for one sent as a secret."""
+    elsewhere = box.seal("smuggled")
+    saved = norm(
+        box, {"gitHub": {"x": {"ciphertext": elsewhere}}, "operationContext": {"oidc": {"ciphertext": elsewhere}}}
+    )
+    with pytest.raises(InvalidInput, match="was not issued for stack"):
+        doc.bind_ciphertexts(norm(box, env_of({"ciphertext": elsewhere})), saved, STACK)
+
+
+def test_binding_keeps_new_secrets_plain_values_and_nulls(box: FakeBox) -> None:
+    request = norm(
+        box, {"operationContext": {"environmentVariables": {"N": {"secret": "n"}, "P": "p", "D": None}}}, patch=True
+    )
+    assert doc.bind_ciphertexts(request, None, STACK) == request
+
+
+# --- repoUrl: credentials belong in gitAuth ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://deploybot:hunter2@git.example.com/x.git",
+        "https://ghp_TOKEN123@github.com/o/r.git",
+        "HTTP://user:@host/r.git",
+        "  https://x-access-token:t@github.com/o/r",
+        "https://good\\@evil.example/r.git",
+        "ssh://git:pw@host/r.git",
+    ],
+)
+def test_credentials_in_the_repo_url_are_refused_pointing_at_git_auth(box: FakeBox, url: str) -> None:
+    message = invalid(box, {"sourceContext": {"git": {"repoURL": url}}})
+    assert message == (
+        "sourceContext.git.repoUrl must not carry credentials (user:password@ or token@): put them in "
+        'sourceContext.git.gitAuth.basicAuth (userName, and password as {"secret": "..."}) '
+        'or in sourceContext.git.gitAuth.accessToken as {"secret": "..."}'
+    )
+    assert "hunter2" not in message and "TOKEN123" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/o/r.git",
+        "ssh://git@github.com/o/r.git",
+        "git@github.com:o/r.git",
+        "file:///srv/git/r.git",
+        "/srv/infra",
+        "https://host/path/with@sign.git",
+    ],
+)
+def test_repo_urls_without_secrets_are_kept(box: FakeBox, url: str) -> None:
+    assert norm(box, {"sourceContext": {"git": {"repoUrl": url}}}) == {"sourceContext": {"git": {"repoUrl": url}}}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://deploybot:hunter2@host/x.git", "https://deploybot:***@host/x.git"),
+        ("https://TOKEN@github.com/o/r.git", "https://***@github.com/o/r.git"),
+        ("ssh://git:pw@host/r.git", "ssh://git:***@host/r.git"),
+        ("ssh://git@host/r.git", "ssh://git@host/r.git"),
+        ("git@host:o/r.git", "git@host:o/r.git"),
+        ("https://host/r.git", "https://host/r.git"),
+    ],
+)
+def test_a_stored_repo_url_is_shown_without_its_secret(url: str, shown: str) -> None:
+    assert doc.redact_repo_url(url) == shown
+    assert public_view({"sourceContext": {"git": {"repoUrl": url}}})["sourceContext"]["git"]["repoUrl"] == shown
 
 
 # --- merge_patch ---------------------------------------------------------------------------------
@@ -413,7 +521,7 @@ def test_the_public_view_sent_back_normalises_to_the_same_stored_document(box: F
             },
         },
     )
-    assert norm(box, public_view(stored)) == stored
+    assert doc.bind_ciphertexts(norm(box, public_view(stored)), stored, STACK) == stored
 
 
 # --- readers -------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _configuration(settings_doc: dict[str, Any]) -> dict[str, Any]:
     if git.get("repoUrl"):
         configuration["source"] = {
             "git": {
-                key: git[src]
+                key: doc.redact_repo_url(git[src]) if src == "repoUrl" else git[src]
                 for key, src in (
                     ("repoURL", "repoUrl"),
                     ("branch", "branch"),

@@ -4,11 +4,16 @@ Settings travel as plain JSON documents. This module knows their shape (the cont
 ``DeploymentSettingsRequest``), matches keys case-insensitively (``repoURL``/``repoUrl``,
 ``agentPoolID``/``agentPoolId``), drops unknown keys, and turns every secret value into a sealed
 ``{"ciphertext": ...}`` through a sealing function it is given, so it never sees a key.
+
+A ciphertext a client sends back comes out as ``{OFFERED: c}``, which no runner opens: every
+ciphertext is sealed with the one server key, so it is usable only once ``bind_ciphertexts`` found it
+in the settings of the stack it is for.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,6 +24,8 @@ Seal = Callable[[str], str]
 CheckSealed = Callable[[str], bool]
 
 MASK: Final = "[secret]"
+OFFERED: Final = "offeredCiphertext"  # a ciphertext from a request, not yet bound to a stack
+REDACTED: Final = "***"
 
 
 class _Kind:
@@ -32,6 +39,7 @@ class _Kind:
 
 
 STR: Final = _Kind("string")
+REPO_URL: Final = _Kind("git URL")
 BOOL: Final = _Kind("boolean")
 STR_LIST: Final = _Kind("list of strings")
 SECRET: Final = _Kind("secret value")
@@ -51,7 +59,7 @@ SETTINGS_SCHEMA: Final[Schema] = {
     "agentPoolID": STR,
     "sourceContext": {
         "git": {
-            "repoUrl": STR,
+            "repoUrl": REPO_URL,
             "branch": STR,
             "commit": STR,
             "tag": STR,
@@ -79,6 +87,8 @@ SETTINGS_SCHEMA: Final[Schema] = {
     "vcs": OBJECT,
 }
 
+# scheme "://" authority: what git reads as the host part of a URL (userinfo ends at its last "@")
+_URL_AUTHORITY = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 MAX_TIMEOUT_SECONDS: Final = 7 * 24 * 3600
 
@@ -113,9 +123,15 @@ class _Normaliser:
         return out
 
     def leaf(self, value: object, kind: _Kind, where: str) -> object:
-        if kind is STR:
+        if kind is STR or kind is REPO_URL:
             if not isinstance(value, str):
                 raise InvalidInput(f"{where} must be a string")
+            if kind is REPO_URL and _credentials_in(value):
+                raise InvalidInput(
+                    f"{where} must not carry credentials (user:password@ or token@): put them in "
+                    'sourceContext.git.gitAuth.basicAuth (userName, and password as {"secret": "..."}) '
+                    'or in sourceContext.git.gitAuth.accessToken as {"secret": "..."}'
+                )
             return value
         if kind is BOOL:
             if not isinstance(value, bool):
@@ -154,7 +170,7 @@ class _Normaliser:
                     raise InvalidInput(
                         f'{where}: the ciphertext was not sealed by this server; send the value as {{"secret": ...}}'
                     )
-                return {"ciphertext": ciphertext}
+                return {OFFERED: ciphertext}
             if isinstance(lowered.get("plaintext"), str):
                 return {"ciphertext": self._seal(lowered["plaintext"])}
             raise InvalidInput(f'{where} must be {{"secret": "value"}} (or the ciphertext this server returned)')
@@ -192,6 +208,74 @@ class _Normaliser:
         return self.secret(item, where)
 
 
+def _credentials_in(url: str) -> bool:
+    """An http(s) URL with any userinfo (a lone user name there is often a token), or a password in any URL.
+
+    ``ssh://git@host/...`` and scp-like ``git@host:org/repo`` name a user, which is no secret.
+    """
+    found = _URL_AUTHORITY.match(url)
+    if found is None:
+        return False
+    userinfo = found.group(2).rpartition("@")[0]
+    return bool(userinfo) and (found.group(1).lower() in {"http", "https"} or ":" in userinfo)
+
+
+def redact_repo_url(url: str) -> str:
+    """The URL as a view shows it: stored before credentials were refused, it may still hold some."""
+    found = _URL_AUTHORITY.match(url)
+    if found is None or not _credentials_in(url):
+        return url
+    userinfo, _, host = found.group(2).rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:{REDACTED}" if colon else REDACTED  # a lone http(s) user name may be the token
+    return f"{found.group(1)}://{shown}@{host}{url[found.end() :]}"
+
+
+def bind_ciphertexts(incoming: Json, saved: Json | None, stack: str) -> Json:
+    """``incoming`` with each offered ciphertext made usable, if ``saved`` (that stack's settings) holds it.
+
+    One server key seals every stack's secrets, and viewers read ciphertexts: without this, a ciphertext
+    copied from another stack or org would be decrypted into this stack's deployment. Requiring it to
+    be held already keeps the GET-modify-PUT round trip working, like Pulumi's per-stack keys do.
+    ``InvalidInput`` names the first one that is not held.
+    """
+    held: set[str] = set()
+
+    def collect(value: Json, where: str) -> Json:
+        if isinstance(value.get("ciphertext"), str):
+            held.add(value["ciphertext"])
+        return value
+
+    def bind(value: Json, where: str) -> Json:
+        if OFFERED not in value:
+            return value
+        if value[OFFERED] not in held:
+            raise InvalidInput(
+                f'{where}: this ciphertext was not issued for stack {stack}: give the value as {{"secret": "..."}}'
+            )
+        return {"ciphertext": value[OFFERED]}
+
+    _map_secrets(saved or {}, SETTINGS_SCHEMA, "", collect)
+    return _map_secrets(incoming, SETTINGS_SCHEMA, "", bind)
+
+
+def _map_secrets(document: Json, schema: Schema, path: str, change: Callable[[Json, str], Json]) -> Json:
+    """``document`` with ``change`` applied to each secret the schema allows (never inside free objects)."""
+    out: Json = {}
+    for key, value in document.items():
+        spec = schema.get(key)
+        where = f"{path}.{key}" if path else key
+        if isinstance(value, dict) and isinstance(spec, dict):
+            out[key] = _map_secrets(value, spec, where, change)
+        elif isinstance(value, dict) and spec is SECRET:
+            out[key] = change(value, where)
+        elif isinstance(value, dict) and spec is ENV_MAP:
+            out[key] = {n: change(v, f"{where}.{n}") if isinstance(v, dict) else v for n, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
 def unwrap_ciphertext(value: str) -> str:
     """Accept a ciphertext as stored or as the API shows it (standard base64 of the stored form)."""
     if value.startswith("gAAAA"):
@@ -210,6 +294,7 @@ def normalise(raw: object, *, seal: Seal, is_sealed: CheckSealed, patch: bool) -
     """Validate a settings document from a request and return its stored form.
 
     With ``patch`` a nested null is kept (merge-patch deletes that key); otherwise nulls are dropped.
+    Ciphertexts sent back stay offered until ``bind_ciphertexts``.
     """
     return _Normaliser(seal, is_sealed, keep_nulls=patch).document(raw, SETTINGS_SCHEMA, "")
 
@@ -245,9 +330,14 @@ def public_view(stored: Json) -> Json:
 
     Secrets are masked and carry their ciphertext (base64) so a client can send them back unchanged.
     Plain environment values are shown as ``{"secret": "", "plaintext": v}`` because the Pulumi SDK
-    parses every environment value as a SecretValue with a required string ``secret``.
+    parses every environment value as a SecretValue with a required string ``secret``. A repoUrl
+    with credentials (saved before they were refused) is shown redacted.
     """
-    return _view(stored, in_env=False)
+    view = _view(stored, in_env=False)
+    git = git_source(view)
+    if isinstance(git.get("repoUrl"), str):
+        git["repoUrl"] = redact_repo_url(git["repoUrl"])
+    return view
 
 
 def _view(stored: Json, *, in_env: bool) -> Json:

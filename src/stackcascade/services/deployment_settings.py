@@ -13,6 +13,7 @@ from stackcascade.store import stacks as stack_rows
 
 
 def normalise(ctx: Context, raw: object, *, patch: bool) -> dict[str, Any]:
+    """The request's settings; a ciphertext in them is only offered until bound to a stack."""
     return doc.normalise(raw, seal=ctx.secrets.seal, is_sealed=ctx.secrets.is_sealed, patch=patch)
 
 
@@ -29,16 +30,17 @@ async def get(ctx: Context, principal: Principal, org: str, project: str, stack:
 async def save(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, raw: object, *, replace: bool
 ) -> tuple[dict[str, Any], int]:
-    """POST merges ``raw`` over the saved settings (nested null deletes); PUT replaces them."""
+    """POST merges ``raw`` over the saved settings (nested null deletes); PUT replaces them.
+
+    A ciphertext sent back is kept only if these settings hold it (``doc.bind_ciphertexts``)."""
     principal.require(org, Role.MEMBER, f"stack {ref(org, project, stack)}")
     incoming = normalise(ctx, raw, patch=not replace)
     async with ctx.db.write() as conn:
         row = await load(conn, org, project, stack)
-        if replace:
-            document = incoming
-        else:
-            saved = await stack_rows.get_settings(conn, row.id)
-            document = doc.merge_patch(dict(saved.document) if saved else {}, incoming)
+        saved = await stack_rows.get_settings(conn, row.id)
+        current = dict(saved.document) if saved else {}
+        incoming = doc.bind_ciphertexts(incoming, current, ref(org, project, stack))
+        document = incoming if replace else doc.merge_patch(current, incoming)
         version = await stack_rows.save_settings(conn, row.id, document, ctx.now())
     return document, version
 

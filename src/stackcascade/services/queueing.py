@@ -44,15 +44,15 @@ def event_payload(row: Any, org: str, project: str, stack: str, **extra: Any) ->
 
 def settings_for(stack_row: Any, request_doc: dict[str, Any], *, inherit: bool) -> dict[str, Any]:
     """The settings a deployment of ``stack_row`` runs with: its saved ones (``inherit``) patched by the
-    request's. ``InvalidInput`` when they name no source."""
-    saved = dict(stack_row.settings_document or {}) if inherit else {}
-    effective = doc.merge_patch(saved, request_doc)
+    request's. ``InvalidInput`` when they name no source, or when the request sends back a ciphertext
+    the stack's saved settings do not hold (one from another stack would be decrypted into this one)."""
+    stored = dict(stack_row.settings_document or {})
+    stack_ref = ref(stack_row.org, stack_row.project, stack_row.name)
+    request_doc = doc.bind_ciphertexts(request_doc, stored, stack_ref)
+    effective = doc.merge_patch(stored if inherit else {}, request_doc)
     if not doc.git_source(effective).get("repoUrl"):
         hint = "save deployment settings with sourceContext.git.repoUrl" if inherit else "inheritSettings is false"
-        raise InvalidInput(
-            f"no source for stack {ref(stack_row.org, stack_row.project, stack_row.name)}: {hint}, "
-            "or give sourceContext in the request"
-        )
+        raise InvalidInput(f"no source for stack {stack_ref}: {hint}, or give sourceContext in the request")
     return effective
 
 

@@ -140,7 +140,7 @@ def settings_view(document: dict[str, Any], version: int | None) -> SettingsView
     }
     return SettingsView(
         version=version,
-        repo_url=_text(git.get("repoUrl")),
+        repo_url=doc.redact_repo_url(repo_url) if (repo_url := _text(git.get("repoUrl"))) else None,
         branch=_text(git.get("branch")),
         commit=_text(git.get("commit")),
         git_tag=_text(git.get("tag")),
