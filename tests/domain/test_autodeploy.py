@@ -945,8 +945,28 @@ def test_a_function_of_a_secret_is_secret_and_its_arguments_are_not_shown() -> N
     assert said == [
         f"resources.up.properties.downstreamRefs[0]: the stack reference {SECRET_REFUSED}",
         "variables.outOfRange: fn::select has arguments it cannot use: a list",
-        "variables.notText: fn::join is not evaluated by this import (only fn::join, fn::select, fn::split)",
+        "variables.notText: fn::join has arguments it cannot use: a list",
         "outputs.o: ${joinedRef.x}: 'x' is not in (a secret value, not shown)",
+    ]
+
+
+def test_fn_secret_marks_its_value_secret() -> None:
+    program = secret_program(refs=["${marked}"], outputs={"o": "${marked.x}"})
+    program["variables"] |= {"marked": {"fn::secret": "app/prod"}, "fine": {"fn::secret": {"fn::join": ["", ["a"]]}}}
+    said = [str(problem) for problem in import_pulumi_program(program, organization="acme").problems]
+    assert said == [
+        f"resources.up.properties.downstreamRefs[0]: the stack reference {SECRET_REFUSED}",
+        "outputs.o: ${marked.x}: 'x' is not in (a secret value, not shown)",
+    ]
+
+
+def test_a_function_given_arguments_of_the_wrong_shape_says_so() -> None:
+    program = secret_program(refs=["app/prod"])
+    program["variables"] |= {"joined": {"fn::join": "a-b"}, "picked": {"fn::select": [True, ["a"]]}}
+    said = [str(problem) for problem in import_pulumi_program(program, organization="acme").problems]
+    assert said == [
+        "variables.joined: fn::join has arguments it cannot use: 'a-b'",
+        "variables.picked: fn::select has arguments it cannot use: a list",
     ]
 
 

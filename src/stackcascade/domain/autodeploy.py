@@ -983,26 +983,28 @@ class _Program:
         """A function's result; computed from a secret, it is secret (and its arguments are not shown)."""
         inner = f"{where}.{name}"
         evaluated = self.evaluate(argument, inner)
+        if name == "fn::secret":  # Pulumi's way to mark a value secret: never quoted nor applied here either
+            return evaluated if isinstance(evaluated, _Secret) else _Secret(evaluated)
         result = self._compute(name, _reveal(evaluated), where, _show(evaluated))
         return _Secret(result) if _is_secret(evaluated) else result
 
     def _compute(self, name: str, args: object, where: str, shown: str) -> object:
-        if name == "fn::join" and isinstance(args, list) and len(args) == 2:
-            separator, items = args
-            if isinstance(separator, str) and isinstance(items, list) and all(isinstance(i, str) for i in items):
-                return separator.join(items)
-        elif name == "fn::select" and isinstance(args, list) and len(args) == 2:
-            index, items = args
-            if isinstance(index, int) and isinstance(items, list) and 0 <= index < len(items):
-                return items[index]
-        elif name == "fn::split" and isinstance(args, list) and len(args) == 2:
-            separator, text = args
-            if isinstance(separator, str) and separator and isinstance(text, str):
-                return text.split(separator)
-        else:
+        if name not in ("fn::join", "fn::select", "fn::split"):
             if name == "fn::invoke":
                 raise _Unresolved("fn::invoke calls a provider function, which only Pulumi can run", where)
-            raise _Unresolved(f"{name} is not evaluated by this import (only fn::join, fn::select, fn::split)", where)
+            raise _Unresolved(
+                f"{name} is not evaluated by this import (only fn::join, fn::select, fn::split, fn::secret)", where
+            )
+        if isinstance(args, list) and len(args) == 2:
+            first, second = args
+            if name == "fn::join" and isinstance(first, str) and isinstance(second, list):
+                if all(isinstance(item, str) for item in second):
+                    return first.join(second)
+            elif name == "fn::select" and isinstance(first, int) and isinstance(second, list):
+                if not isinstance(first, bool) and 0 <= first < len(second):
+                    return second[first]
+            elif name == "fn::split" and isinstance(first, str) and first and isinstance(second, str):
+                return second.split(first)
         raise _Unresolved(f"{name} has arguments it cannot use: {shown}", where)
 
     def _output(self, resource: _Resource, name: str, where: str) -> object:
