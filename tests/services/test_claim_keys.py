@@ -171,3 +171,14 @@ async def test_a_retried_claim_takes_the_place_of_its_earlier_attempt_still_wait
     for task in (retry, other):
         task.cancel()
     await asyncio.gather(retry, other, return_exceptions=True)
+
+
+async def test_a_deployment_token_stops_working_when_its_deployment_finishes(ctx: Context) -> None:
+    await _queued(ctx, "net")
+    job = await runs.claim(ctx, RUNNER, SLOT, 0, START)
+    assert job is not None
+    token = f"token {job['deploymentToken']}"
+    assert (await tokens.authenticate(ctx, token)).kind is TokenKind.DEPLOYMENT  # a step reads outputs
+    await runs.finish(ctx, RUNNER, SLOT, job["deploymentId"], SUCCEEDED)
+    with pytest.raises(Unauthenticated):  # at once, not once an auth cache entry runs out
+        await tokens.authenticate(ctx, token)

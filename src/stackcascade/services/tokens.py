@@ -103,6 +103,10 @@ async def authenticate(ctx: Context, header: str | None) -> Principal:
         org=row.org,
         role=Role(row.role) if row.role else None,
     )
+    if principal.kind is TokenKind.DEPLOYMENT:
+        # Not cached: a deployment's finish deletes its token, and a step that outlives it (a process left
+        # in the background) must lose its access then, on every replica, not up to a cache TTL later.
+        return principal
     valid_until = now + ctx.auth_cache.ttl
     if row.expires_at is not None:
         valid_until = min(valid_until, row.expires_at)
