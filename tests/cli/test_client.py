@@ -122,3 +122,28 @@ def test_a_repeated_continuation_token_stops_the_listing() -> None:
         pytest.raises(CliError, match="repeated a continuationToken"),
     ):
         api.list_stacks()
+
+
+def test_a_503_with_retry_after_is_sent_again_and_a_plain_503_or_a_500_is_not() -> None:
+    answers = {
+        "/api/stacks/acme/busy": [503, 503, 200],  # the server rolled back a colliding change twice
+        "/api/stacks/acme/down": [503, 503, 503, 200],  # still busy after three tries: the 503 is shown
+        "/api/stacks/acme/proxy": [503, 200],  # a 503 that says nothing about when to come back
+        "/api/stacks/acme/broken": [500, 200],
+    }
+    sent: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request.url.path)
+        status = answers[request.url.path].pop(0)
+        if status == 200:
+            return httpx2.Response(200, json={"stackName": "prod"})
+        headers = {"Retry-After": "0"} if request.url.path != "/api/stacks/acme/proxy" else {}
+        return httpx2.Response(status, json={"code": status, "message": "retry it"}, headers=headers)
+
+    with client_answering(httpx2.MockTransport(handler)) as api:
+        assert api.create_stack(StackRef("acme", "busy", "prod"), {}) == {"stackName": "prod"}
+        for project in ("down", "proxy", "broken"):
+            with pytest.raises(CliError, match="retry it"):
+                api.create_stack(StackRef("acme", project, "prod"), {})
+    assert [path.rsplit("/", 1)[1] for path in sent] == ["busy"] * 3 + ["down"] * 3 + ["proxy", "broken"]

@@ -44,6 +44,22 @@ class Exchange:
     date: str | None
 
 
+_ATTEMPTS_WHEN_BUSY = 3
+_MAX_RETRY_AFTER_SECONDS = 5.0
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    """Seconds to wait before sending again: only a 503 that says when (the server rolled the change back
+    because it collided with another one); None for every other answer."""
+    if response.status_code != 503:
+        return None
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_SECONDS) if seconds == seconds else None
+
+
 class ApiClient:
     """A thin, typed wrapper over the REST API (one ``httpx2.Client``; pass ``transport`` to test without a server)."""
 
@@ -86,14 +102,19 @@ class ApiClient:
     ) -> Any:
         """Send one request; the decoded JSON body on success (None for an empty body), CliError otherwise."""
         query = {key: str(value) for key, value in (params or {}).items() if value is not None}
-        sent = time.monotonic()
-        try:
-            response = self._http.request(method, path, json=json, params=query or None)
-        except httpx2.TimeoutException:
-            raise CliError(f"the server at {self.server} did not answer within {self._timeout:g} seconds") from None
-        except httpx2.TransportError as exc:
-            reason = _ERRNO.sub("", str(exc)) or type(exc).__name__
-            raise CliError(f"could not reach the server at {self.server}: {reason}") from None
+        for attempt in range(1, _ATTEMPTS_WHEN_BUSY + 1):
+            sent = time.monotonic()
+            try:
+                response = self._http.request(method, path, json=json, params=query or None)
+            except httpx2.TimeoutException:
+                raise CliError(f"the server at {self.server} did not answer within {self._timeout:g} seconds") from None
+            except httpx2.TransportError as exc:
+                reason = _ERRNO.sub("", str(exc)) or type(exc).__name__
+                raise CliError(f"could not reach the server at {self.server}: {reason}") from None
+            wait = _retry_after(response)
+            if wait is None or attempt == _ATTEMPTS_WHEN_BUSY:
+                break
+            time.sleep(wait)  # a 503 with Retry-After: nothing was changed, the same request may succeed
         self.last_exchange = Exchange(sent, time.monotonic(), response.headers.get("date"))
         if response.is_redirect:
             where = response.headers.get("location", "elsewhere")
