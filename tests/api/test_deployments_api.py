@@ -622,3 +622,20 @@ async def test_each_creation_writes_a_deployment_queued_event(
             "requestedBy": ADMIN_NAME,
             "stack": {"organization": org, "projectName": "proj", "stackName": "dev"},
         }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"continuationToken": "99999999999999999999"},  # beyond SQLite's integers
+        {"continuationToken": "2147483648"},  # beyond PostgreSQL's INTEGER
+        {"continuationToken": "\u0661"},  # a digit (ARABIC-INDIC ONE), but not one this server writes
+        {"job": "0", "step": "2147483648"},
+        {"job": "0", "step": "0", "offset": "99999999999999999999"},
+    ],
+)
+def test_log_positions_no_server_gives_out_are_a_400(admin: httpx2.Client, stack: str, params: dict[str, str]) -> None:
+    queued = deploy(admin, stack)
+    response = admin.get(f"{stack}/{queued['id']}/logs", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == 400

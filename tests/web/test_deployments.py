@@ -174,6 +174,12 @@ def test_a_deployment_named_by_its_version_as_webhook_payloads_link_it_redirects
         assert by_version.headers["location"] == f"/{stack}/deployments/{queued['id']}"
         assert client.get(f"/{stack}/deployments/{queued['version'] + 1}").status_code == 404
         assert client.get(f"/{stack}/deployments/{'9' * 30}").status_code == 404  # beyond any version: not a 500
+        assert client.get(f"/{stack}/deployments/{'9' * 5000}").status_code == 404  # beyond what int() converts
+        assert client.get(f"/{stack}/deployments/\u0661").status_code == 404  # a digit, but no ASCII one
+        live = f"/{stack}/deployments/{queued['id']}/live"
+        for position in ("9" * 20, "2147483648"):  # refused before the stream starts, not a broken stream
+            refused = client.get(live, params={"after": position}, headers={"accept": "text/event-stream"})
+            assert refused.status_code == 400, refused.text
 
 
 def test_another_orgs_deployment_and_its_stream_are_not_found(live_server: LiveServer, org: str) -> None:

@@ -588,11 +588,11 @@ async def read_logs(
         if step is not None or job is not None:
             if job not in (None, 0):
                 raise NotFound(f"deployment {deployment_id} has one job (0)")
-            if step is None or step < 0:
+            if step is None or not 0 <= step <= _MAX_LOG_NUMBER:
                 raise InvalidInput("give 'step' (0-based) together with 'job'")
             start = offset or 0
-            if start < 0:
-                raise InvalidInput("offset must be 0 or more")
+            if not 0 <= start <= _MAX_LOG_NUMBER:
+                raise InvalidInput(f"offset must be between 0 and {_MAX_LOG_NUMBER}")
             lines = await runs.logs_of_step(conn, deployment_id, step, start, limit)
             body: dict[str, Any] = {
                 "__type": "DeploymentLogsStep",
@@ -601,10 +601,7 @@ async def read_logs(
             if lines or not finished:
                 body["nextOffset"] = start + len(lines)
             return body
-        try:
-            after = int(continuation) if continuation else 0
-        except ValueError:
-            raise InvalidInput("continuationToken is not one this server returned") from None
+        after = log_position(continuation) if continuation else 0
         lines = await runs.logs_after(conn, deployment_id, after, limit)
         # After the lines: a step's row commits with (or before) its first lines, and on PostgreSQL each
         # statement sees what was committed when it began, so every line read here has its step's name.
@@ -620,6 +617,19 @@ async def read_logs(
     if not finished or len(lines) == limit:
         body["nextToken"] = str(last)
     return body
+
+
+# Log line ids and step numbers are INTEGER columns: a bigger number is no position this server gave out
+# (and would overflow the database's integer on the way in).
+_MAX_LOG_NUMBER = 2**31 - 1
+
+
+def log_position(token: str) -> int:
+    """A log continuation token as the line id it names; ``InvalidInput`` for anything this server cannot
+    have given out (only ASCII digits, within the column's range)."""
+    if not (token.isascii() and token.isdigit() and len(token) <= 10 and int(token) <= _MAX_LOG_NUMBER):
+        raise InvalidInput("continuationToken is not one this server returned")
+    return int(token)
 
 
 async def read_outputs(

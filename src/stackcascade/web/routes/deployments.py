@@ -142,13 +142,19 @@ async def deployment_list(org: str, project: str, stack: str, _principal: Viewer
     return RedirectResponse(urls.stack(org, project, stack) + "#history", status_code=303)
 
 
+def _version(digits: str) -> int:
+    """The version ASCII digits name; one with more digits than any version has (the service answers 404
+    for what the column cannot hold) is not converted: int() refuses strings of over 4,300 digits."""
+    return int(digits) if len(digits) <= 12 else 10**12
+
+
 @router.get("/{org}/{project}/{stack}/deployments/{deployment_id}")
 async def show_deployment(
     request: Request, org: str, project: str, stack: str, deployment_id: str, principal: Viewer
 ) -> Response:
     ctx: Context = request.app.state.context
-    if deployment_id.isdecimal():  # a version: the links in webhook payloads name deployments so, as Pulumi's
-        found, _, _ = await deployments.get_by_version(ctx, principal, org, project, stack, int(deployment_id))
+    if deployment_id.isascii() and deployment_id.isdigit():  # a version, as webhook payloads link them (Pulumi's)
+        found, _, _ = await deployments.get_by_version(ctx, principal, org, project, stack, _version(deployment_id))
         return RedirectResponse(urls.deployment(org, project, stack, found.id), status_code=303)
     where = Where(org, project, stack, deployment_id)
     row, latest, steps = await deployments.get(ctx, principal, org, project, stack, deployment_id)
@@ -200,8 +206,10 @@ async def follow(
     ctx: Context = request.app.state.context
     await deployments.get(ctx, principal, org, project, stack, deployment_id)  # access, before the stream starts
     start = request.headers.get("last-event-id") or after
-    if not start.isdigit():
-        raise InvalidInput("'after' is a log position this server gave out")
+    try:  # checked before the stream starts: a bad position is a 400, not a stream that breaks
+        runs.log_position(start)
+    except InvalidInput:
+        raise InvalidInput("'after' is a log position this server gave out") from None
     where = Where(org, project, stack, deployment_id)
     return StreamingResponse(
         _follow(request, ctx, principal, where, start),
