@@ -109,3 +109,11 @@ def test_the_live_stream_of_another_org_is_not_found(live_server: LiveServer, or
     with console_client(live_server.url, viewer) as client:
         assert client.get(f"/{org}-b/~/live", headers={"accept": "text/event-stream"}).status_code == 404
         assert client.get(f"/{org}-b").status_code == 404
+
+
+def test_the_live_stream_of_an_org_that_does_not_exist_is_not_found(live_server: LiveServer, org: str) -> None:
+    with console_client(live_server.url, live_server.admin_token) as client:  # an admin may see every org
+        for name in (f"{org}-nope", "a b", "x" * 3000):
+            refused = client.get(f"/{name}/~/live", headers={"accept": "text/event-stream"})
+            assert refused.status_code in (400, 404), (name[:20], refused.status_code)
+            assert refused.headers["content-type"].startswith("application/json")

@@ -119,6 +119,8 @@ class Cursor:
 async def live_cursor(ctx: Context, principal: Principal, org: str) -> Cursor:
     principal.require(org, Role.VIEWER, f"organization {org!r}")
     async with ctx.db.read() as conn:
+        if await rows.org_row(conn, org) is None:  # a typo must not stream an empty org's silence
+            raise NotFound(f"organization {org!r} not found")
         return Cursor(await rows.latest_event_id(conn, org), await rows.cascades_touched_at(conn, org))
 
 
