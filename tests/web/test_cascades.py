@@ -74,6 +74,11 @@ def test_the_headline_says_what_waits_what_failed_and_what_is_done() -> None:
     done = [_view("network/prod", "succeeded"), _view("app/prod", "succeeded")]
     assert headline("succeeded", done) == "Succeeded: all 2 stacks deployed"
     assert headline("running", [_view("network/prod", "running")]) == "Running network/prod"
+    # A stack name keeps its case at the start of the sentence; only the fixed phrases are capitalised.
+    queued = [_view("network/prod", "succeeded"), _view("database/prod", "queued"), _view("app/prod", "waiting")]
+    assert headline("running", queued) == "database/prod queued; 1 stack still to come"
+    both = [_view("network/prod", "awaiting-approval"), _view("app/prod", "running")]
+    assert headline("running", both) == "Waiting for approval of network/prod; running app/prod"
     counts = {"succeeded": 3, "awaiting-approval": 1, "skipped": 1}
     assert count_summary(counts, status_label) == "1 awaiting approval · 3 succeeded · 1 skipped"
 
@@ -216,3 +221,72 @@ def test_cascade_pages_ask_for_a_sign_in(pool_server: LiveServer, org: str, path
     with httpx2.Client(base_url=pool_server.url) as client:
         response = client.get(path.format(org=org))
         assert response.status_code == 303 and response.headers["location"].startswith("/~/login?next=")
+
+
+def facts(html: str) -> str:
+    """The cascade's facts panel (root, who started it, ...)."""
+    found = re.search(r'<dl class="facts">.*?</dl>', html, re.S)
+    assert found, html
+    return found.group(0)
+
+
+def test_started_by_names_the_root_deployment_after_the_root_was_retried_and_the_root_once_deleted(
+    pool_server: LiveServer, org: str, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    update = f'if [ "$CASCADE_PROJECT" = network ] && [ ! -f {fixed} ]; then echo broken; exit 3; fi\necho ok'
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    with pool_server.client() as api:
+        diamond(api, org, repo)
+        root = deploy(api, f"{org}/network/prod")
+        cascade_id = cascade_of(api, org, root)
+        wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        first = api.get(f"/api/stacks/{org}/network/prod/deployments/{root}").json()["version"]
+        fixed.touch()
+        retried = api.post(f"/api/orgs/{org}/cascades/{cascade_id}/members/network/prod/retry")
+        assert retried.status_code < 300, retried.text
+        done = wait_cascade(api, org, cascade_id, lambda c: c["status"] != "running")
+        assert done["status"] == "succeeded"
+        retry_id = member(done, "network")["deploymentId"]
+        assert retry_id != root
+        second = api.get(f"/api/stacks/{org}/network/prod/deployments/{retry_id}").json()["version"]
+        assert second != first
+    page_url = f"/{org}/~/cascades/{cascade_id}"
+    with console_client(pool_server.url, pool_server.admin_token) as web:
+        started = facts(web.get(page_url).text)
+        link = re.search(r'<a href="([^"]+)">deployment #(\d+) of network/prod</a>', started)
+        assert link, started
+        # The root deployment's own number, not that of the root member's retry.
+        assert link.groups() == (f"/{org}/network/prod/deployments/{root}", str(first))
+        assert f'<a href="/{org}/network/prod">network/prod</a>' in started
+        with pool_server.client() as api:
+            for project in ("app", "database", "cluster", "network"):
+                deleted = api.delete(f"/api/stacks/{org}/{project}/prod")
+                assert deleted.status_code == 204, deleted.text
+        gone = facts(web.get(page_url).text)
+        assert f'href="/{org}/network/prod' not in gone  # no link to a stack page that is gone
+        assert "network/prod (stack deleted)" in text(gone)
+
+
+def test_a_member_queued_behind_a_paused_stack_or_org_says_so(pool_server: LiveServer, org: str) -> None:
+    with pool_server.client() as api:
+        diamond(api, org, "file:///tmp/nowhere")
+        for project in ("database", "cluster"):
+            paused = api.post(f"/api/stacks/{org}/{project}/prod/deployments/pause")
+            assert paused.status_code < 300, paused.text
+        update = {"kind": "update_succeeded", "outputs": {"vpc": "v1"}}
+        event = api.post(f"/api/stacks/{org}/network/prod/events", json=update)
+        assert event.status_code == 202, event.text
+        cascade_id = event.json()["cascadeId"]
+        wait_cascade(api, org, cascade_id, lambda c: member(c, "database")["status"] == "queued")
+    page_url = f"/{org}/~/cascades/{cascade_id}"
+    with console_client(pool_server.url, pool_server.admin_token) as web:
+        status, card = cards(web.get(page_url).text)["database/prod"]
+        assert status == "queued"
+        assert "the stack is paused; it runs once the stack is resumed" in text(card)
+        assert "runs when a runner is free" not in card
+        with pool_server.client() as api:
+            assert api.post(f"/api/orgs/{org}/deployments/pause").status_code == 200
+            assert api.post(f"/api/stacks/{org}/database/prod/deployments/resume").status_code < 300
+        _, card = cards(web.get(page_url).text)["database/prod"]
+        assert "the organization is paused; it runs once the organization is resumed" in text(card)

@@ -277,3 +277,41 @@ def test_without_a_session_the_page_asks_to_sign_in_and_the_state_answers_401(
         assert page.status_code == 303 and page.headers["location"].startswith("/~/login?next=")
         state = client.get(f"/{diamond}/~/graph/state", headers=SCRIPT)
         assert state.status_code == 401 and "sign in" in state.json()["message"]
+
+
+def test_a_running_cascade_older_than_fifty_newer_ones_stays_on_the_graph_and_heads_the_cascade_list(
+    live_server: LiveServer, org: str
+) -> None:
+    with live_server.client() as api:
+        for project in ("gateroot", "gated", "busy", "leaf"):
+            assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": "prod"}).status_code == 200
+        gate = {"format": "pulumi_deployments", "payloadUrl": "gated/prod", "requireApproval": True}
+        assert api.post(f"/api/stacks/{org}/gateroot/prod/hooks", json=gate).status_code == 201
+        # busy's edge fires only if its outputs change, and its updates report none: each is a cascade over at once.
+        idle = {"format": "pulumi_deployments", "payloadUrl": "leaf/prod", "triggerOn": "outputs-changed"}
+        assert api.post(f"/api/stacks/{org}/busy/prod/hooks", json=idle).status_code == 201
+        gated = api.post(f"/api/stacks/{org}/gateroot/prod/events", json={"kind": "update_succeeded"})
+        assert gated.status_code == 202, gated.text
+        gated_id = gated.json()["cascadeId"]
+        finished = []
+        for _ in range(51):
+            event = api.post(f"/api/stacks/{org}/busy/prod/events", json={"kind": "update_succeeded"})
+            assert event.status_code == 202, event.text
+            finished.append(event.json()["cascadeId"])
+        assert api.get(f"/api/orgs/{org}/cascades/{finished[-1]}").json()["status"] == "succeeded"
+        assert api.get(f"/api/orgs/{org}/cascades/{gated_id}").json()["status"] == "running"
+    with console_client(live_server.url, live_server.admin_token) as client:
+        state = client.get(f"/{org}/~/graph/state", headers=SCRIPT).json()
+        assert state["nodes"]["gated/prod"]["label"] == "awaiting approval"
+        assert f"/{org}/~/cascades/{gated_id}" in state["cascades"]
+        listed = client.get(f"/{org}/~/cascades").text
+        running, _, rest = listed.partition('id="finished-title"')
+        assert f'href="/{org}/~/cascades/{gated_id}"' in running and gated_id not in rest
+        assert finished[-1] in rest and finished[0] not in listed  # 50 finished ones a page
+        older = re.search(r'href="(/[^"]+\?after=[^"]+)" rel="next">Older cascades', listed)
+        assert older, listed
+        page = client.get(older.group(1).replace("&amp;", "&"))
+        assert page.status_code == 200
+        assert finished[0] in page.text and gated_id not in page.text and finished[1] not in page.text
+        assert "Older cascades" not in page.text and f'href="/{org}/~/cascades">Newest cascades' in page.text
+        assert client.get(f"/{org}/~/cascades", params={"after": "not-a-token"}).status_code == 400

@@ -469,9 +469,16 @@ async def reconcile(ctx: Context) -> int:
 
 
 async def list_cascades(
-    ctx: Context, principal: Principal, org: str, *, limit: int = 50, continuation: str | None = None
+    ctx: Context,
+    principal: Principal,
+    org: str,
+    *,
+    limit: int = 50,
+    continuation: str | None = None,
+    finished_only: bool = False,
 ) -> tuple[list[Any], str | None]:
-    """A page of the org's cascades, newest first, and the continuation token of the next (None: last)."""
+    """A page of the org's cascades (or only the finished ones: the console lists running ones apart),
+    newest first, and the continuation token of the next (None: last)."""
     principal.require(org, Role.VIEWER, f"organization {org}")
     if not 1 <= limit <= 100:
         raise InvalidInput("pageSize must be between 1 and 100")
@@ -482,7 +489,7 @@ async def list_cascades(
             raise InvalidInput("continuationToken is not one this server gave out: pass the one from the last page")
     async with ctx.db.read() as conn:
         await _existing_org(conn, org)
-        return await rows.list_page(conn, org, limit=limit, after=after)
+        return await rows.list_page(conn, org, limit=limit, after=after, finished_only=finished_only)
 
 
 async def _existing_org(conn: AsyncConnection, org: str) -> None:

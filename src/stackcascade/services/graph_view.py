@@ -19,7 +19,6 @@ from stackcascade.services.context import Context
 from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import overview as overview_rows
 
-RECENT_CASCADES = 50  # running cascades are looked for among the newest ones
 _ACTIVE_DEPLOYMENT = frozenset({"not-started", "accepted", "running"})
 _FINISHED_MEMBER = frozenset(s.value for s in (MemberStatus.SUCCEEDED, MemberStatus.FAILED, MemberStatus.SKIPPED))
 
@@ -90,8 +89,12 @@ async def load(ctx: Context, principal: Principal, org: str) -> GraphView:
             raise NotFound(f"organization {org!r} not found")
         nodes = await cascade_rows.graph_nodes(conn, org)
         specs = await cascade_rows.edge_specs(conn, org)
-        recent, _ = await cascade_rows.list_page(conn, org, limit=RECENT_CASCADES)
-        running = [(row, await cascade_rows.members(conn, row.id)) for row in recent if row.status == "running"]
+        # Every running cascade, however many newer ones finished since: an old one may await an approval.
+        running_rows = await cascade_rows.running_of_org(conn, org)
+        by_cascade: dict[str, list[Any]] = {row.id: [] for row in running_rows}
+        for member in await cascade_rows.members_of(conn, list(by_cascade)):
+            by_cascade[member.cascade_id].append(member)
+        running = [(row, by_cascade[row.id]) for row in running_rows]
     membership: dict[str, tuple[str, str]] = {}  # stack -> (member status, cascade id), newest cascade first
     for row, members in running:
         for member in members:

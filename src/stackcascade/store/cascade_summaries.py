@@ -31,8 +31,9 @@ async def member_counts(conn: AsyncConnection, cascade_ids: list[str]) -> list[s
 
 
 async def requester(conn: AsyncConnection, org: str, deployment_id: str) -> sa.Row[Any] | None:
-    """How a deployment was asked for (``initiator``, ``requested_by``), or None once it is gone."""
-    query = sa.select(deployments.c.initiator, deployments.c.requested_by).where(
+    """How a deployment was asked for (``initiator``, ``requested_by``) and its ``version``, or None once it is
+    gone."""
+    query = sa.select(deployments.c.initiator, deployments.c.requested_by, deployments.c.version).where(
         deployments.c.id == deployment_id, deployments.c.org == org
     )
     return (await conn.execute(query)).first()

@@ -140,7 +140,8 @@ async def get(conn: AsyncConnection, org: str, cascade_id: str) -> sa.Row[Any] |
     return (await conn.execute(query)).first()
 
 
-def _members() -> sa.Select[Any]:
+def _member_rows() -> sa.Select[Any]:
+    """Members with their deployment's state, and whether a pause holds their queued deployment back."""
     return (
         sa.select(
             cascade_members,
@@ -151,9 +152,18 @@ def _members() -> sa.Select[Any]:
             deployments.c.started_at.label("started_at"),
             deployments.c.finished_at.label("finished_at"),
             stacks.c.require_approval.label("gated"),
+            stacks.c.paused.label("stack_paused"),
+            orgs.c.paused.label("org_paused"),
         )
         .outerjoin(deployments, deployments.c.id == cascade_members.c.deployment_id)
         .outerjoin(stacks, stacks.c.id == cascade_members.c.stack_id)
+        .outerjoin(orgs, orgs.c.name == stacks.c.org)
+    )
+
+
+def _members() -> sa.Select[Any]:
+    return (
+        _member_rows()
         .where(cascade_members.c.cascade_id == sa.bindparam("b_cascade_id"))
         .order_by(cascade_members.c.wave, cascade_members.c.stack)
     )
@@ -180,6 +190,18 @@ async def members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str
     if stacks is None:
         return list((await conn.execute(_MEMBERS, {"b_cascade_id": cascade_id})).all())
     return list((await (await submit_members(conn, cascade_id, stacks)).result()).all())
+
+
+async def members_of(conn: AsyncConnection, cascade_ids: Collection[str]) -> list[sa.Row[Any]]:
+    """``members`` of several cascades in one query (the graph reads every running cascade's)."""
+    if not cascade_ids:
+        return []
+    query = (
+        _member_rows()
+        .where(cascade_members.c.cascade_id.in_(sorted(cascade_ids)))
+        .order_by(cascade_members.c.cascade_id, cascade_members.c.wave, cascade_members.c.stack)
+    )
+    return list((await conn.execute(query)).all())
 
 
 async def submit_members(conn: AsyncConnection, cascade_id: str, stacks: Collection[str]) -> Answer:
@@ -286,16 +308,44 @@ _LIST_PAGE_AFTER = _LIST_PAGE.where(
 )
 
 
+_NOT_RUNNING = cascades.c.status != RUNNING
+_LIST_PAGES = {
+    (False, False): _LIST_PAGE,
+    (False, True): _LIST_PAGE_AFTER,
+    (True, False): _LIST_PAGE.where(_NOT_RUNNING),
+    (True, True): _LIST_PAGE_AFTER.where(_NOT_RUNNING),
+}
+_RUNNING_OF_ORG = (
+    sa.select(*_STATE_COLUMNS)
+    .where(cascades.c.status == RUNNING, cascades.c.org == sa.bindparam("b_org"))
+    .order_by(cascades.c.created_at.desc(), cascades.c.id)
+)
+
+
 async def list_page(
-    conn: AsyncConnection, org: str, *, limit: int, after: tuple[float, str] | None = None
+    conn: AsyncConnection,
+    org: str,
+    *,
+    limit: int,
+    after: tuple[float, str] | None = None,
+    finished_only: bool = False,
 ) -> tuple[list[sa.Row[Any]], str | None]:
-    """The org's cascades, newest first, after the ``after`` cursor; and the cursor of the next page."""
+    """The org's cascades (or only the finished ones), newest first, after the ``after`` cursor; and the
+    cursor of the next page."""
     params: dict[str, Any] = {"b_org": org, "b_limit": limit + 1}
     if after is not None:
         params |= {"b_created_at": after[0], "b_id": after[1]}
-    found = list((await conn.execute(_LIST_PAGE if after is None else _LIST_PAGE_AFTER, params)).all())
+    found = list((await conn.execute(_LIST_PAGES[finished_only, after is not None], params)).all())
     page = found[:limit]
     return page, (_encode_cursor(page[-1]) if len(found) > limit else None)
+
+
+async def running_of_org(conn: AsyncConnection, org: str) -> list[sa.Row[Any]]:
+    """Every running cascade of the org, newest first, however old (through ``ix_cascades_running``).
+
+    All of them, not a page: each holds an unfinished member, so there are no more than work in flight,
+    and one left out would hide its waiting members and approvals from the console."""
+    return list((await conn.execute(_RUNNING_OF_ORG, {"b_org": org})).all())
 
 
 _CASCADE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

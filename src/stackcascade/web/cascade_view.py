@@ -79,6 +79,10 @@ class CascadeView:
         return [member for wave in self.waves for member in wave]
 
     @property
+    def root_member(self) -> MemberView | None:
+        return next((member for member in self.members if member.is_root), None)
+
+    @property
     def actionable(self) -> bool:
         return any(m.awaits_approval or m.retryable for m in self.members)
 
@@ -148,7 +152,7 @@ def _member_view(plan: Plan, member: Any, by_stack: Mapping[str, Any], external:
         pending = [up for up in plan.incoming.get(member.stack, {}) if by_stack[up].status not in _TERMINAL_STATUSES]
         reason = f"waits for {listing(pending)} to finish" if pending else "about to be decided"
     elif status == MemberStatus.QUEUED.value:
-        reason = "queued: runs when a runner is free and the stack's earlier deployments are done"
+        reason = _queued_reason(member)
     elif status == MemberStatus.AWAITING_APPROVAL.value:
         reason = member.reason or f"{member.stack} requires approval"
     elif status in (MemberStatus.FAILED.value, MemberStatus.SKIPPED.value):
@@ -178,6 +182,15 @@ def _member_view(plan: Plan, member: Any, by_stack: Mapping[str, Any], external:
         is_root=is_root,
         stack_exists=member.stack_id is not None,
     )
+
+
+def _queued_reason(member: Any) -> str:
+    """A paused stack or organization holds a queued deployment back, whatever runners are free."""
+    if member.stack_paused:
+        return "queued: the stack is paused; it runs once the stack is resumed"
+    if member.org_paused:
+        return "queued: the organization is paused; it runs once the organization is resumed"
+    return "queued: runs when a runner is free and the stack's earlier deployments are done"
 
 
 def _outcome(plan: Plan, member: Any, external: tuple[str, ...]) -> Outcome | None:
@@ -242,18 +255,16 @@ def headline(status: str, members: list[MemberView]) -> str:
     if status == "failed":
         parts = [f"{listing(failed)} failed"] + ([f"{plural(len(skipped), 'stack')} skipped"] if skipped else [])
         return "Failed: " + "; ".join(parts)
-    parts = []
+    parts: list[str] = []
     if by.get("awaiting-approval"):
-        parts.append(f"waiting for approval of {listing(by['awaiting-approval'])}")
+        parts.append(f"Waiting for approval of {listing(by['awaiting-approval'])}")
     if by.get("running"):
-        parts.append(f"running {listing(by['running'])}")
+        parts.append(f"{'Running' if not parts else 'running'} {listing(by['running'])}")
+    # The parts below start with a stack name or a number, which keep their case.
     if by.get("queued"):
         parts.append(f"{listing(by['queued'])} queued")
     if failed:
         parts.append(f"{listing(failed)} failed")
     if by.get("waiting"):
         parts.append(f"{plural(len(by['waiting']), 'stack')} still to come")
-    if not parts:
-        return "Running"
-    first = parts[0][0].upper() + parts[0][1:]
-    return "; ".join([first, *parts[1:]])
+    return "; ".join(parts) or "Running"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from stackcascade.domain.errors import Conflict, NotFound
@@ -19,7 +20,9 @@ from stackcascade.web.session import Posted, Viewer
 
 router = console_router()
 
-LIST_LIMIT = 50
+LIST_LIMIT = 50  # finished cascades per page; running ones are all listed
+# A continuation token of the list of finished cascades, as ``services.cascades.list_cascades`` gives out.
+After = Annotated[str | None, Query(max_length=200)]
 
 MemberAction = Callable[[Context, Principal, str, str, str], Awaitable[None]]
 # action in the address -> (service call, verb for messages, what happens next)
@@ -42,15 +45,20 @@ def may_act(principal: Principal, org: str) -> bool:
 
 
 @router.get("/{org}/~/cascades")
-async def cascade_list(request: Request, org: str, principal: Viewer) -> HTMLResponse:
-    lines = await cascade_summaries.recent(request.app.state.context, principal, org, limit=LIST_LIMIT)
+async def cascade_list(request: Request, org: str, principal: Viewer, after: After = None) -> HTMLResponse:
+    """Every running cascade first, however old (one may await an approval), then finished ones, paged."""
+    found = await cascade_summaries.page(
+        request.app.state.context, principal, org, limit=LIST_LIMIT, continuation=after
+    )
     return render(
         request,
         "cascades.html",
         org=org,
         section="cascades",
-        lines=[(line.row, cascade_view.count_summary(line.counts, status_label)) for line in lines],
-        limit=LIST_LIMIT,
+        running=[(line.row, cascade_view.count_summary(line.counts, status_label)) for line in found.running],
+        lines=[(line.row, cascade_view.count_summary(line.counts, status_label)) for line in found.finished],
+        after=after,
+        older=found.older,
     )
 
 
