@@ -117,3 +117,22 @@ def test_the_live_stream_of_an_org_that_does_not_exist_is_not_found(live_server:
             refused = client.get(f"/{name}/~/live", headers={"accept": "text/event-stream"})
             assert refused.status_code in (400, 404), (name[:20], refused.status_code)
             assert refused.headers["content-type"].startswith("application/json")
+
+
+def test_the_live_stream_ends_when_its_token_is_revoked_and_reports_nothing_after(
+    live_server: LiveServer, org: str
+) -> None:
+    with live_server.client() as api:
+        _make_org(api, org)
+        viewer = api.post("/api/tokens", json={"name": "v", "org": org, "role": "viewer"}).json()
+        with (
+            console_client(live_server.url, viewer["token"]) as client,
+            client.stream("GET", f"/{org}/~/live", timeout=20) as stream,
+        ):
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            assert api.delete(f"/api/tokens/{viewer['id']}").status_code == 204
+            created = api.post(f"/api/stacks/{org}/network/prod/deployments", json=DEPLOY)
+            assert created.status_code == 202
+            rest = list(lines)  # the stream ends: a client that kept it would get a ReadTimeout here
+    assert not any(created.json()["id"] in line for line in rest), rest
