@@ -221,3 +221,28 @@ def test_the_deployments_address_leads_to_the_stack_history(live_server: LiveSer
     with console_client(live_server.url, live_server.admin_token) as client:
         response = client.get(f"/{stack}/deployments")
     assert response.status_code == 303 and response.headers["location"] == f"/{stack}#history"
+
+
+def test_a_deployments_stream_ends_when_its_token_is_revoked_and_sends_nothing_read_after(
+    live_server: LiveServer, org: str
+) -> None:
+    with live_server.client() as api:
+        stack = new_stack(api, org, settings=SOURCE)
+        queued = api.post(f"/api/stacks/{stack}/deployments", json={"operation": "update"}).json()
+        viewer = api.post("/api/tokens", json={"name": "v", "org": org, "role": "viewer"}).json()
+        events: list[tuple[str, Any]] = []
+        with (
+            console_client(live_server.url, viewer["token"]) as client,
+            client.stream("GET", f"/{stack}/deployments/{queued['id']}/live", timeout=20) as stream,
+        ):
+            kind = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line.removeprefix("data: "))))
+                    if kind == "state" and len(events) == 2:  # hello, then the queued state: now revoke
+                        assert api.delete(f"/api/tokens/{viewer['id']}").status_code == 204
+                        assert api.post(f"/api/stacks/{stack}/deployments/{queued['id']}/cancel").status_code == 200
+    assert [kind for kind, _ in events] == ["hello", "state", "end"], events
+    assert events[-1][1] == {"message": "your session ended; sign in again"}

@@ -75,6 +75,16 @@ async def signed_in(request: Request) -> Principal:
     return principal
 
 
+async def still_signed_in(request: Request) -> bool:
+    """Whether the session's token still works, for a stream that outlives its first check: a revoked or
+    expired token ends it (a revocation empties the auth cache, so this costs a lookup in it)."""
+    try:
+        await signed_in(request)
+    except SignInRequired:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
     """A state-changing console request that passed the CSRF and origin checks."""

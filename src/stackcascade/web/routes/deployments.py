@@ -26,7 +26,7 @@ from stackcascade.web import urls
 from stackcascade.web.pages import ENV, duration, redirect, render
 from stackcascade.web.routes.stacks import may_change
 from stackcascade.web.routing import console_router
-from stackcascade.web.session import Posted, Viewer
+from stackcascade.web.session import Posted, Viewer, still_signed_in
 
 router = console_router()
 
@@ -251,6 +251,9 @@ async def _follow(request: Request, ctx: Context, principal: Principal, where: W
             if not log_read:
                 log = await read_log(ctx, principal, where, token, STREAM_PAGES)
                 log_read, more = log.complete, log.more
+                if not await still_signed_in(request):  # after the read: nothing read once revoked is sent
+                    yield _event("end", {"message": "your session ended; sign in again"})
+                    return
                 if log.lines:
                     token = log.token or token
                     yield _event("log", {"lines": log.lines}, None if log.complete else token)
@@ -258,6 +261,9 @@ async def _follow(request: Request, ctx: Context, principal: Principal, where: W
             if key != shown:
                 shown = key
                 values = await _region_values(ctx, principal, where, row, latest, steps, csrf)
+                if not await still_signed_in(request):
+                    yield _event("end", {"message": "your session ended; sign in again"})
+                    return
                 regions = {region: ENV.get_template(name).render(values) for region, name in REGIONS.items()}
                 yield _event("state", {"status": row.status, "terminal": values["terminal"], "regions": regions})
         except CascadeError as exc:  # the stack or deployment went away, or access ended

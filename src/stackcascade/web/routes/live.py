@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from stackcascade.services import overview
 from stackcascade.services.context import Context
 from stackcascade.web.routing import console_router
-from stackcascade.web.session import SignInRequired, Viewer, signed_in
+from stackcascade.web.session import Viewer, still_signed_in
 
 router = console_router()
 
@@ -37,16 +37,6 @@ async def live(request: Request, org: str, principal: Viewer) -> StreamingRespon
     )
 
 
-async def _still_signed_in(request: Request) -> bool:
-    """Whether the session's token still works: a token revoked (or expired) mid-stream ends the stream at
-    once, not when it would have ended (a revocation empties the auth cache, so this costs a dict lookup)."""
-    try:
-        await signed_in(request)
-    except SignInRequired:
-        return False
-    return True
-
-
 async def _stream(request: Request, ctx: Context, org: str, cursor: overview.Cursor) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     ends = loop.time() + STREAM_SECONDS
@@ -57,7 +47,7 @@ async def _stream(request: Request, ctx: Context, org: str, cursor: overview.Cur
         if await request.is_disconnected():
             return
         changes, moved = await overview.changes_since(ctx, org, cursor)
-        if not await _still_signed_in(request):  # checked after the read: nothing read is sent once revoked
+        if not await still_signed_in(request):  # checked after the read: nothing read is sent once revoked
             return
         if changes or moved != cursor:
             data = {
