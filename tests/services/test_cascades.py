@@ -170,21 +170,7 @@ async def test_per_edge_mode_deploys_app_once_per_fired_edge(ctx: Context) -> No
     dispatcher = Dispatcher(ctx, client=None)  # type: ignore[arg-type]  # no HTTP webhooks here
     root = await deploy(ctx, "network")
     assert root.cascade_id is None
-    for _ in range(6):
-        while await dispatcher.step():
-            pass
-        row = await queue.claim(ctx, "r1")
-        if row is None:
-            break
-        await queue.start(ctx, row.id, "r1")
-        await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
-    while await dispatcher.step():
-        pass
-    while (row := await queue.claim(ctx, "r1")) is not None:
-        await queue.start(ctx, row.id, "r1")
-        await queue.finish(ctx, row.id, "r1", Status.SUCCEEDED)
-        while await dispatcher.step():
-            pass
+    await _drain_per_edge(ctx, dispatcher)
     assert await deployed(ctx) == Counter(network=1, database=1, cluster=1, app=2)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg.waiting
@@ -23,16 +22,6 @@ from tests.support import counting_round_trips
 
 orgs = schema.orgs
 stacks = schema.stacks
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 def _org(name: str, concurrency: int = 1) -> dict[str, Any]:

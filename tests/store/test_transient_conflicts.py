@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,16 +10,6 @@ import sqlalchemy as sa
 
 from stackcascade.store import schema
 from stackcascade.store.db import Database, is_transient_conflict
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def _two_orgs(db: Database) -> None:
