@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
@@ -49,3 +50,10 @@ async def test_a_real_error_is_not_a_transient_conflict(db: Database) -> None:
         async with db.write() as conn:
             await conn.execute(schema.orgs.insert().values(name="a", concurrency=1, created_at=1.0))
     assert not is_transient_conflict(raised.value)
+
+
+def test_sqlites_busy_timeout_is_a_transient_conflict_and_its_other_errors_are_not() -> None:
+    busy = sa.exc.OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+    missing = sa.exc.OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: stacks"))
+    assert is_transient_conflict(busy)
+    assert not is_transient_conflict(missing)

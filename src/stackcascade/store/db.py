@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def is_transient_conflict(exc: BaseException) -> bool:
     cause = getattr(exc, "orig", None) or exc
     if getattr(cause, "sqlstate", None) in _TRANSIENT_SQLSTATES:
         return True
-    return type(cause).__name__ == "OperationalError" and "database is locked" in str(cause)
+    return isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause)
 
 
 def sqlite_url_for(data_dir: Path) -> str:
