@@ -198,6 +198,37 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     assert "already there" in again.banner
 
 
+SHARED_POOL = "organizations as this server's user"
+
+
+def test_the_local_pool_warns_when_a_second_organization_shares_it(database_url: str, tmp_path: Path) -> None:
+    token = "csc_shared_" + "z" * 20
+    env = {"CASCADE_ADMIN_TOKEN": token}
+    with serve(tmp_path, database_url, "--runners", "1", env=env) as served, served.client(token) as api:
+        assert api.post("/api/stacks/alpha/web", json={"stackName": "prod"}).status_code == 200
+        assert api.post("/api/stacks/alpha/db", json={"stackName": "prod"}).status_code == 200
+        assert api.post("/api/stacks/beta/web", json={"stackName": "prod"}).status_code == 200
+    assert served.banner.count(SHARED_POOL) == 1, f"warned once, when beta was created:\n{served.banner}"
+    assert "runs the deployments of 2 organizations" in served.banner
+    assert "README: Who can reach what" in served.banner
+    with serve(tmp_path, database_url, "--runners", "1", env=env) as restarted:
+        pass
+    assert SHARED_POOL in restarted.banner, f"a restart says so at once:\n{restarted.banner}"
+    with serve(tmp_path, database_url, "--runners", "0", env=env) as without_pool, without_pool.client(token) as api:
+        assert api.post("/api/stacks/gamma/web", json={"stackName": "prod"}).status_code == 200
+    assert SHARED_POOL not in without_pool.banner, "no local pool: nothing shared"
+
+
+def test_one_organization_on_the_local_pool_gets_no_warning(database_url: str, tmp_path: Path) -> None:
+    token = "csc_single_" + "z" * 20
+    env = {"CASCADE_ADMIN_TOKEN": token}
+    with serve(tmp_path, database_url, "--runners", "1", env=env) as served, served.client(token) as api:
+        assert api.post("/api/stacks/alpha/web", json={"stackName": "prod"}).status_code == 200
+    with serve(tmp_path, database_url, "--runners", "1", env=env) as again:
+        pass
+    assert SHARED_POOL not in served.banner + again.banner
+
+
 def wait_for_cascade(api: httpx2.Client, org: str, cascade_id: str, seconds: float = 120) -> dict[str, object]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from stackcascade.config import Config
-from stackcascade.services import cascades, demo, queue, tokens
+from stackcascade.services import cascades, demo, local_pool, queue, tokens
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox, load_or_create_key
 from stackcascade.store.db import Database
@@ -120,6 +120,7 @@ class LocalPool:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._token_id: str | None = None
+        self._warnings: set[asyncio.Task[None]] = set()
         self.runner: Runner | None = None
 
     async def start(self) -> None:
@@ -147,10 +148,33 @@ class LocalPool:
             grace_seconds=self._config.runner_grace_seconds,
         )
         self._task = asyncio.create_task(self.runner.run(self._stop))
+        self._ctx.db.on_orgs_created = self._orgs_created
+
+    def _orgs_created(self, _orgs: frozenset[str]) -> None:
+        """Called after a commit that created orgs: a second org now shares the pool, so warn (logged)."""
+        task = asyncio.create_task(self._warn_if_shared())
+        self._warnings.add(task)
+        task.add_done_callback(self._warnings.discard)
+
+    async def _warn_if_shared(self) -> None:
+        try:
+            warning = await local_pool.shared_pool_warning(self._ctx)
+        except Exception as exc:  # a warning that cannot be worked out must not break anything else
+            log.warning("could not count the organizations sharing the local pool: %s", type(exc).__name__)
+            return
+        if warning:
+            log.warning("%s", warning)
+
+    async def startup_warning(self) -> str | None:
+        """For the start-up banner: the same warning when orgs already share the pool."""
+        return None if self._task is None else await local_pool.shared_pool_warning(self._ctx)
 
     async def stop(self) -> None:
         if self._task is None:
             return
+        self._ctx.db.on_orgs_created = None
+        if self._warnings:  # a warning being worked out is still logged
+            await asyncio.wait(set(self._warnings))
         self._stop.set()
         self._ctx.work.close()  # the slots' long-polling claims return now instead of at their timeout
         await self._task
@@ -179,9 +203,11 @@ async def serve(config: Config) -> None:
     ctx, _, seeded = await prepare(config, mint_admin=False)
     app = build_app(ctx, max_body_bytes=config.max_body_bytes)
 
+    pool = LocalPool(ctx, app, config)
+
     async def on_listening() -> None:
         new_token = None if config.admin_token else await tokens.ensure_admin(ctx, None)
-        _announce(config, ctx, new_token, seeded)
+        _announce(config, ctx, new_token, seeded, await pool.startup_warning())
 
     server = _AnnouncingServer(
         uvicorn.Config(
@@ -203,7 +229,6 @@ async def serve(config: Config) -> None:
     dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
     stop_signals = asyncio.Event()
     signals = asyncio.create_task(replica_signals(ctx, stop_signals))
-    pool = LocalPool(ctx, app, config)
     await pool.start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to whatever handler
     # was installed before it; a no-op handler lets us finish our own cleanup and exit with status 0.
@@ -234,7 +259,7 @@ async def replica_signals(ctx: Context, stop: asyncio.Event) -> None:
         await ReplicaSignals(ctx).run(stop)
 
 
-def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool) -> None:
+def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool, warning: str | None) -> None:
     where = "PostgreSQL" if ctx.db.is_postgres else f"SQLite in {config.data_dir.resolve()}"
     lines = [
         f"stackcascade listening on {ctx.public_url}  (web console: {ctx.public_url}/  API docs: {ctx.public_url}/api/docs)",
@@ -255,4 +280,6 @@ def _announce(config: Config, ctx: Context, new_token: str | None, seeded: bool)
         lines.append("admin token: the one in CASCADE_ADMIN_TOKEN")
     else:
         lines.append("admin token: printed at first start; `cascade admin-token` mints another")
+    if warning:
+        lines.append(warning)
     print("\n".join(lines), flush=True)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from stackcascade.store.events import appended_in_transaction
 from stackcascade.store.pg_direct import DirectConnection, StatementCache
-from stackcascade.store.transaction_marks import graphs_changed_in_transaction
+from stackcascade.store.transaction_marks import graphs_changed_in_transaction, orgs_created_in_transaction
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -164,6 +164,7 @@ class Database:
         self.dialect = driver_url.get_backend_name()
         self.on_events_committed: Callable[[], None] | None = None
         self.on_graphs_committed: Callable[[frozenset[str]], None] | None = None
+        self.on_orgs_created: Callable[[frozenset[str]], None] | None = None
         if self.dialect == "sqlite":
             if driver_url.database:
                 Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -205,10 +206,12 @@ class Database:
         """One transaction that changes state; commits on success, rolls back on any error.
 
         When the transaction appended events, ``on_events_committed`` is called after the commit; when it
-        changed deployment graphs, ``on_graphs_committed`` is called with their orgs.
+        changed deployment graphs, ``on_graphs_committed`` is called with their orgs; when it created orgs,
+        ``on_orgs_created`` with their names.
         """
         marker = appended_in_transaction.set(False)
         graphs_marker = graphs_changed_in_transaction.set(set())
+        orgs_marker = orgs_created_in_transaction.set(set())
         try:
             if self.is_postgres:
                 async with self._postgres_transaction() as direct:
@@ -224,9 +227,13 @@ class Database:
             changed = graphs_changed_in_transaction.get()
             if changed and self.on_graphs_committed is not None:
                 self.on_graphs_committed(frozenset(changed))
+            created = orgs_created_in_transaction.get()
+            if created and self.on_orgs_created is not None:
+                self.on_orgs_created(frozenset(created))
         finally:
             appended_in_transaction.reset(marker)
             graphs_changed_in_transaction.reset(graphs_marker)
+            orgs_created_in_transaction.reset(orgs_marker)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -284,15 +291,16 @@ class Database:
 
 async def insert_ignoring_duplicates(
     conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], unique: list[str]
-) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
+) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database; the rows inserted."""
     if not rows:
-        return
+        return 0
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        await conn.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
+        statement: Any = pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        await conn.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique))
+        statement = sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=unique)
+    return int((await conn.execute(statement)).rowcount)

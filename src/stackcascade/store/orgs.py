@@ -8,16 +8,23 @@ import sqlalchemy as sa
 
 from stackcascade.store.db import insert_ignoring_duplicates
 from stackcascade.store.schema import graph_changes, orgs
-from stackcascade.store.transaction_marks import mark_graph_changed
+from stackcascade.store.transaction_marks import mark_graph_changed, mark_org_created
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 
-async def ensure(conn: AsyncConnection, name: str, *, concurrency: int, now: float) -> None:
-    """Create the org on first use; safe when several transactions do it at once."""
+async def ensure(conn: AsyncConnection, name: str, *, concurrency: int, now: float) -> bool:
+    """Create the org on first use; safe when several transactions do it at once. True: created now."""
     row = {"name": name, "concurrency": concurrency, "paused": False, "created_at": now}
-    await insert_ignoring_duplicates(conn, orgs, [row], ["name"])
+    created = await insert_ignoring_duplicates(conn, orgs, [row], ["name"]) == 1
+    if created:
+        mark_org_created(name)
+    return created
+
+
+async def count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(sa.select(sa.func.count()).select_from(orgs)) or 0)
 
 
 async def get(conn: AsyncConnection, name: str) -> sa.Row[Any] | None:

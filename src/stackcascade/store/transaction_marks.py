@@ -12,3 +12,13 @@ def mark_graph_changed(org: str) -> None:
     changed = graphs_changed_in_transaction.get()
     if changed is not None:
         changed.add(org)
+
+
+orgs_created_in_transaction: ContextVar[set[str] | None] = ContextVar("orgs_created_in_transaction", default=None)
+"""The orgs the current write transaction created (``store.orgs.ensure``)."""
+
+
+def mark_org_created(org: str) -> None:
+    created = orgs_created_in_transaction.get()
+    if created is not None:
+        created.add(org)
