@@ -30,7 +30,7 @@ async def ctx(database_url: str) -> AsyncIterator[Context]:
     try:
         yield context
     finally:
-        await context.graphs.settle()
+        await context.settle()
         await db.dispose()
 
 

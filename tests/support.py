@@ -138,6 +138,7 @@ def start_server(
             await dispatcher
             stop_sweeping.set()
             await sweeper
+            await ctx.settle()
             await ctx.db.dispose()
 
         try:

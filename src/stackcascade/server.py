@@ -246,7 +246,7 @@ async def serve(config: Config) -> None:
             await ctx.webhook_client.close()
         stop_sweeping.set()
         await sweeper
-        await ctx.graphs.settle()
+        await ctx.settle()
         await ctx.db.dispose()
         print("stackcascade stopped", flush=True)
 

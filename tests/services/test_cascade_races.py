@@ -75,8 +75,8 @@ async def test_with_skip_intermediate_the_older_member_and_its_descendants_are_s
     second = await deployments.create(ctx, ADMIN, ORG, "network", "prod", {"operation": "update"})
     await finish_next(ctx, "network")
     await finish_next(ctx, "network")  # both cascades now have database queued: the older is superseded
-    await finish_next(ctx, "database")
-    await cascades.reconcile(ctx)  # what the server's sweeper does every few seconds
+    await finish_next(ctx, "database")  # its claim superseded the older one
+    await ctx.settle()  # the older cascade is advanced right after that claim's commit, not by the sweeper
     older = await states(ctx, first.cascade_id)
     assert older["database"][0] == "skipped" and "superseded" in (older["database"][1] or "")
     superseded = "upstream database/prod superseded by a newer deployment (skipIntermediateDeployments)"
@@ -88,6 +88,39 @@ async def test_with_skip_intermediate_the_older_member_and_its_descendants_are_s
         "app": ("succeeded", None),
     }
     assert await queue.claim(ctx, "r1") is None
+
+
+async def test_a_member_superseded_by_a_finish_of_its_stack_skips_its_descendants_right_after_that_finish(
+    ctx: Context,
+) -> None:
+    # m runs a deployment of its own while two cascades queue one each: the finish of the running one
+    # supersedes the older queued one, inside its own transaction; that cascade must move on at once.
+    await graph(ctx, [("r1", "m"), ("r2", "m"), ("m", "n")], skip_intermediate={"m"})
+    own = await deployments.create(ctx, ADMIN, ORG, "m", "prod", {"operation": "update"})
+    running = await queue.claim(ctx, "r1")
+    assert running is not None and running.id == own.id
+    await queue.start(ctx, own.id, "r1")
+    first = await deployments.create(ctx, ADMIN, ORG, "r1", "prod", {"operation": "update"})
+    second = await deployments.create(ctx, ADMIN, ORG, "r2", "prod", {"operation": "update"})
+    await finish_next(ctx, "r1")
+    await finish_next(ctx, "r2")  # both cascades now have m queued behind the running deployment
+    assert (await states(ctx, first.cascade_id))["m"][0] == "queued"
+    await queue.finish(ctx, own.id, "r1", Status.SUCCEEDED)
+    await ctx.settle()
+    older = await states(ctx, first.cascade_id)
+    assert older["m"][0] == "skipped" and "superseded" in (older["m"][1] or "")
+    assert older["n"] == ("skipped", "upstream m/prod superseded by a newer deployment (skipIntermediateDeployments)")
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, first.cascade_id)
+    assert cascade.status != "running"
+    await finish_next(ctx, "m")
+    await finish_next(ctx, "n")  # the own deployment of m is a root too: its cascade queued n first
+    await finish_next(ctx, "n")
+    assert await states(ctx, own.cascade_id) == {"m": ("succeeded", None), "n": ("succeeded", None)}
+    assert await states(ctx, second.cascade_id) == {
+        "r2": ("succeeded", None),
+        "m": ("succeeded", None),
+        "n": ("succeeded", None),
+    }
 
 
 async def test_an_edge_added_while_a_cascade_runs_does_not_join_it(ctx: Context) -> None:

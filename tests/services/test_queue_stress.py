@@ -55,6 +55,7 @@ def _in_threads(base: Context, count: int, work: Callable[[Context, int], Awaita
             try:
                 return await asyncio.wait_for(work(context, index), timeout=240)
             finally:
+                await context.settle()
                 await context.db.dispose()
 
         return asyncio.run(main())

@@ -453,7 +453,9 @@ async def _deploy_members(conn: AsyncConnection, cascade: Any, members: list[Any
 
 
 async def reconcile(ctx: Context) -> int:
-    """Advance the running cascades a member of which ended outside a finish (superseded at a claim)."""
+    """Advance the running cascades a member of which ended without advancing them: the lease sweeper's
+    safety net (a superseded member's cascade is advanced after its commit, ``CascadesBehind``, unless the
+    process died in between) and for deployments that vanished with their stack."""
     async with ctx.db.read() as conn:
         running = await rows.behind_ids(conn)  # one read; a write only where there is something to do
     queued = False

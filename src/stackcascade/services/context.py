@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackcascade.domain.backoff import RetryPolicy
+from stackcascade.services.cascades_behind import CascadesBehind
 from stackcascade.services.org_graphs import OrgGraphs
 from stackcascade.services.secrets import SecretBox
 from stackcascade.services.webhook_client import WebhookClient
@@ -131,10 +132,18 @@ class Context:
     outbox: WorkSignal = field(default_factory=WorkSignal)
     # Each recently planned org's deployment graph, indexed (one per process and database).
     graphs: OrgGraphs = field(default_factory=OrgGraphs)
+    # Cascades a superseded member's transaction left behind, advanced after its commit.
+    behind: CascadesBehind = field(default_factory=CascadesBehind)
 
     def __post_init__(self) -> None:
         self.db.on_events_committed = self.outbox.notify
         self.db.on_graphs_committed = functools.partial(self.graphs.after_commit, self.db)
+        self.db.on_cascades_behind = functools.partial(self.behind.after_commit, self)
+
+    async def settle(self) -> None:
+        """Wait for the work this process started after its commits (before shutting down, and in tests)."""
+        await self.behind.settle()
+        await self.graphs.settle()
 
     def now(self) -> float:
         return self.clock()

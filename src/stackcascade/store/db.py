@@ -30,7 +30,11 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from stackcascade.store.events import appended_in_transaction
 from stackcascade.store.pg_direct import DirectConnection, StatementCache
-from stackcascade.store.transaction_marks import graphs_changed_in_transaction, orgs_created_in_transaction
+from stackcascade.store.transaction_marks import (
+    cascades_behind_in_transaction,
+    graphs_changed_in_transaction,
+    orgs_created_in_transaction,
+)
 
 if TYPE_CHECKING:  # the asyncio extension is imported only when PostgreSQL is used
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -165,6 +169,7 @@ class Database:
         self.on_events_committed: Callable[[], None] | None = None
         self.on_graphs_committed: Callable[[frozenset[str]], None] | None = None
         self.on_orgs_created: Callable[[frozenset[str]], None] | None = None
+        self.on_cascades_behind: Callable[[frozenset[str]], None] | None = None
         if self.dialect == "sqlite":
             if driver_url.database:
                 Path(driver_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -207,11 +212,13 @@ class Database:
 
         When the transaction appended events, ``on_events_committed`` is called after the commit; when it
         changed deployment graphs, ``on_graphs_committed`` is called with their orgs; when it created orgs,
-        ``on_orgs_created`` with their names.
+        ``on_orgs_created`` with their names; when it ended cascade members without advancing their
+        cascades, ``on_cascades_behind`` with those cascades.
         """
         marker = appended_in_transaction.set(False)
         graphs_marker = graphs_changed_in_transaction.set(set())
         orgs_marker = orgs_created_in_transaction.set(set())
+        behind_marker = cascades_behind_in_transaction.set(set())
         try:
             if self.is_postgres:
                 async with self._postgres_transaction() as direct:
@@ -230,10 +237,14 @@ class Database:
             created = orgs_created_in_transaction.get()
             if created and self.on_orgs_created is not None:
                 self.on_orgs_created(frozenset(created))
+            behind = cascades_behind_in_transaction.get()
+            if behind and self.on_cascades_behind is not None:
+                self.on_cascades_behind(frozenset(behind))
         finally:
             appended_in_transaction.reset(marker)
             graphs_changed_in_transaction.reset(graphs_marker)
             orgs_created_in_transaction.reset(orgs_marker)
+            cascades_behind_in_transaction.reset(behind_marker)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stackcascade.store.pipelined import Answer, send, submit
 from stackcascade.store.schema import ACTIVE_STATUSES, deployments, orgs, stacks
+from stackcascade.store.transaction_marks import mark_cascade_behind
 
 if TYPE_CHECKING:  # only an annotation: importing SQLAlchemy's asyncio extension costs start-up time
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -181,10 +182,17 @@ class Superseded:
     id: str
     version: int
     by_version: int
+    cascade_id: str | None
 
 
 _QUEUED_OF_STACK = (
-    sa.select(deployments.c.id, deployments.c.version, deployments.c.operation, deployments.c.skip_intermediate)
+    sa.select(
+        deployments.c.id,
+        deployments.c.version,
+        deployments.c.operation,
+        deployments.c.skip_intermediate,
+        deployments.c.cascade_id,
+    )
     .where(deployments.c.stack_id == sa.bindparam("b_stack_id"), deployments.c.status == QUEUED)
     .order_by(deployments.c.seq)
 )
@@ -213,7 +221,7 @@ async def skip_superseded(
     for row in queued:
         keeper = newest[row.operation]
         if row.id != keeper.id and keeper.skip_intermediate:
-            skipped.append(Superseded(str(row.id), int(row.version), int(keeper.version)))
+            skipped.append(Superseded(str(row.id), int(row.version), int(keeper.version), row.cascade_id))
     for item in skipped:
         await update(
             conn,
@@ -224,6 +232,8 @@ async def skip_superseded(
             modified_at=now,
             finished_at=now,
         )
+        if item.cascade_id is not None:  # its cascade is advanced after the commit (``CascadesBehind``)
+            mark_cascade_behind(item.cascade_id)
     return skipped
 
 

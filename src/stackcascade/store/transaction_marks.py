@@ -22,3 +22,14 @@ def mark_org_created(org: str) -> None:
     created = orgs_created_in_transaction.get()
     if created is not None:
         created.add(org)
+
+
+cascades_behind_in_transaction: ContextVar[set[str] | None] = ContextVar("cascades_behind_in_transaction", default=None)
+"""Cascades a member of which the current write transaction ended without advancing them (a deployment
+superseded under ``skipIntermediateDeployments``, ``store.deployments.skip_superseded``)."""
+
+
+def mark_cascade_behind(cascade_id: str) -> None:
+    behind = cascades_behind_in_transaction.get()
+    if behind is not None:
+        behind.add(cascade_id)
