@@ -137,6 +137,23 @@ def test_an_external_update_records_outputs_and_starts_a_cascade(admin: httpx2.C
     assert members["cluster/prod"][0] == "queued"
 
 
+def test_an_external_event_matches_keys_case_insensitively_and_reads_null_as_not_given(
+    admin: httpx2.Client, diamond: str
+) -> None:
+    events = f"/api/stacks/{diamond}/network/prod/events"
+    body = {"Kind": "update_succeeded", "Outputs": {"vpc": "vpc-9"}, "RESOURCECHANGES": {"update": 1}}
+    answered = admin.post(events, json=body)
+    assert answered.status_code == 202, answered.text
+    assert answered.json()["outputsChanged"] is True
+    assert admin.get(f"/api/stacks/{diamond}/network/prod/outputs").json()["outputs"] == {"vpc": "vpc-9"}
+    refused = admin.post(events, json={"kind": "update_failed", "OUTPUTS": {"vpc": "vpc-10"}})
+    assert "outputs are recorded only with kind update_succeeded" in assert_error(refused, 400)
+    nulls = admin.post(events, json={"kind": "update_succeeded", "outputs": None, "resourceChanges": None})
+    assert nulls.status_code == 202, nulls.text
+    assert nulls.json()["outputsChanged"] is False, "no outputs given: the stored ones stay"
+    assert admin.get(f"/api/stacks/{diamond}/network/prod/outputs").json()["outputs"] == {"vpc": "vpc-9"}
+
+
 def test_an_external_event_no_outgoing_edge_listens_to_starts_no_cascade(admin: httpx2.Client, diamond: str) -> None:
     # The diamond's edges listen to update_succeeded only.
     body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_failed"}).json()

@@ -247,9 +247,10 @@ def test_what_a_program_cannot_evaluate_is_refused_even_where_nothing_uses_it(
     file = write(tmp_path, "more.yaml", text)
     refused = cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes")
     assert refused.exit_code == 1 and refused.stdout == ""
-    assert "has 4 things stackcascade cannot honour" in refused.stderr
-    for where in ("outputs.bogus", "outputs.hooks", "variables.lookup", "config.region"):
+    assert "has 3 things stackcascade cannot honour" in refused.stderr
+    for where in ("outputs.bogus", "variables.lookup", "config.region"):
         assert f"  - {where}: " in refused.stderr
+    assert "note: outputs.hooks: network.downstreamWebhooks are names Pulumi Cloud gives" in refused.stderr
     assert "note: config.pulumiservice:accessToken: configures the pulumiservice provider" in refused.stderr
     assert "pul-xyz-token" not in refused.output
     assert "error: nothing was applied" in refused.stderr

@@ -720,14 +720,29 @@ def layered_with(**sections: Any) -> dict[str, Any]:
     return data | sections
 
 
-def test_outputs_that_refer_to_what_does_not_exist_or_is_known_only_to_pulumi_are_reported() -> None:
-    data = layered_with(outputs={"bogus": "${doesNotExist.ref}", "hooks": "${network.downstreamWebhooks}"})
+def test_outputs_that_refer_to_what_does_not_exist_are_reported() -> None:
+    data = layered_with(outputs={"bogus": "${doesNotExist.ref}"})
     imported = import_pulumi_program(data, organization="acme")
     assert [str(p) for p in imported.problems] == [
         "outputs.bogus: ${doesNotExist.ref}: there is no variable, config value or resource named 'doesNotExist'",
-        "outputs.hooks: network.downstreamWebhooks are names Pulumi Cloud gives the webhooks it creates; "
-        "they are not known before that",
     ]
+
+
+def test_values_pulumi_knows_only_after_creating_a_resource_are_noted_where_nothing_applied_uses_them() -> None:
+    # Exporting an AutoDeployer's webhooks is ordinary in a Pulumi program; nothing here depends on it.
+    data = layered_with(
+        outputs={"hooks": "${network.downstreamWebhooks}", "unused": "${later}"},
+        variables={"later": "${network.downstreamWebhooks}"},
+    )
+    imported = import_pulumi_program(data, organization="acme")
+    assert imported.problems == ()
+    assert [str(note) for note in imported.notes] == [
+        "variables.later: network.downstreamWebhooks are names Pulumi Cloud gives the webhooks it creates; "
+        "they are not known before that: not evaluated, it has no effect here",
+        "outputs.hooks: network.downstreamWebhooks are names Pulumi Cloud gives the webhooks it creates; "
+        "they are not known before that: not evaluated, it has no effect here",
+    ]
+    assert imported.document == import_pulumi_program(program(LAYERED_PROGRAM), organization="acme").document
 
 
 def test_outputs_it_can_evaluate_are_accepted_with_a_note_that_they_have_no_effect() -> None:

@@ -667,11 +667,15 @@ def is_pulumi_program(data: object) -> bool:
 class _Unresolved(Exception):
     """A value the import cannot know without running Pulumi; ``reported`` once recorded at its origin."""
 
-    def __init__(self, message: str, where: str = "", *, reported: bool = False) -> None:
+    def __init__(
+        self, message: str, where: str = "", *, reported: bool = False, after_creation: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.where = where
         self.reported = reported
+        # Known to Pulumi once it has created a resource: fine wherever nothing applied here needs it.
+        self.after_creation = after_creation
 
 
 _MISSING: Final = object()
@@ -720,6 +724,9 @@ class _Program:
         self._values: dict[str, object] = {}
         self._failed: set[str] = set()
         self._active: list[str] = []
+        # Set once every resource is read: what is evaluated then (variables and outputs no resource uses)
+        # may be a value known only after Pulumi created a resource; that has no effect here, it is a note.
+        self._only_noted = False
         self.variables = self._section(program, "variables")
         self.config: dict[str, object] = {}
         for section in ("configuration", "config"):
@@ -790,9 +797,12 @@ class _Program:
     def evaluate_the_rest(self) -> None:
         """Evaluate what no resource refers to, as Pulumi does: every variable, config value and output.
 
-        What cannot be evaluated is a problem wherever it is. Provider configuration (``aws:region``,
-        ``pulumiservice:accessToken``) and outputs that evaluate have no effect here: they are noted.
+        What cannot be evaluated is a problem wherever it is, but for a value Pulumi knows only once it has
+        created a resource (``downstreamWebhooks``, a webhook's ``name``): no resource uses it (those were read
+        already), so it has no effect here and is noted. Provider configuration (``aws:region``,
+        ``pulumiservice:accessToken``) and outputs that evaluate have no effect here either: they are noted.
         """
+        self._only_noted = True
         for name, raw in self.variables.items():
             self._settles(f"variables.{name}", raw)
         for name in self.config:
@@ -850,7 +860,9 @@ class _Program:
         except _Unresolved as exc:
             self._failed.add(path)
             message = exc.message if secret is None or exc.reported else secret
-            if not exc.reported:
+            if not exc.reported and exc.after_creation and self._only_noted:
+                self.notes.append(Note(exc.where or path, f"{message}: not evaluated, it has no effect here"))
+            elif not exc.reported:
                 self.problem(exc.where or path, message)
             raise _Unresolved(message, exc.where or path, reported=True) from None
         finally:
@@ -1020,14 +1032,23 @@ class _Program:
                     f"{resource.name}.downstreamWebhooks are names Pulumi Cloud gives the webhooks it creates; "
                     "they are not known before that",
                     where,
+                    after_creation=True,
                 )
         elif resource.kind == WEBHOOK:
             if name in _WEBHOOK_INPUTS:
                 return self.input(resource, name)
             if name == "name":
-                raise _Unresolved(f"{resource.name}.name is chosen by Pulumi Cloud when the webhook is created", where)
+                raise _Unresolved(
+                    f"{resource.name}.name is chosen by Pulumi Cloud when the webhook is created",
+                    where,
+                    after_creation=True,
+                )
         else:
-            raise _Unresolved(f"outputs of a {resource.kind} resource exist only once Pulumi has created it", where)
+            raise _Unresolved(
+                f"outputs of a {resource.kind} resource exist only once Pulumi has created it",
+                where,
+                after_creation=True,
+            )
         raise _Unresolved(f"a {resource.kind} resource has no output {name!r} that is known in advance", where)
 
     def input(self, resource: _Resource, name: str) -> object:

@@ -57,7 +57,7 @@ def _heard(plan: Plan, kind: str) -> bool:
 
 
 def _resource_changes(body: dict[str, Any]) -> dict[str, int] | None:
-    raw = body.get("resourceChanges")
+    raw = body.get("resourcechanges")
     if raw is None:
         return None
     if not isinstance(raw, dict) or not all(
@@ -71,6 +71,8 @@ async def record(
     ctx: Context, principal: Principal, org: str, project: str, stack: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     principal.require(org, Role.MEMBER, f"stack {org}/{project}/{stack}")
+    # Keys match case-insensitively and a null means "not given", as everywhere in the API (README).
+    body = {str(key).lower(): value for key, value in body.items() if value is not None}
     kind = body.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(sorted(KINDS))}, got {kind!r}")
