@@ -313,6 +313,23 @@ def test_unreadable_json_or_yaml_is_one_line(cascade: Cascade, diamond: str, tmp
     assert twice.count("\n") == 1
 
 
+def test_values_json_cannot_carry_are_named_not_crashed_on(cascade: Cascade, diamond: str, tmp_path: Path) -> None:
+    org = diamond
+    dated = DIAMOND.replace("triggerOn: outputs-changed", "triggerOn: 2024-01-01")
+    for command in (["diff"], ["apply", "--yes"]):
+        failed(
+            cascade.as_admin("autodeploy", *command, write(tmp_path, "dated.yaml", dated), "--org", org),
+            "cannot send this: stacks[2].downstreamRefs[0].triggerOn is a date or time",
+            "quote it",
+        )
+    nan = json.dumps(yaml.safe_load(DIAMOND)).replace('"outputs-changed"', "NaN")
+    failed(
+        cascade.as_admin("autodeploy", "diff", "-", "--org", org, input=nan),
+        "stacks[2].downstreamRefs[0].triggerOn is NaN or infinite, which JSON cannot carry",
+    )
+    assert managed_edges(cascade, org) == []
+
+
 def test_a_character_yaml_does_not_accept_is_reported_on_one_line(
     cascade: Cascade, diamond: str, tmp_path: Path
 ) -> None:

@@ -375,6 +375,24 @@ def test_notify_keeps_the_outputs_named_by_secret_as_secrets(
     assert read["secretOutputs"] == ["dbPassword"] and "hunter2" not in json.dumps(read)
 
 
+def test_notify_names_an_output_json_cannot_carry(
+    cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
+) -> None:
+    stacks(api, org, ["network"])
+    ref = f"{org}/network/prod"
+    shown = tmp_path / "out.json"
+    shown.write_text('{"vpcId": "vpc-1", "ratio": NaN}')  # Python's JSON reader takes NaN; JSON has none
+    failed(
+        cascade.as_admin("notify", ref, "--kind", "update_succeeded", "--outputs", str(shown)),
+        "cannot send this: outputs.ratio is NaN or infinite",
+    )
+    failed(
+        cascade.as_admin("notify", ref, "--kind", "update_succeeded", "--resource-changes", '{"create": Infinity}'),
+        "resourceChanges.create is NaN or infinite",
+    )
+    assert api.get(f"/api/stacks/{ref}/outputs").json()["outputs"] in ({}, None), "nothing was recorded"
+
+
 def test_notify_refuses_secret_names_it_cannot_mark(
     cascade: Cascade, api: httpx2.Client, org: str, tmp_path: Path
 ) -> None:

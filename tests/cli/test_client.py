@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 
 import httpx2
 import pytest
@@ -33,6 +35,28 @@ def test_requests_carry_the_token_header_and_json_body() -> None:
     assert request.url.path == "/api/stacks/acme/net"
     assert request.headers["Authorization"] == f"token {TOKEN}"
     assert json.loads(request.content) == {"stackName": "prod", "tags": {"team": "core"}}
+
+
+def test_a_body_json_cannot_carry_is_refused_before_anything_is_sent() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={})
+
+    with client_answering(httpx2.MockTransport(handler)) as api:
+        for body, message in [
+            ({"a": [1, float("nan")]}, "a[1] is NaN or infinite"),
+            ({"when": dt.date(2024, 1, 1)}, "when is a date or time"),
+            ({"raw": b"x"}, "raw is a bytes, which JSON cannot carry"),
+            ({(1, 2): "x"}, "has a key of type tuple"),
+        ]:
+            with pytest.raises(CliError, match=re.escape(message)):
+                api.request("POST", "/api/anything", json=body)
+        assert seen == []
+        api.request("POST", "/api/anything", json={"ünïcode": 1.5, "n": None, 3: True})
+    assert json.loads(seen[0].content) == {"ünïcode": 1.5, "n": None, "3": True}
+    assert seen[0].headers["Content-Type"] == "application/json"
 
 
 def test_api_error_reads_as_the_servers_message_and_status() -> None:

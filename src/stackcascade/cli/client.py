@@ -6,6 +6,9 @@ or says which server could not be reached. Tokens are only ever put in the Autho
 
 from __future__ import annotations
 
+import datetime as dt
+import json as jsonlib
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -33,6 +36,36 @@ def api_path(*segments: str) -> str:
         if segment in {"", ".", ".."}:
             raise CliError(f"{segment!r} is not a valid name or id")
     return "/api/" + "/".join(quote(segment, safe="") for segment in segments)
+
+
+def _not_json(value: object, where: str) -> str | None:
+    """Where ``value`` holds something JSON cannot carry, and what to do about it; None when it has nothing.
+
+    A file the user gave may: Python reads ``NaN`` in JSON, YAML reads an unquoted ``2024-01-01`` as a date.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is NaN or infinite, which JSON cannot carry: give a number"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) or key is None:
+                return f"{where} has a key of type {type(key).__name__}: keys must be strings"
+            if found := _not_json(item, f"{where}.{key}"):
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        return next((found for i, item in enumerate(value) if (found := _not_json(item, f"{where}[{i}]"))), None)
+    if isinstance(value, dt.date | dt.time):
+        return f"{where} is a date or time (YAML reads an unquoted 2024-01-01 as one): quote it"
+    return f"{where} is a {type(value).__name__}, which JSON cannot carry: give a string"
+
+
+def _json_body(value: object) -> bytes:
+    """The request body; a CliError naming the first value JSON cannot carry, before anything is sent."""
+    if problem := _not_json(value, "the request"):
+        raise CliError(f"cannot send this: {problem.removeprefix('the request.')}")
+    return jsonlib.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +135,12 @@ class ApiClient:
     ) -> Any:
         """Send one request; the decoded JSON body on success (None for an empty body), CliError otherwise."""
         query = {key: str(value) for key, value in (params or {}).items() if value is not None}
+        body = None if json is None else _json_body(json)
+        headers = None if body is None else {"Content-Type": "application/json"}
         for attempt in range(1, _ATTEMPTS_WHEN_BUSY + 1):
             sent = time.monotonic()
             try:
-                response = self._http.request(method, path, json=json, params=query or None)
+                response = self._http.request(method, path, content=body, headers=headers, params=query or None)
             except httpx2.TimeoutException:
                 raise CliError(f"the server at {self.server} did not answer within {self._timeout:g} seconds") from None
             except httpx2.TransportError as exc:
