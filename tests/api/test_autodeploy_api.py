@@ -152,3 +152,41 @@ def test_a_viewer_may_read_and_dry_run_but_not_apply(viewer: httpx2.Client, admi
     assert "needs member" in assert_error(put(viewer, org, DIAMOND), 403)
     assert_error(viewer.get(f"/api/orgs/{org}-elsewhere/autodeploy"), 404)
     assert hooks(admin, org, "network") == []
+
+
+def test_an_apply_given_the_etag_of_a_diff_is_refused_when_the_declaration_changed_since(
+    admin: httpx2.Client, stacks: str
+) -> None:
+    org = stacks
+    shown = admin.get(f"/api/orgs/{org}/autodeploy")
+    empty = shown.headers["ETag"]
+    preview = put(admin, org, DIAMOND, dry_run=True)
+    assert preview.headers["ETag"] == empty, "the dry run read the same declaration"
+    # Someone else applies another declaration between the diff and its apply.
+    chain = {"stacks": [{"project": "network", "stack": "prod", "downstreamRefs": ["app/prod"]}]}
+    assert put(admin, org, chain).status_code == 200
+    declared = admin.get(f"/api/orgs/{org}/autodeploy").json()
+    stale = admin.put(f"/api/orgs/{org}/autodeploy", json=DIAMOND, headers={"If-Match": empty})
+    assert "changed since the diff you saw" in assert_error(stale, 412)
+    assert admin.get(f"/api/orgs/{org}/autodeploy").json() == declared, "nothing was changed"
+    assert [h["payloadUrl"] for h in hooks(admin, org, "network")] == ["app/prod"]
+    current = admin.get(f"/api/orgs/{org}/autodeploy").headers["ETag"]
+    assert current != empty
+    assert put(admin, org, DIAMOND, dry_run=True).headers["ETag"] == current
+    applied = admin.put(f"/api/orgs/{org}/autodeploy", json=DIAMOND, headers={"If-Match": current})
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["applied"] is True
+    # A gate is part of the declaration too: changing one makes the ETag change.
+    before = admin.get(f"/api/orgs/{org}/autodeploy").headers["ETag"]
+    gated = {"stacks": [*DIAMOND["stacks"][:3], {**DIAMOND["stacks"][3], "requireApproval": False}]}
+    assert put(admin, org, gated).status_code == 200
+    assert admin.get(f"/api/orgs/{org}/autodeploy").headers["ETag"] != before
+    anything = admin.put(f"/api/orgs/{org}/autodeploy", json=DIAMOND, headers={"If-Match": "*"})
+    assert anything.status_code == 200, anything.text
+
+
+@pytest.mark.parametrize("if_match", ["abc", 'W/"abc"', '"a", "b"', '"', ""])
+def test_a_malformed_if_match_is_refused(admin: httpx2.Client, stacks: str, if_match: str) -> None:
+    refused = admin.put(f"/api/orgs/{stacks}/autodeploy", json=DIAMOND, headers={"If-Match": if_match})
+    assert "If-Match must be one ETag" in assert_error(refused, 400)
+    assert admin.get(f"/api/orgs/{stacks}/autodeploy").json() == {"stacks": []}

@@ -9,6 +9,7 @@ import httpx2
 import pytest
 import yaml
 
+from stackcascade.cli import autodeploy as autodeploy_command
 from tests.cli.cli_support import Cascade, failed, ok, rows
 from tests.domain.test_autodeploy import LAYERED_PROGRAM, TREE_PROGRAM, WEBHOOKS_PROGRAM
 
@@ -115,6 +116,28 @@ def test_apply_asks_first_unless_yes(cascade: Cascade, diamond: str, tmp_path: P
     assert len(managed_edges(cascade, org)) == 4
     nothing = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org))  # no question when nothing changes
     assert nothing.stdout.startswith("No changes")
+
+
+def test_apply_applies_only_the_diff_it_showed(
+    cascade: Cascade, diamond: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = diamond
+    file = write(tmp_path, "graph.yaml", DIAMOND)
+    other = write(tmp_path, "other.yaml", "stacks:\n  - {project: network, stack: prod, downstreamRefs: [app/prod]}\n")
+
+    def someone_else_applies_while_asked(question: str) -> bool:
+        ok(cascade.as_admin("autodeploy", "apply", other, "--org", org, "--yes"))
+        return True
+
+    monkeypatch.setattr(autodeploy_command, "_confirm", someone_else_applies_while_asked)
+    refused = cascade.as_admin("autodeploy", "apply", file, "--org", org)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "Plan: 4 to create" in refused.stdout, "the diff shown, which is no longer what applying would do"
+    assert refused.stderr.startswith("error: ") and "changed since the diff you saw" in refused.stderr
+    assert managed_edges(cascade, org) == [("network/prod", "app/prod")]
+    monkeypatch.setattr(autodeploy_command, "_confirm", lambda question: True)
+    ok(cascade.as_admin("autodeploy", "apply", file, "--org", org))
+    assert len(managed_edges(cascade, org)) == 4
 
 
 def test_json_output(cascade: Cascade, diamond: str, tmp_path: Path) -> None:

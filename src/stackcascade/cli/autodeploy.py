@@ -397,9 +397,11 @@ def apply(
     if imported is not None and imported.problems:
         _report_problems(source, imported, name)
         raise CliError(f"nothing was applied: {source} declares things stackcascade cannot honour (listed above)")
+    shown: str | None = None  # the ETag of the diff shown: what is applied must be exactly that
     with conn.client() as api:
         if not yes:
             planned = api.put_autodeploy(name, document, dry_run=True).get("diff") or {}
+            shown = api.last_exchange.etag if api.last_exchange else None
             if not _changes_anything(planned):
                 if as_json:
                     print_json({"applied": False, "diff": planned})
@@ -410,7 +412,7 @@ def apply(
                 _print_diff(planned)
             if not _confirm(f"Apply these changes to organization {name}?"):
                 raise CliError("not applied (pass --yes to apply without asking)")
-        result = api.put_autodeploy(name, document, dry_run=False)
+        result = api.put_autodeploy(name, document, dry_run=False, if_match=shown)
     if as_json:
         print_json(result)
         return

@@ -70,11 +70,13 @@ def _json_body(value: object) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """When one request went out and its answer came back (``time.monotonic()``), and the answer's Date header."""
+    """When one request went out and its answer came back (``time.monotonic()``), and the answer's Date and
+    ETag headers."""
 
     sent: float
     received: float
     date: str | None
+    etag: str | None = None
 
 
 _ATTEMPTS_WHEN_BUSY = 3
@@ -131,16 +133,22 @@ class ApiClient:
     # -- transport -------------------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, *, json: object = None, params: Mapping[str, object] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        params: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request; the decoded JSON body on success (None for an empty body), CliError otherwise."""
         query = {key: str(value) for key, value in (params or {}).items() if value is not None}
         body = None if json is None else _json_body(json)
-        headers = None if body is None else {"Content-Type": "application/json"}
+        sending = {**({} if body is None else {"Content-Type": "application/json"}), **(headers or {})}
         for attempt in range(1, _ATTEMPTS_WHEN_BUSY + 1):
             sent = time.monotonic()
             try:
-                response = self._http.request(method, path, content=body, headers=headers, params=query or None)
+                response = self._http.request(method, path, content=body, headers=sending, params=query or None)
             except httpx2.TimeoutException:
                 raise CliError(f"the server at {self.server} did not answer within {self._timeout:g} seconds") from None
             except httpx2.TransportError as exc:
@@ -150,7 +158,9 @@ class ApiClient:
             if wait is None or attempt == _ATTEMPTS_WHEN_BUSY:
                 break
             time.sleep(wait)  # a 503 with Retry-After: nothing was changed, the same request may succeed
-        self.last_exchange = Exchange(sent, time.monotonic(), response.headers.get("date"))
+        self.last_exchange = Exchange(
+            sent, time.monotonic(), response.headers.get("date"), response.headers.get("etag")
+        )
         if response.is_redirect:
             where = response.headers.get("location", "elsewhere")
             raise CliError(f"the server at {self.server} redirected to {where}: use that address with --server")
@@ -344,10 +354,12 @@ class ApiClient:
         """The org's Auto Deploy declaration (its managed deployment edges and their stacks' gates)."""
         return self._object("GET", api_path("orgs", org, "autodeploy"))
 
-    def put_autodeploy(self, org: str, document: Json, *, dry_run: bool) -> Json:
-        """Apply a declaration, or only diff it: ``{applied, diff}``."""
+    def put_autodeploy(self, org: str, document: Json, *, dry_run: bool, if_match: str | None = None) -> Json:
+        """Apply a declaration, or only diff it: ``{applied, diff}``. ``if_match``: the ETag of the dry run
+        whose diff was shown; the server then refuses (412) if the declaration changed since."""
         params = {"dryRun": "true" if dry_run else "false"}
-        return self._object("PUT", api_path("orgs", org, "autodeploy"), json=document, params=params)
+        headers = {"If-Match": if_match} if if_match else None
+        return self._object("PUT", api_path("orgs", org, "autodeploy"), json=document, params=params, headers=headers)
 
 
 def _stack(ref: StackRef, *more: str) -> str:

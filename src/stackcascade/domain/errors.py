@@ -36,5 +36,11 @@ class Conflict(CascadeError):
     status_code = 409
 
 
+class PreconditionFailed(CascadeError):
+    """An ``If-Match`` that no longer matches: what the caller saw has changed since."""
+
+    status_code = 412
+
+
 class PayloadTooLarge(CascadeError):
     status_code = 413

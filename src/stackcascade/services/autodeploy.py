@@ -9,11 +9,18 @@ managed webhooks and set the stack gates it gives. Unmanaged webhooks are never 
 
 Roles: reading the declaration and a dry run need ``viewer`` (they show what ``/graph`` shows);
 applying needs ``member``, like editing webhooks.
+
+Each answer names the declaration it read with a *basis* (the ``ETag``): a hash of the managed edges and
+the gates, everything a diff is computed against. An apply given the basis of the diff someone saw
+(``If-Match``) is refused (412, nothing changed) when the declaration changed since, so what is applied
+is exactly what was shown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stackcascade.domain import autodeploy, graph
 from stackcascade.domain.autodeploy import Declaration, Diff, EdgeSpec
-from stackcascade.domain.errors import Conflict, InvalidInput
+from stackcascade.domain.errors import Conflict, InvalidInput, PreconditionFailed
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.domain.webhook_events import WebhookFormat
 from stackcascade.services import graph_order
@@ -41,6 +48,7 @@ class _Plan:
     diff: Diff
     stack_ids: dict[str, str]  # "project/stack" -> stack id
     webhook_ids: dict[tuple[str, str], str]  # (upstream, webhook name) -> webhook id
+    basis: str  # of the declaration the diff was computed against (``_basis``)
     new_names: dict[tuple[str, str], str] = field(default_factory=dict)  # edge -> name of the webhook to create
 
     def document(self) -> dict[str, Any]:
@@ -61,32 +69,45 @@ def _spec(row: Any) -> EdgeSpec:
     )
 
 
-async def show(ctx: Context, principal: Principal, org: str) -> dict[str, Any]:
-    """The org's current declaration: its managed edges and the gates of the stacks they touch."""
+def _current(hooks: list[Any], stacks: list[Any]) -> tuple[dict[str, Any], str]:
+    """The declaration the rows hold, and its basis: a hash of it, which changes exactly when it does."""
+    managed = [_spec(row) for row in hooks if row.managed]
+    gates = {row.ref: bool(row.require_approval) for row in stacks}
+    document = autodeploy.to_document(autodeploy.declaration_of(managed, gates))
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return document, hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+async def show(ctx: Context, principal: Principal, org: str) -> tuple[dict[str, Any], str]:
+    """The org's current declaration (its managed edges and the gates of the stacks they touch) and its basis."""
     principal.require(org, Role.VIEWER, f"organization {org}")
     async with ctx.db.read() as conn:
         hooks = await rows.deployment_webhooks(conn, org)
         stacks = await rows.org_stacks(conn, org)
-    managed = [_spec(row) for row in hooks if row.managed]
-    gates = {row.ref: bool(row.require_approval) for row in stacks}
-    return autodeploy.to_document(autodeploy.declaration_of(managed, gates))
+    return _current(hooks, stacks)
 
 
-async def apply(ctx: Context, principal: Principal, org: str, document: object, *, dry_run: bool) -> dict[str, Any]:
-    """``{applied, diff}``: the changes that make the managed webhooks match ``document``.
+async def apply(
+    ctx: Context, principal: Principal, org: str, document: object, *, dry_run: bool, if_basis: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """``{applied, diff}``: the changes that make the managed webhooks match ``document``, and the basis of
+    the declaration they were computed against.
 
-    A dry run computes them and changes nothing; it is refused exactly when applying would be.
+    A dry run computes them and changes nothing; it is refused exactly when applying would be. With
+    ``if_basis``, nothing is changed unless the declaration is still the one of that basis.
     """
     principal.require(org, Role.VIEWER if dry_run else Role.MEMBER, f"organization {org}")
     declaration = autodeploy.parse_document(document)
     if dry_run:
         async with ctx.db.read() as conn:
             plan = await _plan(conn, org, declaration)
-        return {"applied": False, "diff": plan.document()}
+        _check_basis(org, plan.basis, if_basis)
+        return {"applied": False, "diff": plan.document()}, plan.basis
     try:
         async with ctx.db.write() as conn:
             await rows.lock_graph(conn, org)
             plan = await _plan(conn, org, declaration)
+            _check_basis(org, plan.basis, if_basis)
             await _carry_out(conn, org, plan, ctx.now())
             await graph_order.renumber(conn, org)  # the declaration was checked for cycles as a whole
     except IntegrityError:  # a webhook created meanwhile took a name, or a stack was deleted meanwhile
@@ -94,7 +115,15 @@ async def apply(ctx: Context, principal: Principal, org: str, document: object, 
             f"the webhooks or stacks of {org} changed while the declaration was applied; nothing was changed: "
             "apply it again"
         ) from None
-    return {"applied": True, "diff": plan.document()}
+    return {"applied": True, "diff": plan.document()}, plan.basis
+
+
+def _check_basis(org: str, basis: str, expected: str | None) -> None:
+    if expected is not None and expected != basis:
+        raise PreconditionFailed(
+            f"the Auto Deploy declaration of {org} changed since the diff you saw (If-Match); nothing was "
+            "changed: look at the new diff and apply again"
+        )
 
 
 async def _plan(conn: AsyncConnection, org: str, declaration: Declaration) -> _Plan:
@@ -114,11 +143,13 @@ async def _plan(conn: AsyncConnection, org: str, declaration: Declaration) -> _P
     _refuse_cycle(org, hooks, desired)
     current = [_spec(row) for row in hooks if row.managed]
     changes = autodeploy.diff(current, desired)
+    _, basis = _current(hooks, stacks)
     gates = autodeploy.gate_changes({row.ref: bool(row.require_approval) for row in stacks}, declaration.gates())
     plan = _Plan(
         diff=autodeploy.with_gates(changes, gates),
         stack_ids=stack_ids,
         webhook_ids={(row.upstream, row.name): str(row.id) for row in hooks if row.managed},
+        basis=basis,
     )
     if changes.create:
         taken: dict[str, set[str]] = {}
