@@ -667,9 +667,7 @@ def is_pulumi_program(data: object) -> bool:
 class _Unresolved(Exception):
     """A value the import cannot know without running Pulumi; ``reported`` once recorded at its origin."""
 
-    def __init__(
-        self, message: str, where: str = "", *, reported: bool = False, after_creation: bool = False
-    ) -> None:
+    def __init__(self, message: str, where: str = "", *, reported: bool = False, after_creation: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.where = where
