@@ -33,14 +33,21 @@ def _cell(value: object) -> Text:
     return Text("" if value is None else str(value))
 
 
+COPIED_WHOLE = frozenset({"ID"})
+
+
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str) -> None:
     rows = list(rows)
     if not rows:
         typer.echo(empty)
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        if column in COPIED_WHOLE:  # an id is pasted into the next command: never wrapped, other columns give way
+            widest = max((len(str(row[index])) for row in rows if row[index] is not None), default=len(column))
+            table.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(value) for value in row))
     console().print(table)
