@@ -48,11 +48,15 @@ def _wait_until_up(served: Served, deadline: float) -> None:
     raise AssertionError("cascade serve did not answer /healthz in time")
 
 
-def _command(data_dir: Path, database_url: str, port: int, *args: str, command_name: str = "serve") -> list[str]:
-    command = [str(CASCADE), command_name, "--data-dir", str(data_dir), "--port", str(port), *args]
+def _database_options(data_dir: Path, database_url: str) -> list[str]:
+    options = ["--data-dir", str(data_dir)]
     if database_url.startswith("postgresql"):
-        command += ["--database-url", database_url]
-    return command
+        options += ["--database-url", database_url]
+    return options
+
+
+def _command(data_dir: Path, database_url: str, port: int, *args: str, command_name: str = "serve") -> list[str]:
+    return [str(CASCADE), command_name, *_database_options(data_dir, database_url), "--port", str(port), *args]
 
 
 def _environment(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -196,6 +200,39 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     ):
         assert len(api.get("/api/user/stacks", params={"organization": "demo"}).json()["stacks"]) == 4
     assert "already there" in again.banner
+
+
+def test_admin_token_mints_into_the_servers_database_and_refuses_one_that_is_not_there(
+    database_url: str, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo"
+    refused = subprocess.run(
+        [str(CASCADE), "admin-token", *_database_options(typo, database_url)],
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stdout == "" and "Traceback" not in refused.stderr
+    assert "there is no stackcascade database at" in refused.stderr and "nothing was created" in refused.stderr
+    assert not typo.exists(), "no data dir, database or key was made up"
+    data_dir = tmp_path / "data"
+    with serve(data_dir, database_url):
+        pass
+    minted = subprocess.run(
+        [str(CASCADE), "admin-token", *_database_options(data_dir, database_url)],
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=60,
+        check=True,
+    )
+    token = minted.stdout.strip()
+    assert token.startswith("csc_")
+    with serve(data_dir, database_url) as served, served.client(token) as api:
+        assert api.get("/api/tokens").status_code == 200
 
 
 SHARED_POOL = "organizations as this server's user"

@@ -248,10 +248,25 @@ def admin_token(
     name: Annotated[str, typer.Option(help="A name to recognise the token by.")] = "admin (recovered)",
 ) -> None:
     """Mint a new admin token straight in the database (recovery on the server's machine)."""
+    from stackcascade.cli.errors import fail
     from stackcascade.server import build_context
     from stackcascade.services import tokens
+    from stackcascade.store.db import has_schema
 
-    ctx = build_context(Config(data_dir=data_dir, database_url=database_url))
+    config = Config(data_dir=data_dir, database_url=database_url)
+    # A token minted into a database no server uses works nowhere: never make one up (a typo, or the wrong
+    # directory for the default ./.cascade).
+    try:
+        found = has_schema(config.resolved_database_url())
+    except Exception as exc:  # unreachable or refusing: say which database, never the password
+        raise fail(f"cannot read the database: {type(exc).__name__}: check --database-url") from None
+    if not found:
+        where = "the database given by --database-url" if database_url else f"{data_dir / 'cascade.db'}"
+        raise fail(
+            f"there is no stackcascade database at {where}: give the --data-dir (or --database-url) "
+            "that `cascade serve` uses; nothing was created"
+        )
+    ctx = build_context(config)
 
     async def _mint() -> str:
         await asyncio.to_thread(ctx.db.migrate)

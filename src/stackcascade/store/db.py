@@ -66,6 +66,14 @@ def is_transient_conflict(exc: BaseException) -> bool:
     return isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause)
 
 
+def has_schema(url: str) -> bool:
+    """Whether the database at ``url`` exists and holds a stackcascade schema; creates nothing (no SQLite
+    file, no data dir): unlike ``Database``, which makes them."""
+    from stackcascade.store.migrate import has_schema as _has_schema
+
+    return _has_schema(_driver_url(url))
+
+
 def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'cascade.db').resolve()}"
 

@@ -33,6 +33,20 @@ def _current_revision(connection: sa.Connection) -> str | None:
     return connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
 
 
+def has_schema(url: URL) -> bool:
+    """Whether the database exists and holds a stackcascade schema; a SQLite file is never created here."""
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return False
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return _current_revision(connection) is not None
+    finally:
+        engine.dispose()
+
+
 def upgrade_to_head(url: URL) -> None:
     from stackcascade.store.schema import metadata
 
