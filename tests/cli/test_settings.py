@@ -124,3 +124,12 @@ def test_rm_deletes_the_settings(cascade: Cascade, stack: str, admin: httpx2.Cli
     assert ok(cascade.as_admin("settings", "rm", stack)).stdout.strip() == f"Deleted deployment settings of {stack}"
     assert admin.get(settings_path(stack)).status_code == 404
     failed(cascade.as_admin("settings", "get", stack), f"stack {stack} has no deployment settings (404)")
+
+
+def test_rm_json_prints_the_settings_as_they_were(cascade: Cascade, stack: str, admin: httpx2.Client) -> None:
+    ok(cascade.as_admin("settings", "set", stack, "--repo-url", "https://a/r.git", "--secret-env", "TOKEN=s3cr3t"))
+    deleted = ok(cascade.as_admin("settings", "rm", stack, "--json"))
+    assert "s3cr3t" not in deleted.stdout
+    settings = json.loads(deleted.stdout)
+    assert settings["sourceContext"]["git"]["repoUrl"] == "https://a/r.git"
+    assert admin.get(settings_path(stack)).status_code == 404

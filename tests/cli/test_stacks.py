@@ -75,6 +75,19 @@ def test_rm_asks_first_and_keeps_the_stack_when_declined(cascade: Cascade, org: 
     assert admin.get(f"/api/stacks/{org}/net/prod").status_code == 404
 
 
+def test_rm_json_prints_the_stack_as_it_was_and_asks_on_stderr(
+    cascade: Cascade, org: str, admin: httpx2.Client
+) -> None:
+    ok(cascade.as_admin("stack", "create", f"{org}/net/prod", "--tag", "team=core"))
+    declined = cascade.as_admin("stack", "rm", f"{org}/net/prod", "--json", input="n\n")
+    assert declined.exit_code == 1
+    assert f"Delete stack {org}/net/prod" in declined.stderr and "Delete" not in declined.stdout
+    deleted = ok(cascade.as_admin("stack", "rm", f"{org}/net/prod", "--json", "--yes"))
+    stack = json.loads(deleted.stdout)
+    assert (stack["projectName"], stack["stackName"], stack["tags"]) == ("net", "prod", {"team": "core"})
+    assert admin.get(f"/api/stacks/{org}/net/prod").status_code == 404
+
+
 def test_rm_of_a_missing_stack_is_a_clean_404(cascade: Cascade, org: str) -> None:
     failed(cascade.as_admin("stack", "rm", f"{org}/net/nope", "--yes"), "(404)")
 

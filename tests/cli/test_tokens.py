@@ -49,6 +49,10 @@ def test_a_revoked_token_stops_working(cascade: Cascade, org: str) -> None:
     assert ok(cascade.as_admin("token", "rm", issued["id"])).stdout.strip() == f"Revoked token {issued['id']}"
     failed(cascade.as_token(issued["token"], "stack", "ls", "--org", org), "invalid or expired token (401)")
     failed(cascade.as_admin("token", "rm", issued["id"]), "not found (404)")
+    other = json.loads(ok(cascade.as_admin("token", "create", "--org", org, "--json")).stdout)
+    revoked = json.loads(ok(cascade.as_admin("token", "rm", other["id"], "--json")).stdout)
+    assert revoked == {"id": other["id"], "revoked": True}
+    failed(cascade.as_token(other["token"], "stack", "ls", "--org", org), "invalid or expired token (401)")
 
 
 def test_an_org_admin_cannot_mint_admin_tokens(cascade: Cascade, org: str) -> None:

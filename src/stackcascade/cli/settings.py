@@ -175,10 +175,15 @@ def remove(
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Delete the stack's deployment settings."""
+    """Delete the stack's deployment settings; --json: the settings as they were (secrets masked)."""
     conn = connect(server, token, org)
     ref = conn.stack(stack)
     with conn.client() as api:
+        deleted = api.get_settings(ref) if as_json else None
         api.delete_settings(ref)
-    typer.echo(f"Deleted deployment settings of {ref}")
+    if deleted is not None:
+        print_json(deleted)
+    else:
+        typer.echo(f"Deleted deployment settings of {ref}")

@@ -69,15 +69,21 @@ def remove(
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Delete a stack with its settings and deployment history (refused while a deployment runs)."""
+    """Delete a stack with its settings and deployment history (refused while a deployment runs);
+    --json: the stack as it was."""
     conn = connect(server, token, org)
     ref = conn.stack(stack)
-    if not yes:
-        typer.confirm(f"Delete stack {ref} with its settings and deployment history?", abort=True)
+    if not yes:  # with --json the question goes to stderr: stdout is JSON only
+        typer.confirm(f"Delete stack {ref} with its settings and deployment history?", abort=True, err=as_json)
     with conn.client() as api:
+        deleted = api.get_stack(ref) if as_json else None
         api.delete_stack(ref)
-    typer.echo(f"Deleted stack {ref}")
+    if deleted is not None:
+        print_json(deleted)
+    else:
+        typer.echo(f"Deleted stack {ref}")
 
 
 def _gate_line(ref: StackRef, required: bool, *, changed: bool) -> str:

@@ -81,9 +81,13 @@ def revoke(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (from `cascade token ls`).")],
     server: ServerOption = None,
     token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke a token: it stops working at once."""
     conn = connect(server, token)
     with conn.client() as api:
         api.revoke_token(token_id)
-    typer.echo(f"Revoked token {token_id}")
+    if as_json:
+        print_json({"id": token_id, "revoked": True})
+    else:
+        typer.echo(f"Revoked token {token_id}")
