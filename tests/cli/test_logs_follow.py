@@ -403,8 +403,18 @@ def test_a_repeated_token_with_new_lines_is_an_error_not_an_endless_loop() -> No
 
 def test_following_gives_up_after_the_timeout() -> None:
     api = scripted(then=page("1"))
-    with api, pytest.raises(CliError, match=r"had not ended after 0\.05 seconds"):
+    with api, pytest.raises(CliError) as raised:
         follow.follow_plain(api, REF, "d1", emit=lambda line: None, timeout=0.05, poll_seconds=0.01)
+    assert raised.value.message == (
+        "deployment d1 had not ended after 0.05 seconds; it goes on running "
+        "(follow it again with `cascade logs acme/net/prod d1 --follow`)"  # the real stack and id, to copy
+    )
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(1, "1 second;"), (2, "2 seconds;"), (0, "0 seconds;")])
+def test_the_timeout_message_counts_seconds_in_english(seconds: float, said: str) -> None:
+    with pytest.raises(CliError, match=f"had not ended after {said}"):
+        follow.Deadline(seconds, start=time.monotonic() - 10).check(REF, "d1")
 
 
 def test_reading_what_is_there_stops_at_the_first_empty_page() -> None:

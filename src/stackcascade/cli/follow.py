@@ -309,12 +309,27 @@ class Deadline:
     def expired(self) -> bool:
         return self.seconds is not None and time.monotonic() - self.start > self.seconds
 
-    def check(self, deployment_id: str) -> None:
+    def check(self, ref: StackRef, deployment_id: str) -> None:
         if self.expired():
             raise CliError(
-                f"deployment {deployment_id} had not ended after {self.seconds:g} seconds; it goes on running "
-                "(follow it again with `cascade logs STACK ID --follow`)"
+                f"deployment {deployment_id} had not ended after {self.took()}; it goes on running "
+                f"(follow it again with `{resume_deployment(ref, deployment_id)}`)"
             )
+
+    def took(self) -> str:
+        """``1 second``, ``2.5 seconds``: how long the follow was allowed."""
+        seconds = self.seconds or 0
+        return f"{seconds:g} second" if seconds == 1 else f"{seconds:g} seconds"
+
+
+def resume_deployment(ref: StackRef, deployment_id: str) -> str:
+    """The command that follows a deployment again."""
+    return f"cascade logs {ref} {deployment_id} --follow"
+
+
+def resume_cascade(org: str, cascade_id: str) -> str:
+    """The command that follows a cascade again."""
+    return f"cascade cascade show {cascade_id} --org {org} --follow"
 
 
 def final_state(api: ApiClient, ref: StackRef, deployment_id: str, deadline: Deadline) -> Json:
@@ -328,7 +343,7 @@ def final_state(api: ApiClient, ref: StackRef, deployment_id: str, deadline: Dea
             raise CliError(
                 f"the log of deployment {deployment_id} ended but its status is still {deployment.get('status')!r}"
             )
-        deadline.check(deployment_id)
+        deadline.check(ref, deployment_id)
         time.sleep(POLL_SECONDS)
 
 
@@ -352,7 +367,7 @@ def follow_plain(
         for line in lines:
             emit(line)
         if not stream.ended:
-            deadline.check(deployment_id)
+            deadline.check(ref, deployment_id)
             if not lines:
                 time.sleep(poll_seconds)
     return final_state(api, ref, deployment_id, deadline)
@@ -414,7 +429,7 @@ def follow_live(
             if moved_on or time.monotonic() - checked >= poll_seconds:  # the steps, also while lines pour in
                 view.deployment = read_steps()
                 checked = time.monotonic()
-            deadline.check(deployment_id)
+            deadline.check(ref, deployment_id)
             if not lines:
                 time.sleep(poll_seconds)
         view.deployment = final_state(api, ref, deployment_id, deadline)
@@ -428,7 +443,7 @@ def is_live_terminal(out: Console) -> bool:
 def interrupted(ref: StackRef, deployment_id: str) -> typer.Exit:
     """Ctrl-C stops following, not the deployment: say so, exit 130 like a shell."""
     typer.echo(
-        f"stopped following; deployment {deployment_id} goes on. Resume with: cascade logs {ref} {deployment_id} --follow",
+        f"stopped following; deployment {deployment_id} goes on. Resume with: {resume_deployment(ref, deployment_id)}",
         err=True,
     )
     return typer.Exit(130)
@@ -632,8 +647,8 @@ def cascade_states(
             return
         if deadline.expired():
             raise CliError(
-                f"cascade {cascade_id} had not ended after {deadline.seconds:g} seconds; it goes on "
-                f"(follow it again with `cascade cascade show {cascade_id} --org {org} --follow`)"
+                f"cascade {cascade_id} had not ended after {deadline.took()}; it goes on "
+                f"(follow it again with `{resume_cascade(org, cascade_id)}`)"
             )
         wait = poll_seconds if cascade != previous else min(wait * 2, max_poll_seconds)
         previous = cascade
@@ -714,8 +729,7 @@ def follow_cascade(api: ApiClient, org: str, cascade_id: str, *, out: Console, d
 def cascade_interrupted(org: str, cascade_id: str) -> typer.Exit:
     """Ctrl-C stops following, not the cascade."""
     typer.echo(
-        f"stopped following; cascade {cascade_id} goes on. Resume with: cascade cascade show {cascade_id} "
-        f"--org {org} --follow",
+        f"stopped following; cascade {cascade_id} goes on. Resume with: {resume_cascade(org, cascade_id)}",
         err=True,
     )
     return typer.Exit(130)
