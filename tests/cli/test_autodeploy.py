@@ -72,7 +72,7 @@ def test_diff_apply_show_of_a_document(cascade: Cascade, diamond: str, tmp_path:
     assert managed_edges(cascade, org) == []  # diff changes nothing
 
     applied = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes"))
-    assert f"Applied to organization {org}: 4 to create" in applied.stdout
+    assert f"Applied to organization {org}: 4 created, 0 updated, 0 deleted, 0 unchanged, 1 stack gate changed." in applied.stdout
     assert managed_edges(cascade, org) == [
         ("cluster/prod", "app/prod"),
         ("database/prod", "app/prod"),
@@ -374,7 +374,7 @@ def test_the_question_before_apply_writes_nothing_to_stdout(cascade: Cascade, di
     deleted = ok(cascade.as_admin("autodeploy", "apply", removed, "--org", org, input="yes\n"))
     assert (
         deleted.stdout.splitlines()[-1]
-        == f"Applied to organization {org}: 0 to create, 0 to update, 4 to delete, 0 unchanged."
+        == f"Applied to organization {org}: 0 created, 0 updated, 4 deleted, 0 unchanged."
     )
     assert managed_edges(cascade, org) == []
 

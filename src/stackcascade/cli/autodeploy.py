@@ -222,13 +222,15 @@ def _change_details(edge: Json) -> str:
     return "; ".join(shown)
 
 
-def _summary(diff: Json) -> str:
+def _summary(diff: Json, *, done: bool = False) -> str:
+    """``done``: said of changes made ("2 created"), not planned ("2 to create")."""
     counts = [(len(diff.get(key) or []), key) for key in ("create", "update", "delete")]
     gates = len(diff.get("gates") or [])
-    parts = [f"{count} to {key}" for count, key in counts]
+    parts = [f"{count} {key}d" if done else f"{count} to {key}" for count, key in counts]
     parts.append(f"{len(diff.get('unchanged') or [])} unchanged")
     if gates:
-        parts.append(f"{gates} stack gate{'s' if gates != 1 else ''} to change")
+        plural = "s" if gates != 1 else ""
+        parts.append(f"{gates} stack gate{plural} changed" if done else f"{gates} stack gate{plural} to change")
     return ", ".join(parts)
 
 
@@ -420,4 +422,4 @@ def apply(
     if yes:
         _print_diff(applied)
     if _changes_anything(applied):
-        typer.echo(f"Applied to organization {name}: {_summary(applied)}.")
+        typer.echo(f"Applied to organization {name}: {_summary(applied, done=True)}.")
