@@ -72,7 +72,10 @@ def test_diff_apply_show_of_a_document(cascade: Cascade, diamond: str, tmp_path:
     assert managed_edges(cascade, org) == []  # diff changes nothing
 
     applied = ok(cascade.as_admin("autodeploy", "apply", file, "--org", org, "--yes"))
-    assert f"Applied to organization {org}: 4 created, 0 updated, 0 deleted, 0 unchanged, 1 stack gate changed." in applied.stdout
+    assert (
+        f"Applied to organization {org}: 4 created, 0 updated, 0 deleted, 0 unchanged, 1 stack gate changed."
+        in applied.stdout
+    )
     assert managed_edges(cascade, org) == [
         ("cluster/prod", "app/prod"),
         ("database/prod", "app/prod"),
