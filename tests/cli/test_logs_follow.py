@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +18,13 @@ from pathlib import Path
 import httpx2
 import pytest
 from rich.console import Console
-from typer.testing import Result
+from typer.testing import CliRunner, Result
 
 from stackcascade.cli import follow
 from stackcascade.cli.client import ApiClient, Exchange
+from stackcascade.cli.connection import Connection
 from stackcascade.cli.errors import CliError
+from stackcascade.cli.main import app
 from stackcascade.cli.refs import StackRef
 from tests.cli.cli_support import Cascade, failed, ok
 from tests.e2e.helpers import all_logs, cascade_yaml, deploy, git_repo, wait_for, wait_for_log
@@ -534,3 +536,100 @@ def test_the_live_table_reads_the_steps_again_as_soon_as_the_log_moves_on_to_ano
     assert finished["status"] == "succeeded"
     # Reading the steps only every 60 seconds, the table would have shown source running until the end.
     assert seen == ["deployment", "logs", "deployment", "logs", "logs", "deployment", "logs", "deployment"]
+
+
+# -- how a follow ends, against a scripted server --------------------------------------------------------------
+
+Answer = httpx2.Response | BaseException
+GONE = "could not reach the server at http://cascade.test: connection refused"
+LOST_DEPLOYMENT = (
+    "stopped following, but deployment d1 goes on on the server: "
+    "follow it again with `cascade logs acme/net/prod d1 --follow`"
+)
+LOST_CASCADE = (
+    "stopped following, but cascade c1 goes on on the server: "
+    "follow it again with `cascade cascade show c1 --org acme --follow`"
+)
+
+
+def queued() -> httpx2.Response:
+    return httpx2.Response(202, json={"id": "d1", "version": 1, "consoleUrl": "http://cascade.test/d1"})
+
+
+def deployment(status: str, **more: object) -> httpx2.Response:
+    return httpx2.Response(200, json={"id": "d1", "status": status, **more})
+
+
+def cascade_state(status: str, member: str = "running") -> httpx2.Response:
+    body = {
+        "id": "c1",
+        "organization": "acme",
+        "status": status,
+        "members": [{"stack": "app/prod", "wave": 1, "status": member}],
+    }
+    return httpx2.Response(200, json=body)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch, config_home: Path) -> Callable[..., None]:
+    """``serve(create=[...], deployment=[...], logs=[...], cascade=[...])``: each kind of request gets its answers
+    in order (an exception is raised as the transport's), then a refused connection: the server has gone."""
+    monkeypatch.setattr(follow, "CASCADE_POLL_SECONDS", 0.01)
+
+    def install(**answers: list[Answer]) -> None:
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            path = request.url.path
+            kind = (
+                "create" if request.method == "POST"
+                else "logs" if path.endswith("/logs")
+                else "cascade" if "/cascades/" in path
+                else "deployment"
+            )  # fmt: skip
+            pending = answers.get(kind) or []
+            answer = pending.pop(0) if pending else httpx2.ConnectError("connection refused")
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        def client(self: Connection) -> ApiClient:
+            return ApiClient(self.server, self.token, transport=httpx2.MockTransport(handler))
+
+        monkeypatch.setattr(Connection, "client", client)
+
+    return install
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, [*args, "--server", "http://cascade.test", "--token", "t"])
+
+
+def test_deploy_follow_says_the_deployment_goes_on_when_the_server_goes_away(serve: Callable[..., None]) -> None:
+    serve(create=[queued()], logs=[page("1", "one")])
+    result = run("deploy", "acme/net/prod", "--follow")
+    assert "[operation] one" in result.stdout.splitlines()
+    assert result.stderr == f"error: {GONE}; {LOST_DEPLOYMENT}\n"
+    assert result.exit_code == 1, result.output
+
+
+def test_deploy_follow_says_the_cascade_goes_on_when_the_server_goes_away(serve: Callable[..., None]) -> None:
+    serve(
+        create=[queued()], logs=[page(None, "done")], deployment=[deployment("succeeded", cascadeId="c1")],
+        cascade=[cascade_state("running")],
+    )  # fmt: skip
+    result = run("deploy", "acme/net/prod", "--follow")
+    assert "[cascade] app/prod running" in result.stdout.splitlines()
+    assert result.stderr == f"error: {GONE}; {LOST_CASCADE}\n"
+    assert result.exit_code == 1, result.output
+
+
+def test_logs_and_show_follow_say_what_goes_on_when_the_server_goes_away(serve: Callable[..., None]) -> None:
+    serve(deployment=[deployment("running")], logs=[page("1", "one")])
+    result = run("logs", "acme/net/prod", "d1", "--follow")
+    assert result.stdout == "[operation] one\n"
+    assert result.stderr == f"error: {GONE}; {LOST_DEPLOYMENT}\n"
+    assert result.exit_code == 1, result.output
+
+    serve(cascade=[cascade_state("running"), cascade_state("running")])
+    result = run("cascade", "show", "c1", "--org", "acme", "--follow")
+    assert result.stderr == f"error: {GONE}; {LOST_CASCADE}\n"
+    assert result.exit_code == 1, result.output

@@ -135,8 +135,11 @@ def show(
                 clock.observe(api.last_exchange, following.cascade_times(cascade))
                 print_cascade(cascade, now=clock.now())
             return
+        deadline = following.Deadline(timeout)
         try:
-            ended = following.follow_cascade(api, name, cascade_id, out=console(), deadline=following.Deadline(timeout))
+            api.get_cascade(name, cascade_id)  # it exists: from here on an error loses track of it
+            with following.losing_track(f"cascade {cascade_id}", following.resume_cascade(name, cascade_id)):
+                ended = following.follow_cascade(api, name, cascade_id, out=console(), deadline=deadline)
         except KeyboardInterrupt:
             raise following.cascade_interrupted(name, cascade_id) from None
     raise following.cascade_finish(ended)

@@ -83,14 +83,15 @@ def deploy(
         out = console()
         deadline = following.Deadline(timeout)
         try:
-            if following.is_live_terminal(out):
-                finished = following.follow_live(api, ref, deployment_id, out=out, timeout=timeout)
-            else:
-                finished = following.follow_plain(
-                    api, ref, deployment_id, emit=following.echo_lines(False), timeout=timeout
-                )
-                rows = following.steps_of(finished)
-                print_table(("STEP", "STATUS", "DURATION"), rows, empty="No steps.")
+            with following.losing_track(f"deployment {deployment_id}", following.resume_deployment(ref, deployment_id)):
+                if following.is_live_terminal(out):
+                    finished = following.follow_live(api, ref, deployment_id, out=out, timeout=timeout)
+                else:
+                    finished = following.follow_plain(
+                        api, ref, deployment_id, emit=following.echo_lines(False), timeout=timeout
+                    )
+                    rows = following.steps_of(finished)
+                    print_table(("STEP", "STATUS", "DURATION"), rows, empty="No steps.")
         except KeyboardInterrupt:
             raise following.interrupted(ref, deployment_id) from None
         cascade_id = finished.get("cascadeId")
@@ -100,7 +101,8 @@ def deploy(
         typer.echo(following.status_line(deployment_id, finished))
         typer.echo(f"Following cascade {cascade_id} (members in waves; Ctrl-C stops following, not the cascade)")
         try:
-            cascade = following.follow_cascade(api, ref.org, str(cascade_id), out=out, deadline=deadline)
+            with following.losing_track(f"cascade {cascade_id}", following.resume_cascade(ref.org, str(cascade_id))):
+                cascade = following.follow_cascade(api, ref.org, str(cascade_id), out=out, deadline=deadline)
         except KeyboardInterrupt:
             raise following.cascade_interrupted(ref.org, str(cascade_id)) from None
     raise following.cascade_finish(cascade)

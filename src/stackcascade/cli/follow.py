@@ -14,6 +14,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -299,6 +300,11 @@ def exit_code(deployment: Json) -> int:
     return 0 if deployment.get("status") == "succeeded" else 1
 
 
+class LostTrack(CliError):
+    """Following stopped before the end was known (``--timeout``, the server unreachable or answering an error):
+    the deployment or cascade goes on on the server, and the message says how to follow it again."""
+
+
 @dataclass
 class Deadline:
     """``--timeout`` as a monotonic deadline (None: follow until the deployment ends)."""
@@ -311,7 +317,7 @@ class Deadline:
 
     def check(self, ref: StackRef, deployment_id: str) -> None:
         if self.expired():
-            raise CliError(
+            raise LostTrack(
                 f"deployment {deployment_id} had not ended after {self.took()}; it goes on running "
                 f"(follow it again with `{resume_deployment(ref, deployment_id)}`)"
             )
@@ -330,6 +336,21 @@ def resume_deployment(ref: StackRef, deployment_id: str) -> str:
 def resume_cascade(org: str, cascade_id: str) -> str:
     """The command that follows a cascade again."""
     return f"cascade cascade show {cascade_id} --org {org} --follow"
+
+
+@contextmanager
+def losing_track(what: str, resume: str) -> Iterator[None]:
+    """While following ``what`` (``deployment ID``), an error (the server unreachable, an error answer) also says
+    that it goes on on the server and how to follow it again (``resume``): following stopped, not it."""
+    try:
+        yield
+    except LostTrack:  # --timeout: it says so already
+        raise
+    except CliError as exc:
+        raise LostTrack(
+            f"{exc.message}; stopped following, but {what} goes on on the server: follow it again with `{resume}`",
+            status=exc.status,
+        ) from None
 
 
 def final_state(api: ApiClient, ref: StackRef, deployment_id: str, deadline: Deadline) -> Json:
@@ -646,7 +667,7 @@ def cascade_states(
         if cascade.get("status") != "running":
             return
         if deadline.expired():
-            raise CliError(
+            raise LostTrack(
                 f"cascade {cascade_id} had not ended after {deadline.took()}; it goes on "
                 f"(follow it again with `{resume_cascade(org, cascade_id)}`)"
             )

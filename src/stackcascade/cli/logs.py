@@ -43,7 +43,9 @@ def logs(
                 emit(line)
             return
         try:
-            finished = following.follow_plain(api, ref, deployment_id, emit=emit, timeout=timeout)
+            following.get_deployment(api, ref, deployment_id)  # it exists: from here on an error loses track of it
+            with following.losing_track(f"deployment {deployment_id}", following.resume_deployment(ref, deployment_id)):
+                finished = following.follow_plain(api, ref, deployment_id, emit=emit, timeout=timeout)
         except KeyboardInterrupt:
             raise following.interrupted(ref, deployment_id) from None
     raise following.finish(deployment_id, finished, to_stderr=as_json)
