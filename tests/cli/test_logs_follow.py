@@ -608,7 +608,7 @@ def test_deploy_follow_says_the_deployment_goes_on_when_the_server_goes_away(ser
     result = run("deploy", "acme/net/prod", "--follow")
     assert "[operation] one" in result.stdout.splitlines()
     assert result.stderr == f"error: {GONE}; {LOST_DEPLOYMENT}\n"
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # not "it failed": nobody knows how it ended
 
 
 def test_deploy_follow_says_the_cascade_goes_on_when_the_server_goes_away(serve: Callable[..., None]) -> None:
@@ -619,7 +619,7 @@ def test_deploy_follow_says_the_cascade_goes_on_when_the_server_goes_away(serve:
     result = run("deploy", "acme/net/prod", "--follow")
     assert "[cascade] app/prod running" in result.stdout.splitlines()
     assert result.stderr == f"error: {GONE}; {LOST_CASCADE}\n"
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # not "it failed": nobody knows how it ended
 
 
 def test_logs_and_show_follow_say_what_goes_on_when_the_server_goes_away(serve: Callable[..., None]) -> None:
@@ -627,9 +627,109 @@ def test_logs_and_show_follow_say_what_goes_on_when_the_server_goes_away(serve: 
     result = run("logs", "acme/net/prod", "d1", "--follow")
     assert result.stdout == "[operation] one\n"
     assert result.stderr == f"error: {GONE}; {LOST_DEPLOYMENT}\n"
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # not "it failed": nobody knows how it ended
 
     serve(cascade=[cascade_state("running"), cascade_state("running")])
     result = run("cascade", "show", "c1", "--org", "acme", "--follow")
     assert result.stderr == f"error: {GONE}; {LOST_CASCADE}\n"
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # not "it failed": nobody knows how it ended
+
+
+TIMED_OUT = "deployment d1 had not ended after 0 seconds; it goes on running (follow it again with `cascade logs acme/net/prod d1 --follow`)"
+
+
+@pytest.mark.parametrize(
+    ("args", "answers", "code", "said"),
+    [
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page(None, "x")], "deployment": [deployment("succeeded")]},
+            0, "", id="deployment-succeeded",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page(None, "x")], "deployment": [deployment("failed", reason="exit 3")]},
+            1, "", id="deployment-failed",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page(None, "x")], "deployment": [deployment("succeeded", cascadeId="c1")],
+             "cascade": [cascade_state("failed", "failed")]},
+            1, "", id="cascade-member-failed",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [httpx2.ConnectError("connection refused")]},
+            1, f"error: {GONE}\n", id="unreachable-before-queueing",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [httpx2.Response(400, json={"code": 400, "message": "no source"})]},
+            1, "error: no source (400)\n", id="refused-before-queueing",
+        ),
+        pytest.param(
+            ("logs", "acme/net/prod", "d1", "--follow"),
+            {"deployment": [httpx2.Response(404, json={"code": 404, "message": "no deployment d1"})]},
+            1, "error: no deployment d1 (404)\n", id="logs-of-no-such-deployment",
+        ),
+        pytest.param(
+            ("cascade", "show", "c1", "--org", "acme", "--follow"),
+            {},
+            1, f"error: {GONE}\n", id="show-unreachable-before-reading",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow", "--timeout", "0"),
+            {"create": [queued()], "logs": [page("1")]},
+            3, f"error: {TIMED_OUT}\n", id="deployment-timed-out",
+        ),
+        pytest.param(
+            ("logs", "acme/net/prod", "d1", "--follow", "--timeout", "0"),
+            {"deployment": [deployment("running")], "logs": [page("1")]},
+            3, f"error: {TIMED_OUT}\n", id="logs-timed-out",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow", "--timeout", "0"),
+            {"create": [queued()], "logs": [page(None, "x")], "deployment": [deployment("succeeded", cascadeId="c1")],
+             "cascade": [cascade_state("running")]},
+            3, "error: cascade c1 had not ended after 0 seconds; it goes on "
+            "(follow it again with `cascade cascade show c1 --org acme --follow`)\n", id="cascade-timed-out",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page("1", "one"), httpx2.Response(500, json={"code": 500, "message": "oops"})]},
+            3, f"error: oops (500); {LOST_DEPLOYMENT}\n", id="server-error-mid-follow",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page("1", "one"), KeyboardInterrupt()]},
+            130, "stopped following; deployment d1 goes on. Resume with: cascade logs acme/net/prod d1 --follow\n",
+            id="ctrl-c-during-the-deployment",
+        ),
+        pytest.param(
+            ("deploy", "acme/net/prod", "--follow"),
+            {"create": [queued()], "logs": [page(None, "x")], "deployment": [deployment("succeeded", cascadeId="c1")],
+             "cascade": [cascade_state("running"), KeyboardInterrupt()]},
+            130, "stopped following; cascade c1 goes on. Resume with: cascade cascade show c1 --org acme --follow\n",
+            id="ctrl-c-during-the-cascade",
+        ),
+    ],
+)  # fmt: skip
+def test_the_exit_code_tells_failed_from_unknown(
+    serve: Callable[..., None], args: tuple[str, ...], answers: dict[str, list[Answer]], code: int, said: str
+) -> None:
+    """0 succeeded; 1 ended otherwise, or failed before anything was followed; 3 following stopped before the
+    end was known (it goes on); 130 Ctrl-C."""
+    serve(**answers)
+    result = run(*args)
+    assert result.exit_code == code, result.output
+    assert code == 0 or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stderr == said
+
+
+def test_a_usage_error_exits_2_and_the_help_lists_the_exit_codes(serve: Callable[..., None]) -> None:
+    assert run("deploy", "acme/net/prod", "--timeout", "5").exit_code == 2
+    for command in (("deploy",), ("logs",), ("cascade", "show")):
+        shown = " ".join(CliRunner().invoke(app, [*command, "--help"]).stdout.replace("│", " ").split())
+        assert "3 if following stopped before the end was known" in shown, command
+        assert "130 on Ctrl-C" in shown and "1 if it ended otherwise" in shown, command

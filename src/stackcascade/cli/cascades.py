@@ -111,7 +111,7 @@ def show(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Show the members live until the cascade ends; exit 1 unless it succeeded."
+            "--follow", "-f", help=f"Show the members live until the cascade ends. {following.EXIT_CODES_HELP}"
         ),
     ] = False,
     timeout: following.FollowTimeoutOption = None,

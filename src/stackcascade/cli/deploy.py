@@ -44,7 +44,7 @@ def deploy(
             "--follow",
             "-f",
             help="Show the steps and the log until the deployment ends, then the cascade it started (if any) until "
-            "that ends; exit 1 unless the deployment (the cascade) succeeded.",
+            f"that ends. {following.EXIT_CODES_HELP}",
         ),
     ] = False,
     timeout: following.FollowTimeoutOption = None,

@@ -49,7 +49,8 @@ FollowTimeoutOption = Annotated[
         "--timeout",
         metavar="SECONDS",
         min=0,
-        help="With --follow: give up (exit 1) if the deployment (and any cascade it started) has not ended by then.",
+        help="With --follow: stop following (exit 3) if the deployment (and any cascade it started) has not ended "
+        "by then; it goes on.",
         show_default=False,
     ),
 ]
@@ -300,9 +301,21 @@ def exit_code(deployment: Json) -> int:
     return 0 if deployment.get("status") == "succeeded" else 1
 
 
+EXIT_LOST_TRACK = 3
+
+EXIT_CODES_HELP = (
+    "Exit 0 if it succeeded, 1 if it ended otherwise (or nothing could be started), 3 if following stopped "
+    "before the end was known (--timeout, the server unreachable or answering an error: it goes on), "
+    "130 on Ctrl-C, 2 for a usage error."
+)
+
+
 class LostTrack(CliError):
     """Following stopped before the end was known (``--timeout``, the server unreachable or answering an error):
-    the deployment or cascade goes on on the server, and the message says how to follow it again."""
+    the deployment or cascade goes on on the server, and the message says how to follow it again. Exit code 3,
+    so a script can tell "it did not succeed" (1) from "we do not know how it ended"."""
+
+    exit_code = EXIT_LOST_TRACK
 
 
 @dataclass

@@ -20,7 +20,7 @@ def logs(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Keep printing new lines until the deployment ends; exit 1 unless it succeeded."
+            "--follow", "-f", help=f"Keep printing new lines until the deployment ends. {following.EXIT_CODES_HELP}"
         ),
     ] = False,
     timeout: following.FollowTimeoutOption = None,
