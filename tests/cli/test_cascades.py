@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 from rich.console import Console
+from rich.live_render import LiveRender
 from typer.testing import CliRunner, Result
 
 from stackcascade.cli import cascades as cascades_cli
@@ -797,9 +798,9 @@ def test_following_says_how_to_approve_a_member_that_awaits_approval(monkeypatch
             gated | {"members": [*gated["members"], {"stack": "b/p", "wave": 0, "status": "awaiting-approval"}]}
         )
     )
-    assert live[-1] == (
+    assert live[0] == (
         "awaiting approval: a/p, b/p; let it run with `cascade cascade approve c1 STACK --org acme` (or skip it with reject)"
-    )
+    )  # first: below a tree taller than the terminal it would be cut off
 
 
 def test_following_a_cascade_gives_up_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -812,3 +813,90 @@ def test_following_a_cascade_gives_up_after_the_timeout(monkeypatch: pytest.Monk
         "cascade c1 had not ended after 1 second; it goes on "
         "(follow it again with `cascade cascade show c1 --org acme --follow`)"
     )
+
+
+def crowded(status: str = "running") -> dict[str, Any]:
+    """A root and 40 downstream stacks: wave 1 with a member in each state among 20 that succeeded, wave 2 waiting."""
+    wave_1 = ["succeeded"] * 12 + ["failed", "skipped", "skipped", "running", "queued"] + ["succeeded"] * 8
+    wave_1 += ["awaiting-approval", "running", "skipped", "skipped", "queued"]
+    members = [{"stack": "net/prod", "wave": 0, "status": "succeeded", "version": 1}]
+    for number, state in enumerate(wave_1):
+        started = "2030-01-01T00:00:00Z" if state == "running" else None
+        members.append({"stack": f"s{number:02d}/prod", "wave": 1, "status": "queued" if started else state,
+                        "started": started})  # fmt: skip
+    members += [{"stack": f"w{number:02d}/prod", "wave": 2, "status": "waiting"} for number in range(10)]
+    return {"id": "c1", "organization": "acme", "root": "net/prod", "operation": "update", "status": status,
+            "members": members}  # fmt: skip
+
+
+def live_frame(cascade: dict[str, Any], height: int) -> list[str]:
+    """One frame of the live display on a terminal ``height`` rows high, as Live draws it (it cuts what is taller)."""
+    out = Console(width=120, height=height, record=True, color_system=None, force_terminal=False)
+    out.print(LiveRender(follow._CascadeView(cascade)))
+    return [line.rstrip() for line in out.export_text().splitlines()]
+
+
+HINT = "awaiting approval: s25/prod; let it run with `cascade cascade approve c1 s25/prod --org acme` (or skip it with reject)"
+
+
+def test_a_live_tree_taller_than_the_terminal_keeps_what_needs_attention_in_sight() -> None:
+    def shown(frame: list[str]) -> list[str]:  # without the guides; a spinner in any of its frames is ⠋
+        return [re.sub("[\u2800-\u28ff]", "⠋", line.strip("│├└─ ")) for line in frame]
+
+    assert len(live_frame(crowded(), 60)) == 1 + 1 + 2 + 1 + 30 + 1 + 10  # it fits: every member has its line
+
+    frame = live_frame(crowded(), 24)
+    assert len(frame) <= 24 and "..." not in frame[-1]  # Live had nothing to cut
+    assert shown(frame) == [
+        HINT,
+        "cascade c1 (update of net/prod): running",
+        "wave 0 (root): 1 succeeded",
+        "wave 1",
+        "✗ s12/prod  failed",
+        "- s13/prod  skipped",
+        "- s14/prod  skipped",
+        "⠋ s15/prod  running",
+        "⠋ s16/prod  queued",
+        "? s25/prod  awaiting-approval",
+        "⠋ s26/prod  running",
+        "- s27/prod  skipped",
+        "- s28/prod  skipped",
+        "⠋ s29/prod  queued",
+        "+ 20 succeeded",
+        "wave 2: 10 waiting",
+    ]
+
+    frame = live_frame(crowded(), 15)  # still too tall: queued and skipped members are counted too
+    assert len(frame) <= 15 and "..." not in frame[-1]
+    assert shown(frame) == [
+        HINT,
+        "cascade c1 (update of net/prod): running",
+        "wave 0 (root): 1 succeeded",
+        "wave 1",
+        "✗ s12/prod  failed",
+        "⠋ s15/prod  running",
+        "? s25/prod  awaiting-approval",
+        "⠋ s26/prod  running",
+        "+ 20 succeeded, 4 skipped, 2 queued",
+        "wave 2: 10 waiting",
+    ]
+
+    assert shown(live_frame(crowded(), 8)) == [  # a tiny terminal: the approval and the failure, the rest counted
+        HINT,
+        "cascade c1 (update of net/prod): running",
+        "wave 0 (root): 1 succeeded",
+        "wave 1",
+        "✗ s12/prod  failed",
+        "? s25/prod  awaiting-approval",
+        "+ 20 succeeded, 4 skipped, 2 running, 2 queued",
+        "wave 2: 10 waiting",
+    ]
+
+
+def test_the_tree_of_an_ended_cascade_is_complete_whatever_the_terminal() -> None:
+    ended = crowded("failed")
+    out = Console(width=120, height=15, record=True, color_system=None, force_terminal=False)
+    out.print(follow._CascadeView(ended))  # Live draws its last frame whole, however tall
+    text = out.export_text()
+    assert all(member["stack"] in text for member in ended["members"])
+    assert "+ " not in text

@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -513,6 +513,14 @@ _MEMBER_MARK = {
     "skipped": "-",
 }
 _CASCADE_STYLE = {"running": "yellow", "succeeded": "green", "failed": "bold red"}
+# A live tree taller than the terminal keeps a line only for members in one of these statuses, trying each in
+# turn (what needs attention first) until it fits; the other members of each wave are counted on one line.
+COMPACT_LEVELS: tuple[frozenset[str], ...] = (
+    frozenset({"awaiting-approval", "failed", "running", "queued", "skipped"}),
+    frozenset({"awaiting-approval", "failed", "running"}),
+    frozenset({"awaiting-approval", "failed"}),
+    frozenset(),
+)
 
 
 def members_of(cascade: Json) -> list[Json]:
@@ -621,15 +629,31 @@ def cascade_table(cascade: Json, *, now: datetime | None = None) -> Table:
     return table
 
 
-def cascade_tree(cascade: Json, *, live: bool = False) -> Tree:
-    """Waves, then members with their status, version and note; running members spin when ``live``."""
+def status_counts(statuses: Iterable[str]) -> str:
+    """``3 succeeded, 1 skipped``: how many of each status, in the order of MEMBER_STATUSES."""
+    counts = Counter(statuses)
+    ordered = [*MEMBER_STATUSES, *sorted(set(counts) - set(MEMBER_STATUSES))]
+    return ", ".join(f"{counts[status]} {status}" for status in ordered if counts[status])
+
+
+def cascade_tree(cascade: Json, *, live: bool = False, listed: frozenset[str] | None = None) -> Tree:
+    """Waves, then members with their status, version and note; running members spin when ``live``.
+
+    ``listed``: only the members in one of these statuses get a line; the others are counted, a line per
+    wave (on the wave's own line when none of its members is listed). None: every member gets a line.
+    """
     tree = Tree(cascade_title(cascade), guide_style="dim")
-    members = members_of(cascade)
+    members = [m for m in members_of(cascade) if listed is None or member_status(m) in listed]
     width = max((len(str(m.get("stack"))) for m in members), default=0)
     status_width = max((len(member_status(m)) for m in members), default=0)
     root = cascade.get("root")
-    for wave, wave_members in waves_of(cascade):
-        branch = tree.add(Text(f"wave {wave}" + (" (root)" if wave == 0 and root else ""), style="bold"))
+    for wave, in_wave in waves_of(cascade):
+        wave_members = [m for m in in_wave if listed is None or member_status(m) in listed]
+        counted = status_counts(member_status(m) for m in in_wave if listed is not None and m not in wave_members)
+        title = Text(f"wave {wave}" + (" (root)" if wave == 0 and root else ""), style="bold")
+        if counted and not wave_members:
+            title.append(f": {counted}", style="dim")
+        branch = tree.add(title)
         for member in wave_members:
             status = member_status(member)
             version = member.get("version")
@@ -646,16 +670,16 @@ def cascade_tree(cascade: Json, *, live: bool = False) -> Tree:
                 branch.add(Spinner("dots", text=label, style=member_style(status)))
             else:
                 branch.add(Text.assemble((_MEMBER_MARK.get(status, " "), member_style(status)), " ", label))
+        if counted and wave_members:
+            branch.add(Text(f"+ {counted}", style="dim"))
     return tree
 
 
 def cascade_summary(cascade: Json) -> str:
     """``cascade ID succeeded: 3 succeeded, 1 skipped``."""
-    counts = Counter(member_status(member) for member in members_of(cascade))
-    ordered = [*MEMBER_STATUSES, *sorted(set(counts) - set(MEMBER_STATUSES))]
-    parts = [f"{counts[status]} {status}" for status in ordered if counts[status]]
+    counts = status_counts(member_status(member) for member in members_of(cascade))
     line = f"cascade {cascade.get('id')} {cascade.get('status')}"
-    return f"{line}: {', '.join(parts)}" if parts else line
+    return f"{line}: {counts}" if counts else line
 
 
 def cascade_states(
@@ -717,17 +741,27 @@ def follow_cascade_plain(
 
 
 class _CascadeView:
-    """What the live display shows; the refresh thread renders it, the main thread swaps the cascade."""
+    """What the live display shows; the refresh thread renders it, the main thread swaps the cascade.
+
+    The approval hint comes first, above the tree, and while the cascade runs a tree taller than the terminal
+    is compacted (COMPACT_LEVELS) until it fits: Live would otherwise cut it at the bottom, hiding whatever
+    member needs attention there. Once the cascade has ended the tree is complete.
+    """
 
     def __init__(self, cascade: Json) -> None:
         self.cascade = cascade
 
-    def __rich__(self) -> RenderableType:
-        tree = cascade_tree(self.cascade, live=self.cascade.get("status") == "running")
-        gated = [str(m.get("stack")) for m in members_of(self.cascade) if m.get("status") == "awaiting-approval"]
-        if not gated:
-            return tree
-        return Group(tree, Text(approval_hint(self.cascade, gated), style="magenta"))
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        cascade = self.cascade
+        live = cascade.get("status") == "running"
+        gated = [str(m.get("stack")) for m in members_of(cascade) if m.get("status") == "awaiting-approval"]
+        above = [Text(approval_hint(cascade, gated), style="magenta")] if gated else []
+        frame = Group(*above, cascade_tree(cascade, live=live))
+        for listed in COMPACT_LEVELS if live else ():
+            if len(console.render_lines(frame, options.reset_height(), pad=False)) <= options.size.height:
+                break
+            frame = Group(*above, cascade_tree(cascade, live=live, listed=listed))
+        yield frame
 
 
 def follow_cascade_live(
