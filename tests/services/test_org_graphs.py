@@ -292,7 +292,7 @@ async def test_an_auto_deploy_declaration_shows_in_the_next_plan(ctx: Context) -
             {"project": "cache", "stack": "prod", "downstreamRefs": []},
         ]
     }
-    assert (await autodeploy.apply(ctx, ADMIN, ORG, declaration, dry_run=False))["applied"] is True
+    assert (await autodeploy.apply(ctx, ADMIN, ORG, declaration, dry_run=False))[0]["applied"] is True
     await ctx.graphs.settle()
     assert ctx.graphs.full_reads == 1  # the declaration's changes were caught up from the log
     assert "cache/prod" in await members(ctx, "network")

@@ -250,7 +250,7 @@ async def reapply_the_declaration(ctx: Context) -> None:
     """What ``GET`` then ``PUT /api/orgs/{org}/autodeploy`` of the same body does."""
     from stackcascade.services import autodeploy
 
-    document = await autodeploy.show(ctx, ADMIN, ORG)
+    document, _ = await autodeploy.show(ctx, ADMIN, ORG)
     await autodeploy.apply(ctx, ADMIN, ORG, document, dry_run=False)
 
 
