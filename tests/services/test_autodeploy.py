@@ -31,6 +31,7 @@ async def show(ctx: Context, principal: Principal, org: str) -> dict[str, Any]:
     document, _ = await autodeploy.show(ctx, principal, org)
     return document
 
+
 DIAMOND = {
     "stacks": [
         {"project": "network", "stack": "prod", "downstreamRefs": ["database/prod", "cluster/prod"]},
