@@ -212,6 +212,16 @@ def test_a_cycle_outside_the_cascade_does_not_matter() -> None:
     assert make_plan("a/x", edges).members == ("a/x", "b/x")
 
 
+def test_an_edge_that_cannot_fire_still_orders_two_members_when_the_org_graph_has_a_cycle_elsewhere() -> None:
+    # A cycle outside the cascade leaves the org graph without a topological rank: the waves are then
+    # worked out from the members' own edges, and those that cannot fire must order them too.
+    edges = [edge(NETWORK, DATABASE), edge(NETWORK, APP), edge(DATABASE, APP, "preview_succeeded")]
+    edges += [edge("c/x", "d/x"), edge("d/x", "c/x")]
+    cascade = make_plan(NETWORK, edges)
+    assert cascade.waves == ((NETWORK,), (DATABASE,), (APP,))
+    assert decide(cascade, {NETWORK: ok(), DATABASE: QUEUED}) == []
+
+
 def test_a_cycle_back_to_the_root_is_refused() -> None:
     with pytest.raises(Conflict, match="cycle"):
         plan("a/x", UPDATE, [edge("a/x", "b/x"), edge("b/x", "a/x")])
@@ -438,6 +448,18 @@ def test_the_skip_reason_prefers_failed_over_skipped_over_unchanged_and_names_th
     assert decide(cascade, outcomes) == [Decision("sink/x", "skip", "upstreams b/x and d/x skipped")]
     outcomes |= {"b/x": ok(changed=False), "d/x": ok(changed=False)}
     assert decide(cascade, outcomes) == [Decision("sink/x", "skip", "outputs of a/x, b/x, c/x, d/x and e/x unchanged")]
+
+
+def test_a_failure_its_edge_expected_but_that_fired_nothing_is_named_before_a_skip() -> None:
+    # a/x failed, and its edge listens to update_failed, but only when outputs changed: nothing fired.
+    # The failure is not a stop (its edge expected it), yet it is what the reason must name first.
+    failure_edge = edge("a/x", "sink/x", "update_failed", trigger_on=TriggerOn.OUTPUTS_CHANGED)
+    rejected = Outcome(MemberStatus.SKIPPED)
+    cascade = make_plan("root/x", [edge("root/x", "a/x"), edge("root/x", "b/x"), failure_edge, edge("b/x", "sink/x")])
+    outcomes = {"root/x": ok(), "a/x": failed(), "b/x": rejected}
+    assert decide(cascade, outcomes) == [Decision("sink/x", "skip", "upstream a/x failed")]
+    # Such an edge alone can never fire (a failed update changes no outputs): sink/x is then no member.
+    assert make_plan("root/x", [edge("root/x", "a/x"), failure_edge]).members == ("root/x", "a/x")
 
 
 def test_decisions_come_in_wave_then_name_order() -> None:

@@ -133,6 +133,19 @@ def test_per_edge_mode_on_the_same_diamond_deploys_app_twice(pool_server: LiveSe
             raise AssertionError(f"app was not deployed twice: {apps}")
         assert {d["initiator"] for d in apps} == {"webhook"}
         assert api.get(f"/api/orgs/{org}/cascades").json()["cascades"] == []
+        # Nothing more comes: once the org is quiet, every stack was deployed exactly as often as its fired
+        # incoming edges say (network by hand, database and cluster once, app once per edge).
+        while time.monotonic() < deadline:
+            counts = api.get(f"/api/orgs/{org}/deployments/metadata").json()["deploymentCounts"]
+            if counts["notStarted"] + counts["accepted"] + counts["running"] == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the org did not become quiet: {counts}")
+        assert counts == {**counts, "succeeded": 5, "failed": 0, "skipped": 0, "total": 5}
+        for project, expected in (("network", 1), ("database", 1), ("cluster", 1), ("app", 2)):
+            listed = api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"]
+            assert len(listed) == expected, (project, listed)
 
 
 def test_unchanged_outputs_prune_an_outputs_changed_edge(pool_server: LiveServer, org: str, tmp_path: Path) -> None:

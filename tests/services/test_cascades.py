@@ -343,6 +343,23 @@ async def test_a_rejected_member_is_skipped_with_the_reason(ctx: Context) -> Non
         await cascades.approve(ctx, ADMIN, ORG, root.cascade_id, "app/prod")
 
 
+async def test_a_rejected_member_fires_nothing_and_the_cascade_moves_on_at_once(ctx: Context) -> None:
+    await diamond(ctx, **{"network->database": {"requireApproval": True}})
+    root = await deploy(ctx, "network")
+    await run_next(ctx, "network")
+    await run_next(ctx, "cluster")
+    state = await members(ctx, root.cascade_id)
+    assert state["database"][0] == "awaiting-approval" and state["app"][0] == "waiting"
+    await cascades.reject(ctx, ADMIN, ORG, root.cascade_id, "database/prod")
+    await run_next(ctx, "app")  # queued by the rejection itself: cluster's edge fired, so app runs, once
+    state = await members(ctx, root.cascade_id)
+    assert state["database"] == ("skipped", f"rejected by {ADMIN.name}")
+    assert state["app"] == ("succeeded", None)
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded", "a rejection is a skip, not a failure"
+    assert await nothing_queued(ctx)
+
+
 async def test_a_preview_starts_no_cascade_and_member_deployments_start_none(ctx: Context) -> None:
     await diamond(ctx)
     preview = await deploy(ctx, "network", "preview")
