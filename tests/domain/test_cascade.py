@@ -673,11 +673,14 @@ def reference_members(root: str, operation: Operation, edges: list[Edge]) -> set
 @st.composite
 def networks(draw: st.DrawFn, max_stacks: int = 60, max_in: int = 3) -> tuple[list[str], list[Edge]]:
     """A random DAG in which every stack has upstreams of lower index, so the first reaches them all
-    (when the edges fire) and no edge closes a cycle.
+    (when the edges fire) and no edge closes a cycle among them; half the time the org graph also holds a
+    cycle of two stacks apart from them (not in the names returned), which leaves the org graph without a
+    topological order, so planning takes its other path.
 
     Decoded from one byte string (per stack: how many upstreams, then each one and its edge's kind):
     one draw instead of thousands keeps generation fast, and it still shrinks toward small indices.
     """
+    cycle_elsewhere = draw(st.booleans())
     n = draw(st.integers(2, max_stacks))
     width = 1 + 2 * max_in
     blob = draw(st.binary(min_size=n * width, max_size=n * width))
@@ -688,6 +691,12 @@ def networks(draw: st.DrawFn, max_stacks: int = 60, max_in: int = 3) -> tuple[li
         for i in range(1 + chunk[0] % max_in):
             filters, groups, trigger_on, approval = EDGE_KINDS[chunk[1 + 2 * i] % len(EDGE_KINDS)]
             edges.append(Edge(names[chunk[2 + 2 * i] % b], names[b], filters, groups, trigger_on, approval))
+    if cycle_elsewhere:
+        filters, groups, trigger_on, approval = EDGE_KINDS[0]
+        edges += [
+            Edge("zz0/prod", "zz1/prod", filters, groups, trigger_on, approval),
+            Edge("zz1/prod", "zz0/prod", filters, groups, trigger_on, approval),
+        ]
     return names, edges
 
 
