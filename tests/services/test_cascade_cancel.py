@@ -96,3 +96,22 @@ async def test_cancelling_a_running_member_lets_the_runner_end_it_and_the_cascad
     assert members["database"] == ("failed", "cancelled")
     assert members["app"] == ("skipped", "upstream database/prod failed")
     assert status == "failed"
+
+
+async def test_a_cancel_of_a_deployment_that_is_no_longer_the_members_changes_nothing(ctx: Context) -> None:
+    # The cancel's transaction found the deployment queued, but the member points elsewhere (a retry queued
+    # another one) or has moved on: the member and the cascade are left as they are.
+    root = await branches(ctx)
+    await run_next(ctx, "network")
+    current = await member_deployment(ctx, root.cascade_id, "database")
+    before = await state(ctx, root.cascade_id)
+    async with ctx.db.write() as conn:
+        stale = await cascades.cancelled_in(conn, root.cascade_id, "database/prod", "another-id", "x", ctx.now())
+    assert stale is False
+    assert await state(ctx, root.cascade_id) == before
+    await run_next(ctx, "cluster")
+    await run_next(ctx, "database")  # the member ran: it is no longer queued
+    async with ctx.db.write() as conn:
+        late = await cascades.cancelled_in(conn, root.cascade_id, "database/prod", current, "x", ctx.now())
+    assert late is False
+    assert (await state(ctx, root.cascade_id))[1]["database"] == ("succeeded", None)
