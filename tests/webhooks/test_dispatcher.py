@@ -7,9 +7,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
+
+from stackcascade.services import webhooks
 from stackcascade.services.context import Context
+from stackcascade.services.webhook_client import AttemptResult, OutgoingRequest
+from stackcascade.services.webhooks import Scope
+from stackcascade.store.schema import webhook_deliveries
+from stackcascade.store.schema import webhooks as webhooks_table
 from stackcascade.webhooks.dispatcher import Dispatcher
-from tests.services.helpers import make_stack
+from tests.services.helpers import ADMIN, make_stack
 from tests.services.helpers import queue as enqueue
 
 ORG = "acme"
@@ -129,3 +136,59 @@ async def test_rounds_whose_fan_out_created_no_delivery_look_for_due_ones_once_p
             await dispatcher.until(lambda fanned, count=round_count: len(fanned) == count)
     assert dispatcher.fanned[1:] == [1, 1, 1]
     assert dispatcher.looks == 1  # the first round's; the next comes a poll later
+
+
+class HangsOnSlow:
+    """A webhook client whose requests to a URL ending in /slow wait until the test releases them."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def check_target(self, url: str) -> None:
+        return None
+
+    async def send(self, request: OutgoingRequest) -> AttemptResult:
+        if request.url.endswith("/slow"):
+            await self.released.wait()
+        self.sent.append(request.url)
+        return AttemptResult(sent_at=0.0, duration_ms=1, response_code=200)
+
+
+async def statuses(ctx: Context) -> dict[str, set[str]]:
+    async with ctx.db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(webhooks_table.c.payload_url, webhook_deliveries.c.status).join(
+                    webhooks_table, webhooks_table.c.id == webhook_deliveries.c.webhook_id
+                )
+            )
+        ).all()
+    found: dict[str, set[str]] = {}
+    for url, status in rows:
+        found.setdefault(url.rsplit("/", 1)[-1], set()).add(status)
+    return found
+
+
+async def test_a_receiver_that_hangs_holds_up_only_its_own_deliveries(ctx: Context) -> None:
+    client = HangsOnSlow()
+    ctx.webhook_client = client
+    await make_stack(ctx, ORG, "net")
+    scope = Scope(ORG, "net", "prod")
+    await webhooks.create(ctx, ADMIN, scope, {"name": "slow", "payloadUrl": "http://receiver.test/slow"})
+    await webhooks.create(ctx, ADMIN, scope, {"name": "fast", "payloadUrl": "http://receiver.test/fast"})
+    dispatcher = Dispatcher(ctx, client, poll_seconds=0.05, min_gap_seconds=0)
+    async with running(dispatcher):
+        await enqueue(ctx, ORG, "net")  # one event: a delivery to each webhook
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await statuses(ctx)).get("fast") != {"succeeded"}:
+            assert asyncio.get_running_loop().time() < deadline, await statuses(ctx)
+            await asyncio.sleep(0.01)  # polls the database; correctness does not depend on the interval
+        assert (await statuses(ctx))["slow"] == {"pending"}, "recorded while the slow one still hangs"
+        await enqueue(ctx, ORG, "net")  # a later event reaches the fast receiver too, the slow one hanging
+        while len([url for url in client.sent if url.endswith("/fast")]) < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        client.released.set()
+    await dispatcher.settle()
+    assert (await statuses(ctx)) == {"slow": {"succeeded"}, "fast": {"succeeded"}}
