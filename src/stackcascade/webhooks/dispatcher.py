@@ -162,6 +162,8 @@ class Dispatcher:
             return  # the record being written takes this one along next
         self._recording = True
         try:
+            # The attempts that end within the gap share the record's transaction (under load, many do).
+            await self._sleep(self._min_gap_seconds)
             while self._ended:  # one transaction for everything that ended meanwhile
                 ended, self._ended = self._ended, []
                 try:
