@@ -128,6 +128,19 @@ def test_every_unknown_filter_is_named_at_once() -> None:
     assert "unknown webhook filters 'nope', 'drift_detected'" in caught.value.message
 
 
+def test_a_long_list_of_unknown_filters_or_groups_is_named_briefly() -> None:
+    names = [f"x{i}" for i in range(20_000)]
+    for check in (lambda: check_filters(names, stack_scoped=False), lambda: check_groups(names)):
+        with pytest.raises(InvalidInput) as caught:
+            check()
+        message = caught.value.message
+        assert "'x0', 'x1'" in message and "'x9' and 19990 more" in message and "'x10'" not in message
+        assert len(message) < 600
+    with pytest.raises(InvalidInput) as caught:
+        check_filters(["y" * 5000], stack_scoped=False)
+    assert len(caught.value.message) < 600 and "yyy..." in caught.value.message
+
+
 @pytest.mark.parametrize("name", ["drift_detected", "policy_violation_mandatory", "refresh failed", "UPDATE_FAILED"])
 def test_pulumi_filters_stackcascade_never_emits_are_unknown(name: str) -> None:
     with pytest.raises(InvalidInput, match="unknown webhook filter"):

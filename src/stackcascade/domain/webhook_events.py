@@ -78,8 +78,14 @@ def _names(field: str, value: object, what: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+_QUOTED_AT_MOST = 10  # an error message names a few of a long list, not all: it says what to fix, briefly
+
+
 def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in names)
+    listed = list(dict.fromkeys(names))
+    shown = ", ".join(repr(n if len(n) <= 80 else n[:80] + "...") for n in listed[:_QUOTED_AT_MOST])
+    more = len(listed) - _QUOTED_AT_MOST
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def check_filters(value: object, *, stack_scoped: bool) -> list[str]:
