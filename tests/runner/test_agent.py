@@ -26,6 +26,7 @@ class Server:
         self.stop = stop
         self.calls: list[tuple[str, str | None, bool]] = []  # (call, deployment, asked for the next job)
         self.stop_on_finish = False
+        self.stop_on_heartbeat: Path | None = None  # set: the first heartbeat stops the runner, then makes this
         self.runner_id = "test/0"
         self.claim_errors: list[Exception] = []  # raised by the first claims, in order
         self.claim_keys: list[tuple[str, bool]] = []  # (key, retried) of each claim
@@ -43,10 +44,17 @@ class Server:
         return None
 
     async def heartbeat(self, deployment_id: str) -> bool:
+        if self.stop_on_heartbeat is not None:
+            self.stop.set()  # SIGTERM while the deployment runs
+            self.stop_on_heartbeat.touch()  # lets the deployment's command end, after the stop
         return False
 
     async def finish(
-        self, deployment_id: str, result: dict[str, Any], next_start: list[dict[str, Any]] | None = None
+        self,
+        deployment_id: str,
+        result: dict[str, Any],
+        next_start: list[dict[str, Any]] | None = None,
+        **_retry: object,
     ) -> dict[str, Any] | None:
         assert result["status"] == "succeeded", result
         self.calls.append(("finish", deployment_id, next_start is not None))
@@ -119,6 +127,22 @@ async def test_a_stopping_runner_runs_the_job_it_was_handed_but_asks_for_no_more
     # period), and its own finish asks for nothing; no claim follows.
     assert server.calls == [("claim", None, False), ("finish", "first", True), ("finish", "second", False)]
     assert runner.completed == 2
+
+
+async def test_a_runner_told_to_stop_while_a_deployment_runs_asks_its_finish_for_no_next_job(tmp_path: Path) -> None:
+    # Asked when the finish is sent, not when the job began: a stopping runner takes no new work (it did,
+    # and then cancelled that work when its grace period ran out).
+    flag = tmp_path / "stopped"
+    project = tmp_path / "waits"
+    project.mkdir()
+    (project / "Cascade.yaml").write_text(f"operations:\n  update: 'while [ ! -e {flag} ]; do sleep 0.02; done'\n")
+    stop = asyncio.Event()
+    server = Server([{**_job(project, "first"), "leaseSeconds": 0.6}], [_job(project, "second")], stop)
+    server.stop_on_heartbeat = flag
+    runner = await _run_slot(server, tmp_path)
+    assert server.calls == [("claim", None, False), ("finish", "first", False)]
+    assert server.handed, "the next job was never asked for"
+    assert runner.completed == 1
 
 
 async def test_a_claim_whose_every_attempt_failed_is_asked_again_with_its_key(project: Path, tmp_path: Path) -> None:

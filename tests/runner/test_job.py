@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
+from stackcascade.runner.client import ProtocolError
 from stackcascade.runner.job import START_STEPS, JobRun
 
 
@@ -36,7 +39,11 @@ class Recorder:
         return False
 
     async def finish(
-        self, deployment_id: str, result: dict[str, Any], next_start: list[dict[str, Any]] | None = None
+        self,
+        deployment_id: str,
+        result: dict[str, Any],
+        next_start: list[dict[str, Any]] | None = None,
+        **_retry: object,
     ) -> dict[str, Any] | None:
         self.calls.append(("finish", result))
         self.next_start = next_start
@@ -166,3 +173,81 @@ async def test_an_older_server_is_not_asked_for_the_next_job_with_the_finish(pro
 async def test_a_run_not_asked_to_claim_next_does_not(project: Path, tmp_path: Path) -> None:
     client = await _run(_job(project, protocol=3, started=True), tmp_path)
     assert client.next_start is None and client.returned is None
+
+
+class Outage(Recorder):
+    """The server away for a while: the first heartbeats and finish calls fail as a lost connection does."""
+
+    def __init__(self, failing_heartbeats: int, failing_finishes: int) -> None:
+        super().__init__()
+        self.failing_heartbeats = failing_heartbeats
+        self.failing_finishes = failing_finishes
+        self.heartbeats = 0
+        self.finishes: list[tuple[str | None, bool]] = []  # (claim key, retried) of each finish call
+
+    async def heartbeat(self, deployment_id: str) -> bool:
+        self.heartbeats += 1
+        if self.heartbeats <= self.failing_heartbeats:
+            raise httpx2.ConnectError("connection refused")
+        return False
+
+    async def finish(
+        self,
+        deployment_id: str,
+        result: dict[str, Any],
+        next_start: list[dict[str, Any]] | None = None,
+        *,
+        claim_key: str | None = None,
+        retried: bool = False,
+    ) -> dict[str, Any] | None:
+        self.finishes.append((claim_key, retried))
+        if len(self.finishes) <= self.failing_finishes:
+            raise httpx2.ConnectError("connection refused")
+        return await super().finish(deployment_id, result, next_start)
+
+
+async def test_a_deployment_is_reported_through_a_server_outage(tmp_path: Path) -> None:
+    # Heartbeats fail while the server restarts, then succeed; the finish fails twice, then arrives. The
+    # deployment is reported as it ended (it used to end "runner lost": the heartbeat task died with the
+    # first lost connection, and its error stopped the finish from being sent at all).
+    flag = tmp_path / "renewed"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Cascade.yaml").write_text(f"operations:\n  update: 'while [ ! -e {flag} ]; do sleep 0.02; done'\n")
+    client = Outage(failing_heartbeats=2, failing_finishes=2)
+
+    async def renewed_after_the_outage(deployment_id: str) -> bool:
+        answer = await Outage.heartbeat(client, deployment_id)
+        flag.touch()  # a heartbeat got through: the command may end now
+        return answer
+
+    client.heartbeat = renewed_after_the_outage  # type: ignore[method-assign]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    run = JobRun(
+        client, _job(project, protocol=3, started=True, leaseSeconds=0.6), work_dir=tmp_path / "w", base_env=env
+    )  # type: ignore[arg-type]
+    run.report_retry_delay = 0.01
+    returned = await asyncio.wait_for(run.execute(claim_next=True), 30)
+    assert client.heartbeats >= 3
+    [(_finish, result)] = [call for call in client.calls if call[0] == "finish"]
+    assert result["status"] == "succeeded"
+    (key, retried), *again = client.finishes
+    assert len(again) == 2 and not retried
+    assert all(again_key == key and again_retried for again_key, again_retried in again), "the same finish, sent again"
+    assert returned == {"deploymentId": "the-next-one"}
+
+
+async def test_a_finish_refused_by_the_server_is_not_sent_again(project: Path, tmp_path: Path) -> None:
+    class Refused(Recorder):
+        finishes = 0
+
+        async def finish(self, deployment_id: str, result: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            self.finishes += 1
+            raise ProtocolError(409, "deployment is no longer running")
+
+    client = Refused()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    run = JobRun(client, _job(project, protocol=2, started=True), work_dir=tmp_path / "w", base_env=env)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError):
+        await run.execute()
+    assert client.finishes == 1

@@ -81,7 +81,9 @@ class Runner:
                             self._poll_seconds, START_STEPS, key=key, retried=unanswered is not None
                         )
                     except (ProtocolError, OSError, Exception) as exc:  # keep the slot alive through server restarts
-                        log.warning("runner %s: claim failed: %s", client.runner_id, type(exc).__name__)
+                        # A refusal says why (an invalid token, say); anything else is named by its kind.
+                        why = str(exc) if isinstance(exc, ProtocolError) else type(exc).__name__
+                        log.warning("runner %s: claim failed: %s", client.runner_id, why)
                         unanswered = None if isinstance(exc, ProtocolError) else key
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), backoff)
@@ -91,11 +93,13 @@ class Runner:
                     unanswered = None
                     if job is None:
                         continue
-                job = await self._run_job(client, job, claim_next=not stop.is_set())
+                job = await self._run_job(client, job, claim_next=lambda: not stop.is_set())
         finally:
             await client.close()
 
-    async def _run_job(self, client: RunnerClient, job: dict[str, Any], *, claim_next: bool) -> dict[str, Any] | None:
+    async def _run_job(
+        self, client: RunnerClient, job: dict[str, Any], *, claim_next: Callable[[], bool]
+    ) -> dict[str, Any] | None:
         """Run one job; the next one when the finish call brought it."""
         run = JobRun(
             client,

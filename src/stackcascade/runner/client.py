@@ -121,12 +121,22 @@ class RunnerClient:
         await self._post(f"/api/runner/deployments/{deployment_id}/logs", body)
 
     async def finish(
-        self, deployment_id: str, result: dict[str, Any], next_start: list[dict[str, Any]] | None = None
+        self,
+        deployment_id: str,
+        result: dict[str, Any],
+        next_start: list[dict[str, Any]] | None = None,
+        *,
+        claim_key: str | None = None,
+        retried: bool = False,
     ) -> dict[str, Any] | None:
         """Report the result. With ``next_start`` (protocol 3) the server also claims (and starts, with
-        these first steps) this runner's next deployment: its job, or None when nothing was eligible."""
-        body = result if next_start is None else {**result, "next": {"start": next_start, "claimKey": new_claim_key()}}
-        response = await self._post(f"/api/runner/deployments/{deployment_id}/finish", body)
+        these first steps) this runner's next deployment: its job, or None when nothing was eligible.
+
+        ``retried``: a finish sent again after every attempt of an earlier one failed, with that one's
+        ``claim_key``: if it did arrive, the server answers as it did then (the next job included)."""
+        next_claim = {"start": next_start, "claimKey": claim_key or new_claim_key()}
+        body = result if next_start is None else {**result, "next": next_claim}
+        response = await self._post(f"/api/runner/deployments/{deployment_id}/finish", body, retried=retried)
         if next_start is None:
             return None
         job = response.json().get("next")

@@ -7,12 +7,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from stackcascade.runner import environment
-from stackcascade.runner.client import ProtocolError, RunnerClient
+from stackcascade.runner.client import ProtocolError, RunnerClient, new_claim_key
 from stackcascade.runner.masking import Masker
 from stackcascade.runner.process import run_process
 from stackcascade.runner.runtimes import detect, run_operation
@@ -25,6 +27,7 @@ log = logging.getLogger("stackcascade.runner")
 
 STEPS = ("source", "pre-run", "operation", "outputs")
 FINISH_OUTPUTS_CHARS = 256 * 1024
+_REPORT_GRACE_SECONDS = 5.0  # the finish is sent again until this long after the lease would have ended
 
 
 def _step(index: int, status: str) -> dict[str, Any]:
@@ -87,19 +90,24 @@ class JobRun:
         # Protocol 2 (the server says so in the job): steps and the last lines ride along (see shipping).
         self._shipper = LogShipper(client, self.id, self._masker, batched=int(job.get("protocol") or 1) >= 2)
         self._step = 0
+        self._lease_until = 0.0  # by this process's clock, when the lease may end: renewed by each heartbeat
+        self.report_retry_delay = 1.0  # before the finish call is sent again (doubling, at most 5 s)
 
     def stop(self) -> None:
         """The runner is shutting down and the grace period is over."""
         self._stopped_by_runner = True
         self.cancel.set()
 
-    async def execute(self, *, claim_next: bool = False) -> dict[str, Any] | None:
-        """Run and report the deployment. ``claim_next``: a server of protocol 3 or later claims this
-        runner's next deployment with the finish call; returns that job (None: none, or not asked)."""
+    async def execute(self, *, claim_next: bool | Callable[[], bool] = False) -> dict[str, Any] | None:
+        """Run and report the deployment. ``claim_next`` (asked when the finish is sent: a runner told to
+        stop meanwhile takes no new work): a server of protocol 3 or later claims this runner's next
+        deployment with the finish call; returns that job (None: none, or not asked)."""
         if not self.job.get("started"):  # a server older than protocol 2 did not start it with the claim
             await self.client.start(self.id, START_STEPS)
         self._shipper.start()
-        heartbeat = asyncio.create_task(self._heartbeats(float(self.job.get("leaseSeconds") or 60)))
+        lease_seconds = float(self.job.get("leaseSeconds") or 60)
+        self._lease_until = time.monotonic() + lease_seconds
+        heartbeat = asyncio.create_task(self._heartbeats(lease_seconds))
         result: dict[str, Any]
         last: list[dict[str, Any]] = []  # the step transition the finish call carries
         try:
@@ -121,8 +129,7 @@ class JobRun:
             result = {"status": "failed", "reason": f"runner error: {type(exc).__name__}"}
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.gather(heartbeat, return_exceptions=True)  # whatever it met, the result is reported
         # Large outputs already make a large finish request: then the last lines go in a call of their own.
         small = len(json.dumps(result.get("outputs"))) <= FINISH_OUTPUTS_CHARS
         lines, steps = await self._shipper.close(carry_lines=small)
@@ -130,10 +137,37 @@ class JobRun:
             result["steps"] = [*steps, *last]
         if lines:
             result["lines"] = lines
-        if claim_next and int(self.job.get("protocol") or 1) >= 3:
-            return await self.client.finish(self.id, result, next_start=START_STEPS)
-        await self.client.finish(self.id, result)
-        return None
+        wants_next = claim_next() if callable(claim_next) else claim_next
+        return await self._report(result, next_start=START_STEPS if wants_next and self._protocol >= 3 else None)
+
+    @property
+    def _protocol(self) -> int:
+        return int(self.job.get("protocol") or 1)
+
+    async def _report(
+        self, result: dict[str, Any], *, next_start: list[dict[str, Any]] | None
+    ) -> dict[str, Any] | None:
+        """The finish call, sent again through an outage (a server restart, the network) for as long as the
+        lease may still hold: a deployment that succeeded must not end "runner lost" for a lost answer.
+        Every repeat is marked a retry, with the same claim key for the next job, so a finish that did
+        arrive is answered as before."""
+        claim_key = new_claim_key()
+        retried = False
+        delay = self.report_retry_delay
+        while True:
+            try:
+                return await self.client.finish(
+                    self.id, result, next_start=next_start, claim_key=claim_key, retried=retried
+                )
+            except (httpx2.TransportError, ProtocolError) as exc:
+                if isinstance(exc, ProtocolError) and exc.status < 500:
+                    raise  # refused: the lease ended, or the deployment was taken from us
+                if time.monotonic() + delay > self._lease_until + _REPORT_GRACE_SECONDS:
+                    raise
+                log.warning("deployment %s: the finish call failed (%s); sending it again", self.id, exc)
+            retried = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     @staticmethod
     def _result_fields(outcome: OperationResult) -> dict[str, Any]:
@@ -154,9 +188,14 @@ class JobRun:
             try:
                 if await self.client.heartbeat(self.id):
                     self.cancel.set()
-            except ProtocolError:
+                self._lease_until = time.monotonic() + lease_seconds
+            except ProtocolError as exc:
+                if exc.status >= 500:  # the server's trouble (a restart, an overload): keep renewing
+                    continue
                 self.cancel.set()  # the server no longer considers us the owner: stop working
                 return
+            except httpx2.TransportError:  # the server or the network is away: keep trying, the lease may hold
+                log.warning("deployment %s: heartbeat failed: the server cannot be reached; trying again", self.id)
 
     async def _enter(self, index: int) -> None:
         """The previous step succeeded and ``index`` runs (the shipper reports it). Step 0 started with the run."""
