@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx2
+
 from stackcascade.runner import shipping
 from stackcascade.runner.masking import Masker
 from stackcascade.runner.shipping import LogShipper
@@ -94,3 +96,54 @@ async def test_lines_do_not_ride_along_with_large_outputs() -> None:
     await shipper.transition(_step(2, "succeeded"))
     assert await shipper.close(carry_lines=False) == ([], [])
     assert client.calls == [("logs", (["last words"], [(2, "succeeded")]))]
+
+
+class AwayFor(FakeClient):
+    """A server that cannot be reached for the first ``failing`` log calls."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+        self.tried = 0
+
+    async def logs(
+        self, deployment_id: str, lines: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.tried += 1
+        if self.tried <= self.failing:
+            raise httpx2.ConnectError("connection refused")
+        await super().logs(deployment_id, lines, steps)
+
+
+async def test_lines_written_while_the_server_is_away_are_sent_once_it_is_back(monkeypatch: Any) -> None:
+    monkeypatch.setattr(shipping, "FLUSH_SECONDS", 0.01)
+    client = AwayFor(failing=3)
+    shipper = LogShipper(client, "d1", Masker(), batched=True)  # type: ignore[arg-type]
+    shipper.start()
+    await shipper.line("before")
+    for _ in range(500):  # the flusher retries every interval; bounded, it never depends on timing
+        if client.calls:
+            break
+        await asyncio.sleep(0.01)
+    await shipper.line("after")
+    lines, _ = await shipper.close()
+    sent = [line for _, (batch, _steps) in client.calls for line in batch] + [line["line"] for line in lines]
+    assert client.tried > 3 and sent == ["before", "after"]
+
+
+async def test_when_the_server_cannot_take_the_log_at_the_end_the_newest_lines_go_with_the_finish(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(shipping, "FLUSH_SECONDS", 3600)  # nothing is sent before close
+    client = AwayFor(failing=1_000)
+    shipper = LogShipper(client, "d1", Masker(), batched=True)  # type: ignore[arg-type]
+    shipper.start()
+    for number in range(3000):
+        await shipper.line(f"line {number:04d} " + "x" * 40)
+    lines, _ = await shipper.close()
+    texts = [line["line"] for line in lines]
+    assert texts[-2] == "line 2999 " + "x" * 40, "the newest lines are kept"
+    assert texts[-1].startswith("[") and "earlier log line(s) lost: the server could not be reached" in texts[-1]
+    lost = int(texts[-1][1:].split(" ")[0])
+    assert lost + len(texts) - 1 == 3000
+    assert sum(len(text) for text in texts) <= shipping.FINISH_LINE_CHARS

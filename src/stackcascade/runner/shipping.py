@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
 from stackcascade.runner.client import RunnerClient
 from stackcascade.runner.masking import Masker
+
+log = logging.getLogger("stackcascade.runner")
 
 FLUSH_SECONDS = 0.5  # a line shows within a second; a deployment shorter than this is one call less
 BATCH_LINES = 500
@@ -92,7 +95,10 @@ class LogShipper:
             self._wake.clear()
             if self._closing:
                 break  # close() sends the rest
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # the server away (a restart): the lines stay pending, sent next time
+                log.warning("deployment %s: log lines not sent yet: %s", self._deployment_id, type(exc).__name__)
 
     async def close(self, *, carry_lines: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Stop the background flusher without interrupting a batch in flight, then send the rest.
@@ -116,10 +122,36 @@ class LogShipper:
                 or (self._pending and not carry_lines)
                 or not self._fits_finish()
             ):
-                await self._flush_locked()
+                try:
+                    await self._flush_locked()
+                except Exception:
+                    if not self.batched:
+                        raise
+                    # The server cannot take them now: the finish (what matters: the result) still goes,
+                    # with the newest lines that fit it and a line saying how many older ones were lost.
+                    self._keep_what_fits_the_finish()
             lines, steps = self._pending, self._steps
             self._pending, self._steps = [], []
         return lines, steps
+
+    def _keep_what_fits_the_finish(self) -> None:
+        """Keep the newest pending lines that fit the finish call, and a line saying how many were lost."""
+        kept: list[dict[str, Any]] = []
+        size = 0
+        for line in reversed(self._pending[-(BATCH_LINES - 1) :]):
+            size += len(line["line"])
+            if size > FINISH_LINE_CHARS - 200:
+                break
+            kept.append(line)
+        kept.reverse()
+        lost = len(self._pending) - len(kept)
+        if lost:
+            seq = self._seq.get(self.step, 0)
+            self._seq[self.step] = seq + 1
+            note = f"[{lost} earlier log line(s) lost: the server could not be reached to store them]"
+            kept.append({"step": self.step, "seq": seq, "line": note, "timestamp": time.time()})
+        self._pending = kept
+        self._steps = self._steps[-(MAX_STEPS_PER_CALL - 1) :]
 
     def _fits_finish(self) -> bool:
         if len(self._pending) > BATCH_LINES:
