@@ -95,7 +95,7 @@ def start_server(
     from stackcascade.web.app import build_app
     from stackcascade.webhooks.dispatcher import Dispatcher
 
-    port = free_port()
+    port = int(config_overrides.pop("port", 0)) or free_port()  # a given port: a restart on the same address
     admin = "csc_test_admin_" + uuid.uuid4().hex
     config_overrides.setdefault("runners", 0)
     config = Config(data_dir=data_dir, database_url=database_url, port=port, admin_token=admin, **config_overrides)  # type: ignore[arg-type]

@@ -296,3 +296,35 @@ def test_a_malformed_claim_key_or_retry_flag_is_refused_with_what_to_send(
             json={"runnerId": "r", "status": "succeeded", "next": {"claimKey": ""}},
         )
         assert finish.status_code == 400 and "'claimKey' must be 1-64 letters" in finish.json()["message"]
+
+
+def test_a_deployment_running_through_a_server_restart_is_reported_once_the_server_is_back(
+    database_url: str, org: str, tmp_path: Path
+) -> None:
+    """The server stops for longer than the runner client's own retries (about 6 s), then starts again on
+    the same address: the runner keeps the deployment, renews its lease and reports it (it used to end
+    "runner lost")."""
+    gate = tmp_path / "gate"
+    update = f"echo waiting\nwhile [ ! -f {gate} ]; do sleep 0.05; done\necho after-the-restart"
+    repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
+    server = start_server(database_url, tmp_path / "data", runners=0, lease_seconds=30)
+    port = int(server.url.rsplit(":", 1)[1])
+    runner = None
+    try:
+        with server.client() as api:
+            stack = make_stack(api, org, repo)
+            runner = start_runner(api, server, tmp_path / "work")
+            deployment_id = deploy(api, stack)
+            wait_for_log(api, stack, deployment_id, "waiting")
+        server.stop()
+        time.sleep(8)  # the outage under test: longer than the client's retries, well inside the lease
+        server = start_server(database_url, tmp_path / "data", runners=0, lease_seconds=30, port=port)
+        gate.touch()
+        with server.client() as api:
+            finished = wait_for(api, stack, deployment_id)
+            assert (finished["status"], finished.get("reason")) == ("succeeded", None)
+            wait_for_log(api, stack, deployment_id, "after-the-restart")
+    finally:
+        output = stop_runner(runner) if runner is not None else ""
+        server.stop()
+    assert runner is not None and runner.returncode == 0, output
