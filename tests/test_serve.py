@@ -202,18 +202,16 @@ def test_demo_seeds_the_diamond_stacks_with_settings_from_a_real_git_repository(
     assert "already there" in again.banner
 
 
+def _admin_token(data_dir: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    command = [str(CASCADE), "admin-token", *_database_options(data_dir, database_url)]
+    return subprocess.run(command, capture_output=True, text=True, env=_environment(), timeout=60, check=False)
+
+
 def test_admin_token_mints_into_the_servers_database_and_refuses_one_that_is_not_there(
     database_url: str, tmp_path: Path
 ) -> None:
     typo = tmp_path / "typo"
-    refused = subprocess.run(
-        [str(CASCADE), "admin-token", *_database_options(typo, database_url)],
-        capture_output=True,
-        text=True,
-        env=_environment(),
-        timeout=60,
-        check=False,
-    )
+    refused = _admin_token(typo, database_url)
     assert refused.returncode == 1, refused.stdout
     assert refused.stdout == "" and "Traceback" not in refused.stderr
     assert "there is no stackcascade database at" in refused.stderr and "nothing was created" in refused.stderr
@@ -221,14 +219,8 @@ def test_admin_token_mints_into_the_servers_database_and_refuses_one_that_is_not
     data_dir = tmp_path / "data"
     with serve(data_dir, database_url):
         pass
-    minted = subprocess.run(
-        [str(CASCADE), "admin-token", *_database_options(data_dir, database_url)],
-        capture_output=True,
-        text=True,
-        env=_environment(),
-        timeout=60,
-        check=True,
-    )
+    minted = _admin_token(data_dir, database_url)
+    assert minted.returncode == 0, minted.stderr
     token = minted.stdout.strip()
     assert token.startswith("csc_")
     with serve(data_dir, database_url) as served, served.client(token) as api:
