@@ -278,6 +278,30 @@ def test_cascades_are_listed_page_by_page_newest_first(admin: httpx2.Client, dia
         assert "continuationToken" in assert_error(bad, 400)
 
 
+def test_cascades_are_listed_by_status_page_by_page(admin: httpx2.Client, diamond: str) -> None:
+    started = {
+        admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()["cascadeId"]
+        for _ in range(3)
+    }  # no runner here: each stays running, its members queued
+    seen: list[str] = []
+    params: dict[str, Any] = {"pageSize": 2, "status": "running"}
+    for _ in range(3):
+        page = admin.get(f"/api/orgs/{diamond}/cascades", params=params).json()
+        assert {c["status"] for c in page["cascades"]} == {"running"}
+        seen += [c["id"] for c in page["cascades"]]
+        if "continuationToken" not in page:
+            break
+        params["continuationToken"] = page["continuationToken"]
+    assert sorted(seen) == sorted(started)
+    for finished in ("succeeded", "failed", "succeeded,failed", " failed , succeeded"):
+        assert admin.get(f"/api/orgs/{diamond}/cascades", params={"status": finished}).json() == {"cascades": []}
+    both = admin.get(f"/api/orgs/{diamond}/cascades", params={"status": "failed,running"}).json()
+    assert {c["id"] for c in both["cascades"]} == started
+    for bad in ("done", "running,RUNNING", ""):
+        message = assert_error(admin.get(f"/api/orgs/{diamond}/cascades", params={"status": bad}), 400)
+        assert "running, succeeded, failed" in message, message
+
+
 def test_an_unknown_or_invalid_organization_is_not_read_as_an_empty_one(admin: httpx2.Client, diamond: str) -> None:
     for path in ("cascades", "graph"):
         assert "not found" in assert_error(admin.get(f"/api/orgs/{diamond}-typo/{path}"), 404)

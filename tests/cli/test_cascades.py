@@ -145,6 +145,11 @@ def test_deploy_follow_follows_the_diamond_to_its_end_and_ls_and_show_list_it(
     as_json = json.loads(ok(cascade.as_admin("cascade", "ls", "--org", org, "--json", "--limit", "5")).stdout)
     assert as_json == api.get(f"/api/orgs/{org}/cascades", params={"pageSize": 5}).json()
     assert ok(cascade.as_admin("cascade", "list", "--org", org)).stdout == listed.stdout  # the design's name
+    succeeded = ok(cascade.as_admin("cascade", "ls", "--org", org, "--status", "succeeded", "--status", "failed"))
+    assert cascade_id in succeeded.stdout
+    running = ok(cascade.as_admin("cascade", "ls", "--org", org, "--status", "running"))
+    assert running.stdout.strip() == f"No running cascades in organization {org}."
+    assert cascade.as_admin("cascade", "ls", "--org", org, "--status", "done").exit_code == 2
 
     shown = ok(cascade.as_admin("cascade", "show", cascade_id, "--org", org))
     header = details(shown)

@@ -23,6 +23,7 @@ from stackcascade.cli.connection import JsonOption, OrgOption, ServerOption, Sta
 from stackcascade.cli.errors import CliError, reports_errors
 from stackcascade.cli.options import connect_for_stack, connect_to_org
 from stackcascade.cli.output import console, print_details, print_json, print_table, timestamp
+from stackcascade.domain.cascade import CascadeStatus
 from stackcascade.domain.deployments import Operation
 from stackcascade.domain.webhook_events import OPERATION_EVENTS
 from stackcascade.runner.runtimes import SECRET_PLACEHOLDER
@@ -50,6 +51,10 @@ MemberArgument = Annotated[
 LimitOption = Annotated[
     int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="How many cascades to show, newest first.")
 ]
+StatusFilterOption = Annotated[
+    list[CascadeStatus] | None,
+    typer.Option("--status", help="Only cascades in this status (repeat for several).", show_default=False),
+]
 
 
 @app.command(
@@ -62,12 +67,14 @@ def list_cascades(
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
+    status: StatusFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the organization's cascades, newest first."""
+    """List the organization's cascades, newest first (``--status running``: those still under way)."""
     conn, name = connect_to_org(server, token, org)
+    wanted = ",".join(sorted({str(state.value) for state in status})) if status else None
     with conn.client() as api:
-        listing = api.list_cascades(name, page_size=limit)
+        listing = api.list_cascades(name, page_size=limit, status=wanted)
     if as_json:
         print_json(listing)
         return
@@ -83,7 +90,11 @@ def list_cascades(
         for c in listing.get("cascades") or []
     ]
     print_table(
-        ("ID", "ROOT", "OPERATION", "STATUS", "CREATED", "FINISHED"), rows, empty=f"No cascades in organization {name}."
+        ("ID", "ROOT", "OPERATION", "STATUS", "CREATED", "FINISHED"),
+        rows,
+        empty=f"No {' or '.join(wanted.split(','))} cascades in organization {name}."
+        if wanted
+        else f"No cascades in organization {name}.",
     )
 
 

@@ -320,9 +320,11 @@ class ApiClient:
         """Send a delivery (named by its id or one of its attempts' ids) again now; the new attempt."""
         return self._object("POST", _hooks(owner, name, "deliveries", delivery, "redeliver"))
 
-    def list_cascades(self, org: str, *, page_size: int | None = None) -> Json:
-        """The org's newest cascades (summaries, without members), newest first."""
-        return self._object("GET", api_path("orgs", org, "cascades"), params={"pageSize": page_size})
+    def list_cascades(self, org: str, *, page_size: int | None = None, status: str | None = None) -> Json:
+        """The org's newest cascades (summaries, without members), newest first; ``status``: only those in
+        it (comma-separated: in one of them)."""
+        params = {"pageSize": page_size, "status": status}
+        return self._object("GET", api_path("orgs", org, "cascades"), params=params)
 
     def get_cascade(self, org: str, cascade_id: str) -> Json:
         """A cascade with its waves, edges and members."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackcascade.domain import cascade as planner
-from stackcascade.domain.cascade import MemberStatus, Outcome, Plan
+from stackcascade.domain.cascade import CascadeStatus, MemberStatus, Outcome, Plan
 from stackcascade.domain.deployments import Operation, Status, parse_operation
 from stackcascade.domain.errors import Conflict, InvalidInput, NotFound
 from stackcascade.domain.names import check_name
@@ -478,12 +478,15 @@ async def list_cascades(
     limit: int = 50,
     continuation: str | None = None,
     finished_only: bool = False,
+    status: str | None = None,
 ) -> tuple[list[Any], str | None]:
-    """A page of the org's cascades (or only the finished ones: the console lists running ones apart),
-    newest first, and the continuation token of the next (None: last)."""
+    """A page of the org's cascades (or only the finished ones: the console lists running ones apart; or
+    only those in ``status``, comma-separated), newest first, and the continuation token of the next
+    (None: last)."""
     principal.require(org, Role.VIEWER, f"organization {org}")
     if not 1 <= limit <= 100:
         raise InvalidInput("pageSize must be between 1 and 100")
+    statuses = _statuses(status)
     after = None
     if continuation is not None:
         after = rows.decode_cursor(continuation)
@@ -491,7 +494,22 @@ async def list_cascades(
             raise InvalidInput("continuationToken is not one this server gave out: pass the one from the last page")
     async with ctx.db.read() as conn:
         await _existing_org(conn, org)
-        return await rows.list_page(conn, org, limit=limit, after=after, finished_only=finished_only)
+        return await rows.list_page(conn, org, limit=limit, after=after, finished_only=finished_only, statuses=statuses)
+
+
+def _statuses(status: str | None) -> frozenset[str]:
+    """The statuses a ``status`` filter names (``running,failed``); empty: no filter."""
+    if status is None:
+        return frozenset()
+    named = frozenset(part.strip() for part in status.split(","))
+    known = [str(s) for s in CascadeStatus]
+    unknown = sorted(named - set(known))
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5])
+        raise InvalidInput(
+            f"status {shown} is not a cascade status: use one or more of {', '.join(known)}, comma-separated"
+        )
+    return named
 
 
 async def _existing_org(conn: AsyncConnection, org: str) -> None:

@@ -329,13 +329,18 @@ async def list_page(
     limit: int,
     after: tuple[float, str] | None = None,
     finished_only: bool = False,
+    statuses: Collection[str] = (),
 ) -> tuple[list[sa.Row[Any]], str | None]:
-    """The org's cascades (or only the finished ones), newest first, after the ``after`` cursor; and the
-    cursor of the next page."""
+    """The org's cascades (or only the finished ones; or only those in one of ``statuses``), newest first,
+    after the ``after`` cursor; and the cursor of the next page."""
     params: dict[str, Any] = {"b_org": org, "b_limit": limit + 1}
     if after is not None:
         params |= {"b_created_at": after[0], "b_id": after[1]}
-    found = list((await conn.execute(_LIST_PAGES[finished_only, after is not None], params)).all())
+    query = _LIST_PAGES[finished_only, after is not None]
+    if statuses:
+        query = query.where(cascades.c.status.in_(sa.bindparam("b_statuses", expanding=True)))
+        params["b_statuses"] = sorted(statuses)
+    found = list((await conn.execute(query, params)).all())
     page = found[:limit]
     return page, (_encode_cursor(page[-1]) if len(found) > limit else None)
 

@@ -32,13 +32,24 @@ Operation = Annotated[str, Query(description="update (default), preview, refresh
 Continuation = Annotated[
     str | None, Query(alias="continuationToken", description="from the previous page; absent on the last page")
 ]
+StatusFilter = Annotated[
+    str | None,
+    Query(description="only cascades in this status: running, succeeded or failed (several: comma-separated)"),
+]
 
 
 @router.get(BASE, response_model=None, responses={200: {"model": CascadeList}})
 async def list_cascades(
-    ctx: Ctx, caller: Caller, org: str, page_size: PageSize = 50, continuation: Continuation = None
+    ctx: Ctx,
+    caller: Caller,
+    org: str,
+    page_size: PageSize = 50,
+    continuation: Continuation = None,
+    status: StatusFilter = None,
 ) -> JSONResponse:
-    rows, token = await cascades.list_cascades(ctx, caller, org, limit=page_size, continuation=continuation)
+    rows, token = await cascades.list_cascades(
+        ctx, caller, org, limit=page_size, continuation=continuation, status=status
+    )
     payload: dict[str, Any] = {"cascades": [serializers.cascade_summary(row) for row in rows]}
     if token is not None:
         payload["continuationToken"] = token
