@@ -164,6 +164,14 @@ def test_cancel_skips_a_queued_deployment_and_refuses_a_finished_one(
     failed(cascade.as_admin("cancel", stack, str(queued["id"])), "already finished (skipped)", "(409)")
 
 
+def test_cancel_takes_a_version_number_as_show_and_logs_do(cascade: Cascade, stack: str, admin: httpx2.Client) -> None:
+    queued = deploy_json(cascade, stack)
+    result = ok(cascade.as_admin("cancel", stack, str(queued["version"])))
+    assert result.stdout.strip() == f"Cancelled deployment {queued['id']} of {stack}: it will not run (skipped)"
+    assert admin.get(api(stack, str(queued["id"]))).json()["status"] == "skipped"
+    failed(cascade.as_admin("cancel", stack, "99"), "has no deployment version 99 (404)")
+
+
 def test_cancel_with_json_prints_the_api_answer(cascade: Cascade, stack: str) -> None:
     queued = deploy_json(cascade, stack)
     answer = json.loads(ok(cascade.as_admin("cancel", stack, str(queued["id"]), "--json")).stdout)

@@ -111,7 +111,9 @@ def deploy(
 @reports_errors
 def cancel(
     stack: StackArgument,
-    deployment_id: Annotated[str, typer.Argument(help="The deployment's id.")],
+    deployment: Annotated[
+        str, typer.Argument(metavar="ID_OR_VERSION", help="The deployment's id, or its version number.")
+    ],
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
@@ -121,6 +123,7 @@ def cancel(
     conn = connect(server, token, org)
     ref = conn.stack(stack)
     with conn.client() as api:
+        deployment_id = following.resolve_deployment_id(api, ref, deployment)
         result = api.cancel_deployment(ref, deployment_id)
     if as_json:
         print_json(result)
