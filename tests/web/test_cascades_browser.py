@@ -10,6 +10,8 @@ from tests.support import LiveServer
 from tests.web.console import artifact, browser_sign_in
 
 GATE = "/api/stacks/demo/app/prod/cascadesettings"
+DATABASE_GATE = "/api/stacks/demo/database/prod/cascadesettings"
+CLUSTER_SETTINGS = "/api/stacks/demo/cluster/prod/deployments/settings"
 
 
 def test_approving_a_gated_member_in_the_browser_finishes_the_cascade(demo_server: LiveServer, page: Page) -> None:
@@ -37,3 +39,31 @@ def test_approving_a_gated_member_in_the_browser_finishes_the_cascade(demo_serve
             expect(app).to_contain_text("approved by")
         finally:
             api.patch(GATE, json={"requireApproval": False})  # the demo server is shared by this module
+
+
+def test_a_live_refresh_leaves_the_keyboard_on_the_approve_button(demo_server: LiveServer, page: Page) -> None:
+    """A keyboard user on Approve keeps it while another member finishes and the members are redrawn, and
+    Enter then approves: the refresh used to drop the focus to the top of the page."""
+    browser_sign_in(page, demo_server.url, demo_server.admin_token, "/demo/~/cascades")
+    with demo_server.client() as api:
+        assert api.patch(DATABASE_GATE, json={"requireApproval": True}).status_code == 200
+        assert api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": ["sleep 4"]}}).status_code == 200
+        try:
+            root = deploy(api, "demo/network/prod")
+            cascade_id = api.get(f"/api/stacks/demo/network/prod/deployments/{root}").json()["cascadeId"]
+            page.goto(f"{demo_server.url}/demo/~/cascades/{cascade_id}")
+            approve = page.get_by_role("button", name="Approve database/prod")
+            expect(approve).to_be_visible(timeout=30_000)
+            cluster = page.locator('[data-stack="cluster/prod"] .badge')
+            approve.focus()
+            expect(approve).to_be_focused()
+            assert cluster.text_content() != "succeeded", "cluster/prod finished before the test could watch it"
+
+            expect(cluster).to_have_text("succeeded", timeout=30_000)  # the members were redrawn in place
+            expect(page.get_by_role("button", name="Approve database/prod")).to_be_focused()
+            page.keyboard.press("Enter")
+            expect(page.get_by_role("status").filter(has_text="Approved database/prod")).to_be_visible()
+            expect(page.locator("#cascade-headline .badge")).to_have_text("succeeded", timeout=30_000)
+        finally:
+            api.patch(DATABASE_GATE, json={"requireApproval": False})
+            api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": None}})

@@ -36,6 +36,27 @@ const Console = (() => {
     source.onerror = () => setLiveState("reconnecting", "reconnecting…");
   }
 
+  // What tells a control apart from its neighbours in freshly rendered markup: its id, where its form
+  // posts, where it links to and its words (an action button names its stack, e.g. "Approve app/prod").
+  function identity(el) {
+    return [el.tagName, el.id, el.getAttribute("href"), el.form?.getAttribute("action"), el.getAttribute("name"),
+      el.textContent.trim()].join("\u0000");
+  }
+
+  // The swap replaces the element that had the keyboard focus: give focus to its counterpart in the new
+  // markup, or, when that is gone (someone else approved the stack), to the first control of the same
+  // stack's card, else to the region itself -- never back to the top of the page.
+  function restoreFocus(region, key, stack) {
+    for (const candidate of region.querySelectorAll("a[href], button, input, select, textarea, summary, [tabindex]")) {
+      if (identity(candidate) === key) { candidate.focus({ preventScroll: true }); return; }
+    }
+    const card = stack ? [...region.querySelectorAll("[data-stack]")].find((el) => el.dataset.stack === stack) : null;
+    const fallback = card?.querySelector("a[href], button");
+    if (fallback) { fallback.focus({ preventScroll: true }); return; }
+    if (!region.hasAttribute("tabindex")) region.setAttribute("tabindex", "-1");
+    region.focus({ preventScroll: true });
+  }
+
   // Fetch this page again and swap in every [data-live-refresh] region by id (no full reload).
   let pending = null;
   function refreshRegions(delay = 150) {
@@ -48,7 +69,12 @@ const Console = (() => {
       for (const region of document.querySelectorAll("[data-live-refresh][id]")) {
         const next = fresh.getElementById(region.id);
         if (next && next.innerHTML !== region.innerHTML) {
+          const focused = document.activeElement;
+          const had = focused && focused !== region && region.contains(focused);
+          const key = had ? identity(focused) : null;
+          const stack = had ? focused.closest("[data-stack]")?.dataset.stack : null;
           region.innerHTML = next.innerHTML;
+          if (had) restoreFocus(region, key, stack);
           region.dispatchEvent(new CustomEvent("console:refreshed", { bubbles: true }));
         }
       }
