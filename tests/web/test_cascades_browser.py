@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import deploy
+from tests.e2e.helpers import deploy, wait_cascade
 from tests.support import LiveServer
 from tests.web.console import artifact, browser_sign_in
 
@@ -67,3 +67,37 @@ def test_a_live_refresh_leaves_the_keyboard_on_the_approve_button(demo_server: L
         finally:
             api.patch(DATABASE_GATE, json={"requireApproval": False})
             api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": None}})
+
+
+NARROW = 360  # a small phone held upright
+
+# Runs in the page: what sticks out to the right of a narrow window (the page widens and scrolls sideways).
+OVERFLOW = """(width) => {
+  const out = [];
+  if (document.documentElement.scrollWidth > width) out.push(`the page is ${document.documentElement.scrollWidth}px wide`);
+  const header = document.querySelector('header.top').getBoundingClientRect();
+  for (const link of document.querySelectorAll('header.top a, header.top button')) {
+    const box = link.getBoundingClientRect();
+    if (box.right > header.right + 1 || box.bottom > header.bottom + 1) out.push(`${link.textContent.trim()} is outside the header`);
+  }
+  return out;
+}"""
+
+
+def test_the_cascade_pages_and_the_graph_fit_a_narrow_window(demo_server: LiveServer, page: Page) -> None:
+    with demo_server.client() as api:
+        root = deploy(api, "demo/network/prod")
+        cascade_id = api.get(f"/api/stacks/demo/network/prod/deployments/{root}").json()["cascadeId"]
+        wait_cascade(api, "demo", cascade_id, lambda c: c["status"] != "running")
+    page.set_viewport_size({"width": NARROW, "height": 800})
+    browser_sign_in(page, demo_server.url, demo_server.admin_token, "/demo/~/cascades")
+    problems = {}
+    for path in ("/demo/~/cascades", f"/demo/~/cascades/{cascade_id}", "/demo/~/graph"):
+        page.goto(demo_server.url + path)
+        page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")  # the edge tables
+        found = page.evaluate(OVERFLOW, NARROW)
+        if found:
+            problems[path] = found
+    page.goto(f"{demo_server.url}/demo/~/cascades/{cascade_id}")
+    page.screenshot(path=artifact("cascade-narrow.png"), full_page=True)
+    assert problems == {}
