@@ -212,6 +212,29 @@ def test_the_state_follows_a_running_cascade_and_shows_a_member_awaiting_approva
         assert "st-gate" in drawn.nodes["cluster/prod"]["class"]
 
 
+def test_a_member_skipped_in_a_running_cascade_shows_skipped_not_an_older_deployment(
+    live_server: LiveServer, diamond: str
+) -> None:
+    """Not the stack's newest deployment's status (here: none, so "never deployed"); that is for stacks
+    outside running cascades."""
+    with live_server.client() as api:
+        event = api.post(
+            f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded", "outputs": {"vpc": "v1"}}
+        )
+        cascade_id = event.json()["cascadeId"]
+        rejected = api.post(f"/api/orgs/{diamond}/cascades/{cascade_id}/members/cluster/prod/reject")
+        assert rejected.status_code == 200, rejected.text
+        cascade = api.get(f"/api/orgs/{diamond}/cascades/{cascade_id}").json()
+    assert cascade["status"] == "running"  # database is still queued: no runner here
+    members = {member["stack"]: member for member in cascade["members"]}
+    assert members["cluster/prod"]["status"] == "skipped"
+    with console_client(live_server.url, live_server.admin_token) as client:
+        node = client.get(f"/{diamond}/~/graph/state", headers=SCRIPT).json()["nodes"]["cluster/prod"]
+        assert (node["status"], node["label"], node["cls"]) == ("skipped", "skipped", "st-skip")
+        drawn = read(client.get(f"/{diamond}/~/graph").text)
+        assert drawn.texts["cluster/prod"][1] == "skipped"
+
+
 def test_a_new_edge_or_stack_changes_the_shape_and_the_drawing_fragment(live_server: LiveServer, diamond: str) -> None:
     with console_client(live_server.url, live_server.admin_token) as client:
         shape = client.get(f"/{diamond}/~/graph/state", headers=SCRIPT).json()["shape"]

@@ -20,6 +20,7 @@ from stackcascade.store import cascades as cascade_rows
 from stackcascade.store import overview as overview_rows
 
 _ACTIVE_DEPLOYMENT = frozenset({"not-started", "accepted", "running"})
+_SHOWN_MEMBER_STATES = frozenset({MemberStatus.WAITING, MemberStatus.SKIPPED, MemberStatus.FAILED})
 _FINISHED_MEMBER = frozenset(s.value for s in (MemberStatus.SUCCEEDED, MemberStatus.FAILED, MemberStatus.SKIPPED))
 
 
@@ -71,13 +72,14 @@ def _edge_key(edge: Edge) -> tuple[Any, ...]:
 
 
 def shown_status(last: str | None, member: str | None) -> str | None:
-    """What a node says: a wait for an approval first, then a deployment under way, then a cascade
-    wait for upstreams, else how the newest deployment ended."""
+    """What a node says: a wait for an approval first, then a deployment under way, then where the
+    stack stands in a running cascade (waiting for upstreams, or skipped or failed in it: not how some
+    earlier deployment ended), else how the newest deployment ended."""
     if member == MemberStatus.AWAITING_APPROVAL:
         return member
     if last in _ACTIVE_DEPLOYMENT:
         return last
-    if member == MemberStatus.WAITING:
+    if member in _SHOWN_MEMBER_STATES:
         return member
     return last
 
