@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stackcascade.runner.client import ProtocolError, RunnerClient, new_claim_key
+from stackcascade.runner.groups import Watchdog
 from stackcascade.runner.job import START_STEPS, JobRun
 from stackcascade.runner.scratch import sweep
 
@@ -37,6 +38,7 @@ class Runner:
         api_url: str | None = None,
         poll_seconds: float = 10.0,
         grace_seconds: float = 30.0,
+        watchdog: bool = True,
     ) -> None:
         self.name = name or default_runner_name()
         self._make_client = make_client
@@ -46,14 +48,27 @@ class Runner:
         self._api_url = api_url
         self._poll_seconds = poll_seconds
         self._grace_seconds = grace_seconds
+        self._use_watchdog = watchdog
+        self._watchdog: Watchdog | None = None
         self._running: set[JobRun] = set()
         self.completed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run until ``stop`` is set; then let running deployments finish, up to the grace period."""
         self._work_dir.mkdir(parents=True, exist_ok=True)
-        if swept := sweep(self._work_dir / "scratch"):
+        # Before claiming anything: a killed runner's steps still running (each named in a warning) are
+        # stopped, which can take the kill grace; in a thread, so the local pool's server serves meanwhile.
+        if swept := await asyncio.to_thread(sweep, self._work_dir / "scratch"):
             log.warning("runner %s: removed %d scratch dir(s) a killed runner left behind", self.name, swept)
+        self._watchdog = Watchdog.start() if self._use_watchdog else None
+        try:
+            await self._serve(stop)
+        finally:
+            if self._watchdog is not None:
+                await self._watchdog.aclose()
+                self._watchdog = None
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         slots = [asyncio.create_task(self._slot(index, stop)) for index in range(self._concurrency)]
         await stop.wait()
         _, pending = await asyncio.wait(slots, timeout=self._grace_seconds)
@@ -108,6 +123,7 @@ class Runner:
             base_env=self._base_env,
             api_url=self._api_url,
             grace_seconds=10.0,
+            watchdog=self._watchdog,
         )
         self._running.add(run)
         try:

@@ -15,6 +15,7 @@ import httpx2
 
 from stackcascade.runner import environment
 from stackcascade.runner.client import ProtocolError, RunnerClient, new_claim_key
+from stackcascade.runner.groups import GroupLog, Watchdog
 from stackcascade.runner.masking import Masker
 from stackcascade.runner.process import run_process
 from stackcascade.runner.runtimes import detect, run_operation
@@ -74,6 +75,7 @@ class JobRun:
         base_env: Mapping[str, str],
         api_url: str | None = None,
         grace_seconds: float = 10.0,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.client = client
         self.job = job
@@ -85,6 +87,7 @@ class JobRun:
         self.api_url = api_url or str(job.get("apiUrl") or client.base_url)
         self.cancel = asyncio.Event()
         self.grace_seconds = grace_seconds
+        self.watchdog = watchdog  # told of each step's process group, to stop it if this runner dies
         self._stopped_by_runner = False
         self._masker = Masker(list(job.get("secretValues") or []))
         # Protocol 2 (the server says so in the job): steps and the last lines ride along (see shipping).
@@ -111,8 +114,12 @@ class JobRun:
         result: dict[str, Any]
         last: list[dict[str, Any]] = []  # the step transition the finish call carries
         try:
-            with scratch_dir(self.work_dir / "scratch", self.id) as scratch:  # swept if this runner is killed
-                outcome = await self._steps(scratch)
+            # Swept if this runner is killed, and the step process groups recorded there stopped first.
+            with (
+                scratch_dir(self.work_dir / "scratch", self.id) as scratch,
+                GroupLog(scratch, self.id, self.watchdog) as groups,
+            ):
+                outcome = await self._steps(scratch, groups)
             last = [_step(len(STEPS) - 1, "succeeded")]
             result = {"status": "succeeded", **self._result_fields(outcome)}
         except StepFailed as failure:
@@ -203,7 +210,7 @@ class JobRun:
             await self._shipper.transition(_step(index - 1, "succeeded"), _step(index, "running"))
         self._step = self._shipper.step = index
 
-    async def _steps(self, scratch: Path) -> OperationResult:
+    async def _steps(self, scratch: Path, groups: GroupLog) -> OperationResult:
         files = {
             "upstream": scratch / "upstream-outputs.json",
             "env": scratch / "cascade.env",
@@ -221,6 +228,7 @@ class JobRun:
             deadline=time.monotonic() + float(options.get("timeoutSeconds") or 7200),
             grace_seconds=self.grace_seconds,
             stack=str(self.job["stack"]),
+            groups=groups,
         )
         await self._enter(0)
         project_dir = await fetch_source(

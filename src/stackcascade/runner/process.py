@@ -9,6 +9,11 @@ large server process) rather than the event loop's own spawn, which under uvloop
 process and costs 10-20 ms when the server holds 100 MB. The output pipe is then read by the event
 loop, and the exit is noticed through a pidfd the loop watches (Linux 5.3+), so a short command is
 seen to end at once; elsewhere the exit is polled (1 ms, doubling up to 50 ms).
+
+So that a runner killed with SIGKILL leaves no step running on (see ``groups``), each group is recorded
+(``ctx.groups``) as soon as it starts and forgotten only once it is killed and its leader reaped, and the
+group is killed before its leader is reaped: until then the leader's zombie keeps the group id from being
+reused, so a record never names a stranger's group.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ async def run_process(
         await ctx.on_line(f"cannot start {args[0]}: {exc.strerror or exc} ({what})")
         return ProcessResult(exit_code=127 if isinstance(exc, FileNotFoundError) else 126)
 
+    # Before anything else (and before any await): a runner killed from here on leaves a record behind.
+    group = ctx.groups.started(proc.pid) if ctx.groups is not None else None
     exit_watch = _ExitWatch(proc, loop)
     transport: asyncio.ReadTransport | None = None
     pump_task: asyncio.Task[None] | None = None
@@ -105,6 +112,8 @@ async def run_process(
                 await pump_task
         if transport is not None and not transport.is_closing():
             transport.close()
+        if group is not None and ctx.groups is not None and proc.returncode is not None:
+            ctx.groups.ended(group)  # killed and reaped: nothing of it is left to stop
     assert proc.returncode is not None
     return ProcessResult(exit_code=proc.returncode, stopped=stopped)
 
@@ -131,6 +140,10 @@ class _ExitWatch:
         self._check()  # it may be gone already
 
     def _check(self) -> None:
+        if self._proc.returncode is None and _exited_unreaped(self._proc.pid):
+            # Kill what the leader left in its group while its zombie still holds the group id (see the
+            # module doc); the leftovers were to be killed after its exit in any case.
+            _signal_group(self._proc.pid, signal.SIGKILL)
         if self._proc.poll() is not None:
             self._stop_watching()
             if not self.exited.done():
@@ -202,6 +215,16 @@ async def _supervise(
     _signal_group(proc.pid, signal.SIGKILL)
     await exit_watch.wait(None)
     return stopped
+
+
+def _exited_unreaped(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it (where waitid exists)."""
+    if not hasattr(os, "waitid"):
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already
+        return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

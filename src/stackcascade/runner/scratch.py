@@ -6,6 +6,10 @@ so the directories live under ``<work dir>/scratch`` and each is held with an ex
 its job runs. A runner that starts removes every directory there that nobody holds: the kernel drops a
 dead process's locks, and a live runner sharing the work dir keeps its own. A directory is locked under
 a ``.new-`` name and only then given its real name, so a sweep never takes one that is being set up.
+
+The directory also records the job's step process groups (see ``groups``): a sweep first stops the
+groups a dead runner left running there, then removes the directory. A live runner's groups are never
+touched, since its directories are held.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from stackcascade.runner import groups as process_groups
 
 _NEW = ".new-"
 
@@ -41,25 +47,36 @@ def scratch_dir(root: Path, deployment_id: str) -> Iterator[Path]:
             shutil.rmtree(staged, ignore_errors=True)
 
 
-def sweep(root: Path) -> int:
-    """Remove the scratch directories under ``root`` that no running job holds; how many were removed."""
+def sweep(root: Path, *, grace: float = process_groups.GRACE_SECONDS) -> int:
+    """Remove the scratch directories under ``root`` that no running job holds; how many were removed.
+
+    The step process groups recorded in them (a runner was killed while they ran) are stopped first, all
+    at once (SIGTERM, SIGKILL after ``grace``), with a warning naming each deployment. This blocks for up
+    to ``grace`` seconds: call it from a thread in an event loop.
+    """
     if not root.is_dir():
         return 0
-    removed = 0
-    for entry in root.iterdir():
-        if entry.name.startswith(_NEW):
-            continue  # being set up by a runner right now
-        try:
-            probe = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:  # not a directory, or gone meanwhile
-            continue
-        try:
+    held: dict[Path, int] = {}  # the dead directories, locked by us until they are gone
+    try:
+        for entry in root.iterdir():
+            if entry.name.startswith(_NEW):
+                continue  # being set up by a runner right now
+            try:
+                probe = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:  # not a directory, or gone meanwhile
+                continue
             try:
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(probe)
                 continue  # a job of a live runner holds it
+            held[entry] = probe
+        left = [group for entry in held for group in process_groups.recorded(entry)]
+        if left:
+            process_groups.stop_groups(left, grace=grace, why="that a killed runner left running")
+        for entry in held:
             shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-        finally:
+    finally:
+        for probe in held.values():
             os.close(probe)
-    return removed
+    return len(held)

@@ -6,7 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stackcascade.runner.groups import GroupLog
 
 # Called with each output line of a process (already decoded, without the newline).
 LineSink = Callable[[str], Awaitable[None]]
@@ -53,6 +56,7 @@ class RunContext:
     deadline: float  # time.monotonic() value; past it the deployment has timed out
     grace_seconds: float = 10.0
     stack: str = ""  # fully qualified for the runtime: org/project/stack
+    groups: GroupLog | None = None  # records each process group, so a killed runner's steps are stopped
 
 
 @dataclass(frozen=True, slots=True)
