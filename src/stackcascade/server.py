@@ -169,6 +169,11 @@ class LocalPool:
         """For the start-up banner: the same warning when orgs already share the pool."""
         return None if self._task is None else await local_pool.shared_pool_warning(self._ctx)
 
+    def stop_claiming(self) -> None:
+        """Shutdown begins: the slots take no new work (what they run goes on until ``stop``). Set before
+        the long-polling claims are answered, or the slots would ask again at once, again and again."""
+        self._stop.set()
+
     async def stop(self) -> None:
         if self._task is None:
             return
@@ -183,20 +188,36 @@ class LocalPool:
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that runs ``on_listening`` once its port is bound and listening.
+    """A uvicorn server that runs ``on_listening`` once its port is bound and listening, and
+    ``on_shutdown`` when its shutdown begins (a signal).
 
     A start whose port is taken fails inside ``startup`` (uvicorn logs the error and exits with 3)
     before ``on_listening`` runs: nothing is announced and no first admin token is minted.
     """
 
-    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_listening: Callable[[], Awaitable[None]],
+        on_shutdown: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
+        self._on_shutdown = on_shutdown
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             await self._on_listening()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn waits for open requests (``timeout_graceful_shutdown``), then cancels them: a long poll
+        # would get a 500 and log a traceback. ``on_shutdown`` answers them now. Their answers go out no
+        # earlier than the first await in uvicorn's shutdown, which comes after it stopped listening and
+        # marked every open connection to close after its response: a runner's next call cannot come
+        # back on the same connection to a server on its way out.
+        self._on_shutdown()
+        await super().shutdown(sockets=sockets)
 
 
 async def serve(config: Config) -> None:
@@ -209,6 +230,10 @@ async def serve(config: Config) -> None:
         new_token = None if config.admin_token else await tokens.ensure_admin(ctx, None)
         _announce(config, ctx, new_token, seeded, await pool.startup_warning())
 
+    def on_shutdown() -> None:
+        pool.stop_claiming()  # first, or its slots would claim again as soon as their claims are answered
+        ctx.stop_waiting()  # long polls answer "no work" (204), live streams end
+
     server = _AnnouncingServer(
         uvicorn.Config(
             app,
@@ -220,6 +245,7 @@ async def serve(config: Config) -> None:
             timeout_graceful_shutdown=3,
         ),
         on_listening,
+        on_shutdown,
     )
     stop_sweeping = asyncio.Event()
     sweeper = asyncio.create_task(sweep_leases(ctx, max(1.0, min(5.0, ctx.lease_seconds / 4)), stop_sweeping))

@@ -32,7 +32,8 @@ class WorkSignal:
         self.broadcast: Callable[[], None] | None = None  # tells the other replicas, after each notify here
 
     def close(self) -> None:
-        """The process is shutting down: wake every waiter, and long-polls return at once from now on."""
+        """The process is shutting down: wake every waiter, and long-polls return at once from now on
+        (``services.runs`` claims nothing more once it is closed)."""
         self.closed = True
         self.notify(broadcast=False)
 
@@ -144,6 +145,18 @@ class Context:
         """Wait for the work this process started after its commits (before shutting down, and in tests)."""
         await self.behind.settle()
         await self.graphs.settle()
+
+    @property
+    def stopping(self) -> bool:
+        """Shutdown has begun (``stop_waiting``): long polls and live streams return instead of waiting."""
+        return self.work.closed
+
+    def stop_waiting(self) -> None:
+        """Shutdown begins: every long-polling claim of this process answers "no work" now and claims
+        nothing more, and every live stream ends (its client reconnects to the next server). Otherwise
+        they would hold the shutdown until the server cancels them (a 500 and a traceback)."""
+        self.work.close()
+        self.outbox.notify(broadcast=False)  # the live streams wait on it; woken, they see ``stopping``
 
     def now(self) -> float:
         return self.clock()

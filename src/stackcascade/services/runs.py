@@ -128,7 +128,8 @@ async def claim(
     key: str | None = None,
     retried: bool = False,
 ) -> dict[str, Any] | None:
-    """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out.
+    """Long-poll for the head-of-line deployment; return the job, or None when the wait ran out or the
+    server began to shut down (``Context.stop_waiting``).
 
     With ``start`` (protocol 2) the deployment is also started, with these first step transitions, in
     the same transaction: the job says ``"started": true`` and the runner makes no start call.
@@ -157,6 +158,7 @@ async def claim(
             remaining = deadline - time.monotonic()
             if remaining <= 0 or ctx.work.closed:
                 return None
+            log.debug("%s waits for work (%.1f s left)", owner, remaining)
             notified = await _wait(ctx, request, min(remaining, ctx.claims.poll_seconds))
 
 
@@ -220,6 +222,8 @@ async def _claim_in_turn(ctx: Context, request: _Request, *, notified: bool) -> 
             return request.answer.result()
         if notified and gate.empty_at == ctx.work.generation:
             return None
+        if ctx.work.closed:  # shutting down: no new lease (checked in the turn: none under way may claim for it)
+            return None
         await _take_turn(ctx, request.start is not None)
         return request.answer.result() if request.answer.done() else None
     finally:
@@ -263,7 +267,7 @@ async def hand_off(ctx: Context) -> None:
     find their answer, or that the look came after their notify (``ClaimGate.empty_at``).
     """
     gate = ctx.claims
-    if gate.lock.locked() or not any(not request.answer.done() for request in gate.pending):
+    if gate.lock.locked() or ctx.work.closed or not any(not request.answer.done() for request in gate.pending):
         return
     async with gate.lock:
         await _take_turn(ctx, starting=True)

@@ -87,7 +87,10 @@ def _steps(body: dict[str, Any]) -> list[StepUpdate]:
     return runs.check_steps(updates)
 
 
-@router.post("/claim", summary="Long-poll for the next deployment (200 with the job, 204 when the wait ran out)")
+@router.post(
+    "/claim",
+    summary="Long-poll for the next deployment (200 with the job, 204 when the wait ran out or the server stops)",
+)
 async def claim(ctx: Ctx, caller: Caller, request: Request) -> Response:
     body = await json_object(request)
     wait = body.get("waitSeconds", 0)
