@@ -272,7 +272,9 @@ async def _follow(request: Request, ctx: Context, principal: Principal, where: W
         if log_read and row.status in TERMINAL_STATUSES:
             yield _event("end", {"status": row.status})
             return
-        if loop.time() > ends or await request.is_disconnected():
+        if loop.time() > ends or ctx.stopping or await request.is_disconnected():
             return
         if not more:
             await ctx.outbox.wait(POLL_SECONDS)
+            if ctx.stopping:  # the server is shutting down: EventSource reconnects (with Last-Event-ID)
+                return

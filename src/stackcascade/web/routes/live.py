@@ -1,7 +1,8 @@
 """``/{org}/~/live``: server-sent events that tell open pages something changed, so they refresh in place.
 
 Woken by this process's outbox signal as soon as a change commits; polls every second as well, so
-changes made through another replica arrive too. A stream lasts a minute; EventSource reconnects.
+changes made through another replica arrive too. A stream lasts a minute, or until the server begins
+to shut down; EventSource reconnects.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ async def _stream(request: Request, ctx: Context, org: str, cursor: overview.Cur
     ends = loop.time() + STREAM_SECONDS
     quiet_since = loop.time()
     yield "retry: 1000\nevent: hello\ndata: {}\n\n"
-    while loop.time() < ends:
+    while loop.time() < ends and not ctx.stopping:
         await ctx.outbox.wait(POLL_SECONDS)
-        if await request.is_disconnected():
+        if ctx.stopping or await request.is_disconnected():  # shutting down: EventSource reconnects
             return
         changes, moved = await overview.changes_since(ctx, org, cursor)
         if not await still_signed_in(request):  # checked after the read: nothing read is sent once revoked
