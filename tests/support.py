@@ -90,7 +90,7 @@ def start_server(
     database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object
 ) -> LiveServer:
     from stackcascade.config import Config
-    from stackcascade.server import LocalPool, prepare, sweep_leases
+    from stackcascade.server import LocalPool, _AnnouncingServer, prepare, sweep_leases
     from stackcascade.services.replica_signals import ReplicaSignals
     from stackcascade.web.app import build_app
     from stackcascade.webhooks.dispatcher import Dispatcher
@@ -108,14 +108,24 @@ def start_server(
             ctx, _, _ = await prepare(config)
             holder["context"] = ctx
             app = build_app(ctx, max_body_bytes=max_body_bytes)
-            server = uvicorn.Server(
+            pool = LocalPool(ctx, app, config)
+
+            async def on_listening() -> None:
+                return None
+
+            def on_shutdown() -> None:  # as `cascade serve` does: open long polls answer at once
+                pool.stop_claiming()
+                ctx.stop_waiting()
+
+            server = _AnnouncingServer(
                 uvicorn.Config(
                     app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3
-                )
+                ),
+                on_listening,
+                on_shutdown,
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             holder["server"] = server
-            pool = LocalPool(ctx, app, config)
             await pool.start()
             stop_sweeping = asyncio.Event()
             sweeper = asyncio.create_task(sweep_leases(ctx, 0.5, stop_sweeping))
