@@ -370,8 +370,10 @@ async def _advance_from(
     ``first``: the read of the first neighbourhood, when sent already (``send_reads``).
     Returns whether deployments were queued, and whether a member it read is left unfinished.
     """
-    queued = open_member_seen = False
+    queued = False
     frontier, done = {finished}, set[str]()
+    open_members: set[str] = set()  # read unfinished, or set to run or wait for an approval, by this advance
+    closed: set[str] = set()  # members that ended during this advance (one read waiting may be skipped later)
     while frontier:
         done |= frontier
         candidates, needed = _neighbourhood(plan, frontier)
@@ -384,15 +386,16 @@ async def _advance_from(
         deployed, decided_ended = await _apply(conn, cascade, decisions, members, now)
         queued |= deployed
         decided = {decision.stack for decision in decisions}
-        open_member_seen |= any(
-            stack not in decided_ended
-            and (stack in decided or outcome.status not in planner.TERMINAL)  # run or gated: open
+        open_members |= {
+            stack
             for stack, outcome in outcomes.items()
-        )
+            if stack in decided or outcome.status not in planner.TERMINAL  # run or gated: open
+        }
+        closed |= decided_ended | ended
         # Members that became terminal now (skipped, refused a deployment, or a deployment found ended)
         # make their own downstream members ready in turn.
         frontier = (decided_ended | ended) - done
-    return queued, open_member_seen
+    return queued, bool(open_members - closed)
 
 
 # A member whose stack was deleted; it stops nothing: its downstream members see an edge that did not fire.
