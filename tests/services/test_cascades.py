@@ -24,6 +24,7 @@ from stackcascade.services import (
 )
 from stackcascade.services.context import Context
 from stackcascade.services.webhooks import Scope
+from stackcascade.store.schema import cascades as cascades_table
 from stackcascade.store.schema import deployments as deployments_table
 from stackcascade.webhooks.dispatcher import Dispatcher
 from tests.services.helpers import ADMIN, make_stack
@@ -271,6 +272,22 @@ async def test_a_member_whose_deployment_vanished_with_its_stack_is_skipped_by_t
     assert {state[name][0] for name in ("database", "cluster", "app")} == {"skipped"}
     cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
     assert cascade.status != "running"
+
+
+async def test_a_running_cascade_whose_members_all_ended_is_finished_by_the_sweep(ctx: Context) -> None:
+    # The safety net for an advance that ended every member but missed setting the cascade's own status.
+    await diamond(ctx)
+    root = await deploy(ctx, "network")
+    for expect in ("network", "cluster", "database", "app"):
+        await run_next(ctx, expect)
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            sa.update(cascades_table).where(cascades_table.c.id == root.cascade_id).values(status="running")
+        )
+    assert await cascades.reconcile(ctx) == 1
+    cascade, _ = await cascades.get(ctx, ADMIN, ORG, root.cascade_id)
+    assert cascade.status == "succeeded"
+    assert await cascades.reconcile(ctx) == 0  # nothing left behind
 
 
 NO_SOURCE = (

@@ -277,7 +277,17 @@ async def end_members_of_deleted_stack(conn: AsyncConnection, stack_id: str, now
 
 async def behind_ids(conn: AsyncConnection) -> list[str]:
     """Running cascades with a member whose deployment ended outside a finish (superseded at a claim), or
-    is gone (its stack was deleted by a transaction that could not see the member yet)."""
+    is gone (its stack was deleted by a transaction that could not see the member yet); and running
+    cascades none of whose members is unfinished (an advance that missed setting the final status)."""
+    unfinished = (
+        sa.select(cascade_members.c.stack)
+        .where(
+            cascade_members.c.cascade_id == cascades.c.id,
+            cascade_members.c.status.not_in(("succeeded", "failed", "skipped")),
+        )
+        .exists()
+    )
+    all_ended = sa.select(cascades.c.id).where(cascades.c.status == RUNNING, ~unfinished)
     query = (
         sa.select(cascade_members.c.cascade_id)
         .join(cascades, cascades.c.id == cascade_members.c.cascade_id)
@@ -290,7 +300,7 @@ async def behind_ids(conn: AsyncConnection) -> list[str]:
         )
         .distinct()
     )
-    return [row[0] for row in (await conn.execute(query)).all()]
+    return sorted({row[0] for row in (await conn.execute(sa.union(query, all_ended))).all()})
 
 
 # Without the plan: a list shows no members, and a large cascade's plan is a large document to decode.
