@@ -278,6 +278,24 @@ def test_cascades_are_listed_page_by_page_newest_first(admin: httpx2.Client, dia
         assert "continuationToken" in assert_error(bad, 400)
 
 
+def test_a_cascade_tells_which_edges_fired_which_did_not_and_why_and_which_wait(
+    admin: httpx2.Client, diamond: str
+) -> None:
+    event = {"kind": "update_succeeded", "outputs": {"vpc": "v1"}}
+    admin.post(f"/api/stacks/{diamond}/network/prod/events", json=event)
+    again = admin.post(f"/api/stacks/{diamond}/network/prod/events", json=event).json()  # same outputs
+    assert again["outputsChanged"] is False
+    cascade = admin.get(f"/api/orgs/{diamond}/cascades/{again['cascadeId']}").json()
+    edges = {(e["upstream"], e["downstream"]): (e["fired"], e["reason"]) for e in cascade["edges"]}
+    assert edges == {
+        ("network/prod", "cluster/prod"): (True, None),
+        ("network/prod", "database/prod"): (False, "outputs of network/prod unchanged"),  # outputs-changed edge
+        ("database/prod", "app/prod"): (False, "database/prod was skipped"),
+        ("cluster/prod", "app/prod"): (None, None),  # cluster is queued (no runner here): not decided yet
+    }
+    assert {e["triggerOn"] for e in cascade["edges"]} == {"always", "outputs-changed"}  # the plan's fields stay
+
+
 def test_cascades_are_listed_by_status_page_by_page(admin: httpx2.Client, diamond: str) -> None:
     started = {
         admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()["cascadeId"]

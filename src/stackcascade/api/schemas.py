@@ -393,9 +393,25 @@ class CascadeMember(_Doc):
     finished: str | None
 
 
+class PlanEdge(_Doc):
+    upstream: str
+    downstream: str
+    filters: list[str]
+    groups: list[str]
+    triggerOn: Literal["always", "outputs-changed"]
+    requireApproval: bool
+
+
+class CascadeEdge(PlanEdge):
+    fired: bool | None = Field(description="whether the edge fired; null until its upstream member has finished")
+    reason: str | None = Field(
+        description="why it did not fire, e.g. 'database/prod failed' or 'outputs of network/prod unchanged'"
+    )
+
+
 class Cascade(CascadeSummary):
     waves: list[list[str]]
-    edges: list[dict[str, Any]]
+    edges: list[CascadeEdge]
     members: list[CascadeMember]
 
 
@@ -418,15 +434,6 @@ class ExternalEventResult(_Doc):
     kind: str
     cascadeId: str | None = Field(description="the cascade it started, if any edge could fire")
     outputsChanged: bool
-
-
-class PlanEdge(_Doc):
-    upstream: str
-    downstream: str
-    filters: list[str]
-    groups: list[str]
-    triggerOn: Literal["always", "outputs-changed"]
-    requireApproval: bool
 
 
 class ImpactPlan(_Doc):

@@ -6,7 +6,9 @@ from typing import Any
 
 from stackcascade.domain import settings as doc
 from stackcascade.domain.timestamps import rfc3339
+from stackcascade.services.cascade_edges import EdgeState
 from stackcascade.services.context import Context
+from stackcascade.services.plan_documents import edge_document
 
 
 def iso(ts: float | None) -> str | None:
@@ -198,12 +200,13 @@ def cascade_summary(row: Any) -> dict[str, Any]:
     }
 
 
-def cascade(row: Any, members: list[Any]) -> dict[str, Any]:
-    """A cascade with its members in waves: what ran, what waits, what was skipped and why."""
+def cascade(row: Any, members: list[Any], edges: list[EdgeState]) -> dict[str, Any]:
+    """A cascade with its members in waves: what ran, what waits, what was skipped and why; which edges
+    fired."""
     waves = row.plan["waves"]
     return cascade_summary(row) | {
         "waves": waves,
-        "edges": row.plan["edges"],
+        "edges": [edge_document(state.edge) | {"fired": state.fired, "reason": state.why} for state in edges],
         "members": [
             {
                 "stack": m.stack,

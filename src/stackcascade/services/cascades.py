@@ -175,7 +175,9 @@ def _stops_of(stored: Any) -> planner.Stops:
     return tuple((str(stack), "superseded" if how == "superseded" else "failed") for stack, how in stored or ())
 
 
-def _outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset()) -> Outcome:
+def member_outcome(plan: Plan, member: Any, root_events: frozenset[str] = frozenset()) -> Outcome:
+    """What a member stands at, as the planner decides with: its deployment's outcome, the events an
+    external update reported, or where an earlier advance left it."""
     status = MemberStatus(member.status)
     if member.stack == plan.root and member.deployment_id is None:  # an external update event
         return Outcome(status, root_events, bool(member.outputs_changed), member.reason)
@@ -283,7 +285,7 @@ async def _record(
     outcomes: dict[str, Outcome] = {}
     ended: set[str] = set()
     for member in members:
-        outcome = _outcome(plan, member, root_events)
+        outcome = member_outcome(plan, member, root_events)
         if member.status != outcome.status.value:  # its deployment has finished
             await rows.update_member(
                 conn, cascade_id, member.stack, status=outcome.status.value, reason=outcome.reason, modified_at=now
@@ -589,7 +591,7 @@ async def retry(ctx: Context, principal: Principal, org: str, cascade_id: str, s
         cascade, member = await _member(conn, org, cascade_id, stack)
         plan, root_events = plan_of(cascade.plan), frozenset(cascade.plan.get("rootEvents") or ())
         members = await rows.members(conn, cascade_id)
-        outcomes = {m.stack: _outcome(plan, m, root_events) for m in members}
+        outcomes = {m.stack: member_outcome(plan, m, root_events) for m in members}
         resets = planner.retry_resets(plan, outcomes, stack)  # raises Conflict unless the member failed
         rerun = await _rerun_of(conn, cascade, plan, member)  # raises Conflict unless it can run
         for name in resets:

@@ -11,11 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stackcascade.domain.cascade import TERMINAL, Edge, MemberStatus, Outcome, Plan, fires
-from stackcascade.domain.deployments import Operation, Status
+from stackcascade.domain.cascade import TERMINAL, MemberStatus, Plan
+from stackcascade.services.cascade_edges import EdgeState, edge_states
 from stackcascade.services.plan_documents import plan_of
 
-_DEPLOYMENT_TERMINAL = {"succeeded", "failed", "skipped"}
 _TERMINAL_STATUSES = {status.value for status in TERMINAL}
 # The order member counts are told in: what went wrong and what needs a person first.
 COUNT_ORDER = ("failed", "awaiting-approval", "running", "queued", "waiting", "succeeded", "skipped")
@@ -133,7 +132,7 @@ def build(row: Any, members: list[Any]) -> CascadeView:
         status=row.status,
         headline=headline(row.status, views),
         waves=waves,
-        edges=[_edge_view(edge, by_stack, plan, external) for edge in plan.edges],
+        edges=[_edge_view(state) for state in edge_states(row, members)],
         counts=counts,
         external_events=external,
         created_at=row.created_at,
@@ -193,51 +192,17 @@ def _queued_reason(member: Any) -> str:
     return "queued: runs when a runner is free and the stack's earlier deployments are done"
 
 
-def _outcome(plan: Plan, member: Any, external: tuple[str, ...]) -> Outcome | None:
-    """What a finished member emitted, for telling which edges fired; None while it has not finished."""
-    if member.status not in _TERMINAL_STATUSES:
-        return None
-    status = MemberStatus(member.status)
-    if member.stack == plan.root and member.deployment_id is None:
-        return Outcome(status, frozenset(external), bool(member.outputs_changed))
-    if status is MemberStatus.SKIPPED or member.deployment_status not in _DEPLOYMENT_TERMINAL:
-        return Outcome(status)
-    default = plan.operation if member.stack == plan.root else Operation.UPDATE
-    return Outcome.of(
-        Operation(member.operation or default.value),
-        Status(member.deployment_status),
-        outputs_changed=member.outputs_changed,
-        started=member.started_at is not None,
-    )
-
-
-def _edge_view(edge: Edge, by_stack: Mapping[str, Any], plan: Plan, external: tuple[str, ...]) -> EdgeView:
+def _edge_view(state: EdgeState) -> EdgeView:
+    edge = state.edge
     listens = ", ".join([*edge.filters, *(f"group {group}" for group in edge.groups)]) or "every event"
-    upstream = by_stack.get(edge.upstream)
-    outcome = None if upstream is None else _outcome(plan, upstream, external)
-    why: str | None = None
-    if outcome is None:
-        state = "pending"
-    elif fires(edge, outcome):
-        state = "fired"
-    else:
-        state = "did not fire"
-        if outcome.status is MemberStatus.SKIPPED:
-            why = f"{edge.upstream} was skipped"
-        elif outcome.status is MemberStatus.FAILED:
-            why = f"{edge.upstream} failed"
-        elif any(edge.listens_to(event) for event in outcome.events):
-            why = f"outputs of {edge.upstream} unchanged"
-        else:
-            why = f"{edge.upstream} emitted no event it listens to"
     return EdgeView(
         upstream=edge.upstream,
         downstream=edge.downstream,
         listens_to=listens,
         trigger_on=edge.trigger_on.value,
         require_approval=edge.require_approval,
-        state=state,
-        why=why,
+        state="pending" if state.fired is None else "fired" if state.fired else "did not fire",
+        why=state.why,
     )
 
 

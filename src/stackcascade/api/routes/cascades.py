@@ -22,7 +22,7 @@ from stackcascade.api.schemas import (
     StackCascadeSettings,
     body,
 )
-from stackcascade.services import cascades, external_events
+from stackcascade.services import cascade_edges, cascades, external_events
 
 router = RouteTable(tags=["cascades"], responses=ERRORS)
 BASE = "/api/orgs/{org}/cascades"
@@ -63,7 +63,7 @@ async def get_cascade(ctx: Ctx, caller: Caller, org: str, cascade_id: str) -> JS
 
 async def _answer(ctx: Ctx, caller: Caller, org: str, cascade_id: str) -> JSONResponse:
     row, members = await cascades.get(ctx, caller, org, cascade_id)
-    return JSONResponse(serializers.cascade(row, members))
+    return JSONResponse(serializers.cascade(row, members, cascade_edges.edge_states(row, members)))
 
 
 @router.post(MEMBER + "/approve", response_model=None, responses={200: {"model": Cascade}})
