@@ -243,6 +243,11 @@ def test_a_stack_gate_patch_matches_keys_case_insensitively_and_ignores_nulls_an
 
 
 def test_cascade_mode_is_an_org_setting(admin: httpx2.Client, diamond: str) -> None:
+    read = admin.get(f"/api/orgs/{diamond}/settings").json()
+    assert (read["cascadeMode"], read["concurrency"]) == (
+        "coalesced",
+        admin.get(f"/api/orgs/{diamond}/deployments/metadata").json()["concurrency"],
+    )
     assert (
         admin.patch(f"/api/orgs/{diamond}/settings", json={"cascadeMode": "per-edge"}).json()["cascadeMode"]
         == "per-edge"
@@ -250,8 +255,10 @@ def test_cascade_mode_is_an_org_setting(admin: httpx2.Client, diamond: str) -> N
     assert "cascadeMode" in assert_error(
         admin.patch(f"/api/orgs/{diamond}/settings", json={"cascadeMode": "chaos"}), 400
     )
+    assert admin.get(f"/api/orgs/{diamond}/settings").json()["cascadeMode"] == "per-edge"  # the 400 changed nothing
     body = admin.post(f"/api/stacks/{diamond}/network/prod/events", json={"kind": "update_succeeded"}).json()
     assert body["cascadeId"] is None
+    assert "not found" in assert_error(admin.get(f"/api/orgs/{diamond}-typo/settings"), 404)
 
 
 def test_cascades_are_listed_page_by_page_newest_first(admin: httpx2.Client, diamond: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stackcascade.domain.errors import InvalidInput
+from stackcascade.domain.errors import InvalidInput, NotFound
 from stackcascade.domain.names import check_name
 from stackcascade.domain.roles import Principal, Role
 from stackcascade.services.cascades import MODES
@@ -52,6 +52,15 @@ def parse(body: dict[str, Any]) -> Changes:
         concurrency=None if concurrency is None else check_concurrency(concurrency),
         cascade_mode=None if mode is None else check_cascade_mode(mode),
     )
+
+
+async def require_existing(ctx: Context, principal: Principal, org: str) -> None:
+    """Reading settings: an org nobody created is not found (a typo must not read as the defaults)."""
+    principal.require(org, Role.VIEWER, f"organization {org!r}")
+    check_name("organization", org, may_start_with_dot=True)
+    async with ctx.db.read() as conn:
+        if await orgs.get(conn, org) is None:
+            raise NotFound(f"organization {org!r} not found")
 
 
 async def update(ctx: Context, principal: Principal, org: str, body: dict[str, Any]) -> None:

@@ -14,6 +14,17 @@ from stackcascade.services import deployments, org_settings
 router = RouteTable(tags=["organizations"], responses=ERRORS)
 
 
+@router.get(
+    "/api/orgs/{org}/settings",
+    response_model=None,
+    responses={200: {"model": OrgDeploymentsMetadata}},
+    summary="Read org settings (concurrency, cascadeMode), as PATCH answers them",
+)
+async def read_org_settings(ctx: Ctx, caller: Caller, org: str) -> JSONResponse:
+    await org_settings.require_existing(ctx, caller, org)
+    return JSONResponse(await deployments.org_metadata(ctx, caller, org))
+
+
 @router.patch(
     "/api/orgs/{org}/settings",
     response_model=None,
