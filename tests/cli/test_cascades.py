@@ -216,6 +216,16 @@ def test_a_failed_member_is_shown_retried_and_followed_through_the_cli(
     app_row = next(line for line in shown.stdout.splitlines() if "app/prod" in line)
     assert app_row.split()[:4] == ["2", "app/prod", "-", "skipped"]
     assert app_row.rstrip().endswith("upstream database/prod failed")
+    with_edges = ok(cascade.as_admin("cascade", "show", cid, "--org", org, "--edges"))
+    assert with_edges.stdout.startswith(shown.stdout.rstrip("\n"))  # the same view, the edges after it
+    assert [row[:3] for row in table_rows(with_edges, "UPSTREAM")] == [
+        ["cluster/prod", "app/prod", "yes"],
+        ["database/prod", "app/prod", "no"],
+        ["network/prod", "cluster/prod", "yes"],
+        ["network/prod", "database/prod", "yes"],
+    ]
+    assert table_rows(with_edges, "UPSTREAM")[1][3:] == ["database/prod", "failed"]
+    failed(cascade.as_admin("cascade", "show", cid, "--org", org, "--edges", "--follow"), "--edges", "--follow")
 
     fixed.touch()
     retried = ok(cascade.as_admin("cascade", "retry", cid, "database/prod", "--org", org))

@@ -98,8 +98,9 @@ def list_cascades(
     )
 
 
-def print_cascade(cascade: Json, *, now: datetime | None = None) -> None:
-    """The cascade's details, then its members; ``now``: the server's time when it answered."""
+def print_cascade(cascade: Json, *, now: datetime | None = None, edges: bool = False) -> None:
+    """The cascade's details, then its members (and with ``edges`` which edges fired); ``now``: the
+    server's time when it answered."""
     print_details(
         [
             ("id", cascade.get("id")),
@@ -113,6 +114,20 @@ def print_cascade(cascade: Json, *, now: datetime | None = None) -> None:
     )
     typer.echo()
     console().print(following.cascade_table(cascade, now=now))
+    if edges:
+        typer.echo()
+        rows = [_edge_row(e) for e in _edges(cascade)]
+        print_table(("UPSTREAM", "DOWNSTREAM", "FIRED", "WHY NOT"), rows, empty="No edges: the root alone.")
+
+
+def _edges(cascade: Json) -> list[Json]:
+    return [edge for edge in cascade.get("edges") or [] if isinstance(edge, dict)]
+
+
+def _edge_row(edge: Json) -> tuple[object, ...]:
+    fired = edge.get("fired")
+    shown = "pending" if fired is None else "yes" if fired else "no"
+    return (edge.get("upstream"), edge.get("downstream"), shown, edge.get("reason") or "")
 
 
 @app.command("show")
@@ -126,6 +141,9 @@ def show(
         ),
     ] = False,
     timeout: following.FollowTimeoutOption = None,
+    edges: Annotated[
+        bool, typer.Option("--edges", help="Also list the cascade's edges: which fired, and why one did not.")
+    ] = False,
     server: ServerOption = None,
     token: TokenOption = None,
     org: OrgOption = None,
@@ -135,6 +153,8 @@ def show(
     following.require_follow(follow, timeout)
     if follow and as_json:
         raise CliError("--follow prints a live view, not JSON: drop one of them")
+    if follow and edges:
+        raise CliError("--edges goes with the final view, not --follow: drop one of them")
     conn, name = connect_to_org(server, token, org)
     with conn.client() as api:
         if not follow:
@@ -144,7 +164,7 @@ def show(
             else:
                 clock = following.ServerClock()  # a running member's duration, on the server's clock
                 clock.observe(api.last_exchange, following.cascade_times(cascade))
-                print_cascade(cascade, now=clock.now())
+                print_cascade(cascade, now=clock.now(), edges=edges)
             return
         deadline = following.Deadline(timeout)
         try:
