@@ -125,5 +125,10 @@ def wait_cascade(api: httpx2.Client, org: str, cascade_id: str, until: Any, seco
     raise AssertionError(f"cascade {cascade_id} did not get there in {seconds} s: {cascade}")
 
 
+def ended(cascade: dict[str, Any]) -> bool:
+    """A cascade no longer running (for ``wait_cascade``)."""
+    return cascade["status"] != "running"
+
+
 def member(cascade: dict[str, Any], project: str) -> dict[str, Any]:
     return next(m for m in cascade["members"] if m["stack"] == f"{project}/prod")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx2
 
 from tests.domain.test_autodeploy import LAYERED_PROGRAM
-from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, git_repo, member, wait_cascade
+from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, ended, git_repo, member, wait_cascade
 from tests.support import LiveServer
 
 CASCADE = Path(sys.executable).parent / "cascade"
@@ -39,10 +39,6 @@ def stack_with_settings(api: httpx2.Client, org: str, project: str, stack: str, 
     assert api.post(f"/api/stacks/{org}/{project}", json={"stackName": stack}).status_code == 200
     settings = {"sourceContext": {"git": {"repoUrl": repo, "branch": "main"}}}
     assert api.post(f"/api/stacks/{org}/{project}/{stack}/deployments/settings", json=settings).status_code == 200
-
-
-def ended(cascade: dict[str, object]) -> bool:
-    return cascade["status"] != "running"
 
 
 def readme_promotion_document() -> str:

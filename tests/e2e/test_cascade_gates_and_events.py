@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     cascade_of,
     cascade_yaml,
     deploy,
+    ended,
     git_repo,
     graph,
     member,
@@ -36,10 +37,6 @@ def loopback_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
             yield server
         finally:
             server.stop()
-
-
-def ended(cascade: dict[str, object]) -> bool:
-    return cascade["status"] != "running"
 
 
 def test_a_stack_gate_holds_its_member_and_a_rejection_skips_it_while_the_other_branch_deploys_app(

@@ -11,16 +11,13 @@ from tests.e2e.helpers import (
     cascade_of,
     cascade_yaml,
     deploy,
+    ended,
     git_repo,
     graph,
     member,
     wait_cascade,
 )
 from tests.support import LiveServer
-
-
-def ended(cascade: dict[str, object]) -> bool:
-    return cascade["status"] != "running"
 
 
 def test_the_impact_plan_runs_nothing_and_names_the_cascade_a_change_then_sets_off(

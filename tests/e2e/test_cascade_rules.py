@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     cascade_of,
     cascade_yaml,
     deploy,
+    ended,
     git_repo,
     graph,
     member,
@@ -64,10 +65,6 @@ def release(tmp_path: Path, project: str, version: int) -> None:
 
 def deployments_of(api: httpx2.Client, org: str, project: str) -> list[dict[str, Any]]:
     return list(api.get(f"/api/stacks/{org}/{project}/prod/deployments").json()["deployments"])
-
-
-def ended(cascade: dict[str, Any]) -> bool:
-    return bool(cascade["status"] != "running")
 
 
 def test_the_planned_members_wait_visibly_while_the_root_still_runs(
