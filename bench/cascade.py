@@ -42,8 +42,8 @@ Measured, per (database, runners):
 4. **deployments executed**, ``coalesced`` vs ``per-edge``, on the chain and on a smaller layered DAG
    (``--per-edge-layers`` (3) layers of ``--width`` + a root) in a second org ``bench-pe``: deployments
    counted (``GET /api/orgs/{org}/deployments/metadata``) until the org is quiet (nothing queued or
-   running for 2 s). The expected counts come from ``domain.cascade.per_edge_runs``. On the full
-   layered DAG per-edge mode would start about 20 * 3^10 deployments, so it runs only for
+   running for ``--quiet-seconds`` (2) s). The expected counts come from ``domain.cascade.per_edge_runs``.
+   On the full layered DAG per-edge mode would start about 20 * 3^10 deployments, so it runs only for
    ``--per-edge-full-seconds`` and the count reached is reported next to the expected total.
 
 Every member must have succeeded with exactly one deployment (and the org's deployment count must grow
@@ -541,9 +541,18 @@ class CountResult:
 
 
 def run_until_quiet(
-    api: httpx2.Client, org: str, dag: Dag, mode: str, *, expected: int, bound_s: float, database: str, runners: int
+    api: httpx2.Client,
+    org: str,
+    dag: Dag,
+    mode: str,
+    *,
+    expected: int,
+    bound_s: float,
+    database: str,
+    runners: int,
+    quiet_s: float = 2.0,
 ) -> CountResult:
-    """Deploy the root in ``mode``; count the org's deployments until nothing is queued/running for 2 s."""
+    """Deploy the root in ``mode``; count the org's deployments until nothing is queued/running for ``quiet_s``."""
     check(api.patch(f"/api/orgs/{org}/settings", json={"cascadeMode": mode}), 200, "cascadeMode")
     before = counts(api, org)
     t0 = time.perf_counter()
@@ -559,7 +568,7 @@ def run_until_quiet(
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.perf_counter()
-        elif time.perf_counter() - quiet_since >= 2.0:
+        elif time.perf_counter() - quiet_since >= quiet_s:
             complete = True
             break
     seconds = (quiet_since if complete and quiet_since else time.perf_counter()) - t0
@@ -658,6 +667,7 @@ def one_server(
                             bound_s=args.quiet_timeout,
                             database=database,
                             runners=runners,
+                            quiet_s=args.quiet_seconds,
                         )
                         report.counts.append(counted)
                         print(
@@ -677,11 +687,13 @@ def one_server(
                         bound_s=args.per_edge_full_seconds,
                         database=database,
                         runners=runners,
+                        quiet_s=args.quiet_seconds,
                     )
                     report.counts.append(counted)
                     print(
                         f"  [{database}, {runners} runners] {big.name} per-edge: {counted.deployments} deployments "
-                        f"in {counted.seconds:.0f} s (stopped) of {counted.expected} expected",
+                        f"in {counted.seconds:.1f} s ({'ran until quiet' if counted.complete else 'stopped'}) "
+                        f"of {counted.expected} expected",
                         flush=True,
                     )
                     if counted.failed:
@@ -797,6 +809,13 @@ def main() -> None:
     parser.add_argument("--per-edge-layers", type=int, default=3)
     parser.add_argument("--per-edge-full-seconds", type=float, default=20.0, help="0: skip the bounded full run")
     parser.add_argument("--quiet-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=2.0,
+        help="a counted run (4.) ends when nothing is queued or running in the org for this many s "
+        "(smoke runs: 1; shorter risks stopping a per-edge run between two deployments)",
+    )
     parser.add_argument("--floor-runs", type=int, default=3)
     parser.add_argument(
         "--wait-quiet",
