@@ -456,6 +456,12 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.layers < 2 or args.width < 1 or args.fanin < 1 or args.creates < 1 or args.cycles < 1 or args.plans < 3:
+        parser.error("need --layers >= 2, --width and --fanin >= 1, --creates and --cycles >= 1, --plans >= 3")
+    pairs = args.width**2 * args.layers * (args.layers - 1) // 2  # (up, down) with up in a higher layer
+    room = pairs - (args.layers - 1) * args.width * min(args.fanin, args.width)  # minus the seeded edges
+    if args.creates + 10 > room // 2:  # new_valid_edge draws until it finds an unlinked pair
+        parser.error(f"--creates {args.creates} (+ 10 warm-up) needs a bigger graph: at most {room // 2 - 10} here")
 
     report = Report()
     report.meta = {
