@@ -923,7 +923,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma list of sqlite,postgresql")
     parser.add_argument("--scenarios", default="live,backlog", help="comma list of live,backlog")
-    parser.add_argument("--events", type=int, default=None, help="events per scenario (default 1000)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events per scenario (default 1000); backlog needs events x webhooks well above the 32 deliveries "
+        "the server sends at once, else they all arrive while stalled and the run is invalid (no backlog)",
+    )
     parser.add_argument("--webhooks", type=int, default=10, help="org webhooks, each gets every event (default 10)")
     parser.add_argument("--stacks", type=int, default=50, help="stacks the deployments are spread over (default 50)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent API clients producing events (default 8)")
