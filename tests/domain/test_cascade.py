@@ -25,6 +25,7 @@ from stackcascade.domain.cascade import (
     cascade_status,
     could_fire,
     decide,
+    edge_fired,
     events_of,
     finished,
     fires,
@@ -405,6 +406,28 @@ def test_two_edges_between_the_same_stacks_count_as_one_subscription() -> None:
     cascade = make_plan(NETWORK, edges)
     assert decide(cascade, {NETWORK: failed()}) == runs(APP)
     assert decide(cascade, {NETWORK: ok()}) == runs(APP)
+
+
+def test_each_edge_is_told_fired_or_not_with_the_reason_the_rule_had() -> None:
+    edges = [
+        edge(NETWORK, DATABASE, "update_succeeded", trigger_on=TriggerOn.OUTPUTS_CHANGED),
+        edge(NETWORK, CLUSTER, "update_succeeded"),
+        edge(NETWORK, "alerts/prod", "deployment_failed"),
+        edge(DATABASE, APP, "update_succeeded"),
+        edge(CLUSTER, APP, "update_succeeded"),
+    ]
+    cascade = make_plan(NETWORK, edges)
+    unchanged = {NETWORK: ok(changed=False), CLUSTER: QUEUED, DATABASE: Outcome(MemberStatus.SKIPPED)}
+    told = {(e.upstream, e.downstream): edge_fired(cascade, unchanged, e) for e in cascade.edges}
+    assert told == {
+        (NETWORK, DATABASE): (False, "outputs of network/prod unchanged"),
+        (NETWORK, CLUSTER): (True, None),
+        (NETWORK, "alerts/prod"): (False, "network/prod emitted no event it listens to"),
+        (DATABASE, APP): (False, "database/prod was skipped"),
+        (CLUSTER, APP): (None, None),  # cluster has not finished
+    }
+    assert edge_fired(cascade, {NETWORK: failed()}, edges[1]) == (False, "network/prod failed")
+    assert edge_fired(cascade, {NETWORK: failed()}, edges[2]) == (True, None)
 
 
 def test_an_unexpected_failure_skips_even_when_another_edge_fired() -> None:
@@ -931,6 +954,29 @@ def test_every_member_is_decided_once_after_its_upstreams_and_as_the_rule_says(
     statuses = {o.status for o in simulation.outcomes.values()}
     expected = CascadeStatus.FAILED if MemberStatus.FAILED in statuses else CascadeStatus.SUCCEEDED
     assert cascade_status(cascade, simulation.outcomes) is expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(networks(), operations, failure_rates, st.randoms(use_true_random=False), st.data())
+def test_what_is_told_of_each_edge_agrees_with_what_the_rule_decided(
+    network: tuple[list[str], list[Edge]],
+    operation: Operation,
+    failure_rate: float,
+    rng: random.Random,
+    data: st.DataObject,
+) -> None:
+    simulation = simulate(Simulation, network, operation, failure_rate, rng, data)
+    if simulation is None:
+        return
+    cascade, outcomes = simulation.cascade, simulation.outcomes
+    told = {edge: edge_fired(cascade, outcomes, edge) for edge in cascade.edges}
+    assert all(fired is not None and (why is None) == fired for fired, why in told.values())
+    for stack in cascade.members:
+        if stack != cascade.root and outcomes[stack].status is not MemberStatus.SKIPPED:  # it ran
+            assert any(told[edge][0] for edge in cascade.edges if edge.downstream == stack)
+    for edge, (fired, _) in told.items():
+        if outcomes[edge.upstream].status is MemberStatus.SKIPPED:
+            assert not fired  # a skip fires nothing, whatever its events
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,7 +8,7 @@ be checked exhaustively without a database. Stacks are ``"project/stack"`` strin
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
@@ -469,6 +469,55 @@ def _outcome(outcomes: Mapping[str, Outcome], stack: str) -> Outcome:
     return outcomes.get(stack) or Outcome(MemberStatus.WAITING)
 
 
+Verdict = Literal["skipped", "blocked", "fired", "failed", "unchanged", "silent"]
+
+
+def _verdict(edges: Sequence[Edge], outcome: Outcome) -> tuple[Verdict, tuple[Edge, ...]]:
+    """How a terminal upstream's outcome meets its edges to one member, and the edges that fired.
+
+    ``skipped``: a skip fires nothing, whatever its events; ``blocked``: it failed and none of the edges
+    expects a failure; ``fired``; otherwise why nothing fired: ``failed``, ``unchanged`` (an event it
+    listens to, but its outputs did not change) or ``silent``.
+    """
+    if outcome.status is MemberStatus.SKIPPED:
+        return "skipped", ()
+    if outcome.status is MemberStatus.FAILED:
+        failure = outcome.events & FAILURE_EVENTS
+        if not any(edge.listens_to(event) for edge in edges for event in failure):
+            return "blocked", ()
+    these = tuple(edge for edge in edges if fires(edge, outcome))
+    if these:
+        return "fired", these
+    if outcome.status is MemberStatus.FAILED:
+        return "failed", ()
+    if any(edge.listens_to(event) for edge in edges for event in outcome.events):
+        return "unchanged", ()
+    return "silent", ()
+
+
+def edge_fired(plan: Plan, outcomes: Mapping[str, Outcome], edge: Edge) -> tuple[bool | None, str | None]:
+    """Whether ``edge`` fired as the decision rule counts it (None while its upstream has not finished),
+    and why it did not: what the API and the console tell a reader is what decided the member."""
+    outcome = outcomes.get(edge.upstream)
+    if outcome is None or outcome.status not in TERMINAL:
+        return None, None
+    edges = plan.incoming.get(edge.downstream, {}).get(edge.upstream) or (edge,)
+    verdict, fired = _verdict(edges, outcome)
+    if verdict == "fired" and edge in fired:
+        return True, None
+    upstream = edge.upstream
+    if verdict == "skipped":
+        return (
+            False,
+            f"{upstream} was superseded by a newer deployment" if outcome.superseded else f"{upstream} was skipped",
+        )
+    if verdict in ("blocked", "failed"):
+        return False, f"{upstream} failed"
+    if any(edge.listens_to(event) for event in outcome.events):
+        return False, f"outputs of {upstream} unchanged"
+    return False, f"{upstream} emitted no event it listens to"
+
+
 def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgement:
     fired: list[Edge] = []
     blocking: set[str] = set()
@@ -480,25 +529,21 @@ def _judge(plan: Plan, outcomes: Mapping[str, Outcome], stack: str) -> _Judgemen
     carried: dict[str, StopKind] = {}  # what stopped the skipped upstreams, further up
     for upstream, edges in plan.incoming[stack].items():
         outcome = _outcome(outcomes, upstream)
-        if outcome.status is MemberStatus.SKIPPED:
+        verdict, these = _verdict(edges, outcome)
+        if verdict == "skipped":
             skipped.add(upstream)  # a skip propagates as "did not fire", whatever the events say
             if outcome.superseded:
                 stops[upstream] = "superseded"
             carried.update(outcome.stopped_by)  # a failure stops every descendant, not only its children
-            continue
-        if outcome.status is MemberStatus.FAILED:
-            failure = outcome.events & FAILURE_EVENTS
-            if not any(edge.listens_to(event) for edge in edges for event in failure):
-                blocking.add(upstream)
-                failed.add(upstream)
-                stops[upstream] = "failed"
-                continue
-        these = [edge for edge in edges if fires(edge, outcome)]
-        if these:
-            fired.extend(these)
-        elif outcome.status is MemberStatus.FAILED:
+        elif verdict == "blocked":
+            blocking.add(upstream)
             failed.add(upstream)
-        elif any(edge.listens_to(event) for edge in edges for event in outcome.events):
+            stops[upstream] = "failed"
+        elif verdict == "fired":
+            fired.extend(these)
+        elif verdict == "failed":
+            failed.add(upstream)
+        elif verdict == "unchanged":
             unchanged.add(upstream)
         else:
             silent.add(upstream)

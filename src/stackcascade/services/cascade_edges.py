@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stackcascade.domain.cascade import TERMINAL, Edge, MemberStatus, Outcome, fires
+from stackcascade.domain.cascade import TERMINAL, Edge, Outcome, edge_fired
 from stackcascade.services.cascades import member_outcome
 from stackcascade.services.plan_documents import plan_of
 
@@ -34,22 +34,4 @@ def edge_states(cascade: Any, members: Iterable[Any]) -> list[EdgeState]:
         for member in members
         if member.status in _TERMINAL_STATUSES
     }
-    return [_state(edge, outcomes.get(edge.upstream)) for edge in plan.edges]
-
-
-def _state(edge: Edge, outcome: Outcome | None) -> EdgeState:
-    if outcome is None:
-        return EdgeState(edge, None, None)
-    if fires(edge, outcome):
-        return EdgeState(edge, True, None)
-    return EdgeState(edge, False, _why_not(edge, outcome))
-
-
-def _why_not(edge: Edge, outcome: Outcome) -> str:
-    if outcome.status is MemberStatus.SKIPPED:
-        return f"{edge.upstream} was skipped"
-    if outcome.status is MemberStatus.FAILED and not any(edge.listens_to(event) for event in outcome.events):
-        return f"{edge.upstream} failed"
-    if any(edge.listens_to(event) for event in outcome.events):
-        return f"outputs of {edge.upstream} unchanged"
-    return f"{edge.upstream} emitted no event it listens to"
+    return [EdgeState(edge, *edge_fired(plan, outcomes, edge)) for edge in plan.edges]
