@@ -136,6 +136,40 @@ def test_the_journal_names_groups_started_and_not_ended_and_skips_a_line_cut_sho
     assert replay(b"".join(lines).splitlines(keepends=True)) == {11: two}
 
 
+def test_an_end_forgets_a_group_only_with_its_start_time_and_only_as_a_whole_line() -> None:
+    old, reused = Group(10, 5, "a"), Group(10, 9, "b")  # the id reused by a group started since
+    late_end = [old.started_line(), reused.started_line(), old.ended_line()]
+    assert replay(late_end) == {10: reused}  # the late "-" of the old group leaves the new one registered
+    cut_end = [Group(1234, 5, "c").started_line(), Group(12, 6, "d").started_line(), b"- 12"]  # "- 1234 5" cut
+    assert set(replay(cut_end)) == {1234, 12}
+
+
+@pytest.mark.skipif(not groups.SUPPORTED, reason="the watchdog runs on Linux only")
+def test_a_watchdog_given_up_on_is_killed_not_left_to_stop_the_live_runners_steps(
+    sleeper: subprocess.Popen[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    watchdog = groups.Watchdog.start()
+    assert watchdog is not None
+    start = leader_start(sleeper.pid)
+    assert start is not None
+    watchdog.started(Group(sleeper.pid, start, DEPLOYMENT))  # a step this (live) runner still runs
+    os.kill(watchdog.pid, signal.SIGSTOP)  # the helper stalls: what it is sent piles up
+    try:
+        short = Group(2**22 + 1, 1, "short")
+        for _ in range(200_000):  # a busy runner's short steps, until it gives the helper up
+            watchdog.started(short)
+            watchdog.ended(short)
+            if watchdog._fd is None:
+                break
+        assert watchdog._fd is None, "the runner never gave the stalled helper up"
+        assert "the step watchdog is gone" in caplog.text
+    finally:
+        os.kill(watchdog.pid, signal.SIGCONT)
+    # Had it lived, it would now read the closed pipe as this runner's death and stop the step.
+    assert watchdog._proc.wait(timeout=groups.GRACE_SECONDS + 5) != 0
+    assert sleeper.poll() is None
+
+
 async def test_each_step_process_is_journaled_from_its_start_until_its_group_is_gone(tmp_path: Path) -> None:
     flag = tmp_path / "go"
     ctx = make_context({"PATH": os.environ["PATH"]}, log=Log())

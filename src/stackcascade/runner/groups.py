@@ -61,19 +61,25 @@ class Group:
         return f"+ {self.pgid} {self.start} {self.deployment}\n".encode()
 
     def ended_line(self) -> bytes:
-        return f"- {self.pgid}\n".encode()
+        return f"- {self.pgid} {self.start}\n".encode()
 
 
 def replay(lines: Iterable[bytes]) -> dict[int, Group]:
     """The groups started and not ended, by a journal (or the watchdog's pipe). A line cut short (the
-    runner died writing it) is skipped: a group without its "+" line had just started."""
+    runner died writing it; it has no newline) is skipped: a group without its "+" line had just started.
+    An end forgets a group only with its start time: a "-" line sent late, after the id was reused by a
+    group started since, does not forget the newer one."""
     live: dict[int, Group] = {}
     for raw in lines:
+        if not raw.endswith(b"\n"):
+            continue
         parts = raw.split()
         if len(parts) == 4 and parts[0] == b"+" and parts[1].isdigit() and parts[2].isdigit():
             live[int(parts[1])] = Group(int(parts[1]), int(parts[2]), parts[3].decode(errors="replace"))
-        elif len(parts) == 2 and parts[0] == b"-" and parts[1].isdigit():
-            live.pop(int(parts[1]), None)
+        elif len(parts) == 3 and parts[0] == b"-" and parts[1].isdigit() and parts[2].isdigit():
+            known = live.get(int(parts[1]))
+            if known is not None and known.start == int(parts[2]):
+                del live[known.pgid]
     return live
 
 
@@ -179,6 +185,10 @@ class Watchdog:
 
     def _give_up(self, why: str) -> None:
         log.warning("the step watchdog is gone (%s); a killed runner's steps are stopped at its next start", why)
+        # Kill it before closing the pipe: a helper that is only stalled would read the EOF as this runner's
+        # death and stop the steps it still runs. It is our unreaped child: its pid is ours to signal.
+        with contextlib.suppress(OSError):
+            self._proc.kill()
         self.close()
 
     def close(self) -> None:
@@ -191,9 +201,11 @@ class Watchdog:
         """Close the pipe and reap the helper (it exits at once when no group is left registered)."""
         import asyncio  # here: the helper runs this file too and has no use for asyncio (48 ms, 10 MB)
 
-        if self._fd is not None and self._pending:
-            await asyncio.to_thread(self._flush, within)
-        self.close()
+        try:
+            if self._fd is not None and self._pending:
+                await asyncio.to_thread(self._flush, within)
+        finally:
+            self.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(self._proc.wait, within)
 

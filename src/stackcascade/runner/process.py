@@ -207,12 +207,14 @@ async def _supervise(
             await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
     finally:
         cancelled.cancel()
-    if stopped is not None:
+    if stopped is not None and proc.returncode is None:
         _signal_group(proc.pid, signal.SIGTERM)
         await exit_watch.wait(max(ctx.grace_seconds, 0.0))
-    # SIGKILL the group in every case: the main process if it outlived SIGTERM, and any leftovers
-    # (background children) after a normal exit. The group id stays reserved while members remain.
-    _signal_group(proc.pid, signal.SIGKILL)
+    # SIGKILL the group: the main process if it outlived SIGTERM. Leftovers (background children) of a
+    # leader that exited were killed by the exit watch before it reaped the leader; once it is reaped the
+    # group id may in time name another group, so it is signalled no more.
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGKILL)
     await exit_watch.wait(None)
     return stopped
 
