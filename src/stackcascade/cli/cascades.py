@@ -70,7 +70,7 @@ def list_cascades(
     status: StatusFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the organization's cascades, newest first (``--status running``: those still under way)."""
+    """List the organization's cascades, newest first (--status running: those still under way)."""
     conn, name = connect_to_org(server, token, org)
     wanted = ",".join(sorted({str(state.value) for state in status})) if status else None
     with conn.client() as api:
