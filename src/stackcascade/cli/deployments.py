@@ -77,7 +77,7 @@ def show(
     conn = connect(server, token, org)
     ref = conn.stack(stack)
     with conn.client() as api:
-        if deployment.isdigit():
+        if deployment.isascii() and deployment.isdigit():  # "²" is a digit to str.isdigit
             found = api.get_deployment_version(ref, int(deployment))
         else:
             found = api.get_deployment(ref, deployment)

@@ -82,7 +82,7 @@ def get_deployment(api: ApiClient, ref: StackRef, deployment_id: str) -> Json:
 
 def resolve_deployment_id(api: ApiClient, ref: StackRef, id_or_version: str) -> str:
     """A deployment id as given, or the id of a version number (as ``deployments show`` accepts)."""
-    if not id_or_version.isdigit():
+    if not (id_or_version.isascii() and id_or_version.isdigit()):  # "²" is a digit to str.isdigit
         return id_or_version
     found = _object(api, api_path("stacks", ref.org, ref.project, ref.stack, "deployments", "version", id_or_version))
     return str(found.get("id") or id_or_version)
