@@ -87,8 +87,15 @@ class LiveServer:
 
 
 def start_server(
-    database_url: str, data_dir: Path, *, max_body_bytes: int = 1024 * 1024, **config_overrides: object
+    database_url: str,
+    data_dir: Path,
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    sweep_seconds: float = 0.5,
+    **config_overrides: object,
 ) -> LiveServer:
+    """``sweep_seconds``: how often the lease sweeper runs (it also ends cascades an advance left behind; a
+    test of the advance itself sets it beyond the test's own time limit)."""
     from stackcascade.config import Config
     from stackcascade.server import LocalPool, _AnnouncingServer, prepare, sweep_leases
     from stackcascade.services.replica_signals import ReplicaSignals
@@ -128,7 +135,7 @@ def start_server(
             holder["server"] = server
             await pool.start()
             stop_sweeping = asyncio.Event()
-            sweeper = asyncio.create_task(sweep_leases(ctx, 0.5, stop_sweeping))
+            sweeper = asyncio.create_task(sweep_leases(ctx, sweep_seconds, stop_sweeping))
             stop_dispatch = asyncio.Event()
             dispatcher = asyncio.create_task(Dispatcher(ctx, ctx.webhook_client).run(stop_dispatch))  # type: ignore[arg-type]
             stop_signals = asyncio.Event()

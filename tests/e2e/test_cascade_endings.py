@@ -1,23 +1,42 @@
 """A cascade ends (succeeded or failed) once every member is terminal, however its skips travel: a real server
-with real local runners, both databases."""
+with real local runners, both databases.
+
+The advance that makes the last member terminal must end the cascade itself. The lease sweeper would end a
+cascade left running with every member terminal (a safety net) within its interval, which would hide an
+advance that forgot to: so the server here sweeps only once an hour."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, git_repo, graph, wait_cascade
-from tests.support import LiveServer
+from tests.support import DATABASES, LiveServer, fresh_database, start_server
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def unswept_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real server with two local runners whose lease sweeper does not run during the tests."""
+    data_dir = tmp_path_factory.mktemp("unswept-pool")
+    with fresh_database(request.param, data_dir) as url:
+        server = start_server(url, data_dir, runners=2, sweep_seconds=3600)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def test_a_failure_whose_skips_reach_a_member_over_a_longer_path_still_ends_the_cascade(
-    pool_server: LiveServer, org: str, tmp_path: Path
+    unswept_pool: LiveServer, org: str, tmp_path: Path
 ) -> None:
     # network -> database (fails) -> migrate -> seed -> app, and database -> app: app's upstream seed is
     # still waiting when database's failure is recorded; the skips reach seed, then app, in the same advance.
     update = 'if [ "$CASCADE_PROJECT" = database ]; then echo broken; exit 3; fi\necho ok'
     repo = git_repo(tmp_path / "repo", {"Cascade.yaml": cascade_yaml(update=update)})
     edges = [("network", "database"), ("database", "migrate"), ("migrate", "seed"), ("seed", "app")]
-    with pool_server.client() as api:
+    with unswept_pool.client() as api:
         graph(api, org, repo, [*edges, ("database", "app")])
         cascade_id = cascade_of(api, org, deploy(api, f"{org}/network/prod"))
         cascade = wait_cascade(
