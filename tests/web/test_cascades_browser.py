@@ -3,6 +3,8 @@ Approve lets it run, and the cascade ends succeeded without a reload."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.sync_api import Page, expect
 
 from tests.e2e.helpers import deploy, wait_cascade
@@ -41,13 +43,17 @@ def test_approving_a_gated_member_in_the_browser_finishes_the_cascade(demo_serve
             api.patch(GATE, json={"requireApproval": False})  # the demo server is shared by this module
 
 
-def test_a_live_refresh_leaves_the_keyboard_on_the_approve_button(demo_server: LiveServer, page: Page) -> None:
+def test_a_live_refresh_leaves_the_keyboard_on_the_approve_button(
+    demo_server: LiveServer, page: Page, tmp_path: Path
+) -> None:
     """A keyboard user on Approve keeps it while another member finishes and the members are redrawn, and
     Enter then approves: the refresh used to drop the focus to the top of the page."""
     browser_sign_in(page, demo_server.url, demo_server.admin_token, "/demo/~/cascades")
+    release = tmp_path / "release-cluster"  # cluster/prod runs until the focus is on Approve (at most 60 s)
+    hold = f'for i in $(seq 600); do [ -f "{release}" ] && break; sleep 0.1; done; [ -f "{release}" ]'
     with demo_server.client() as api:
         assert api.patch(DATABASE_GATE, json={"requireApproval": True}).status_code == 200
-        assert api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": ["sleep 4"]}}).status_code == 200
+        assert api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": [hold]}}).status_code == 200
         try:
             root = deploy(api, "demo/network/prod")
             cascade_id = api.get(f"/api/stacks/demo/network/prod/deployments/{root}").json()["cascadeId"]
@@ -57,14 +63,16 @@ def test_a_live_refresh_leaves_the_keyboard_on_the_approve_button(demo_server: L
             cluster = page.locator('[data-stack="cluster/prod"] .badge')
             approve.focus()
             expect(approve).to_be_focused()
-            assert cluster.text_content() != "succeeded", "cluster/prod finished before the test could watch it"
+            assert cluster.text_content() != "succeeded"  # held until released here
 
+            release.touch()
             expect(cluster).to_have_text("succeeded", timeout=30_000)  # the members were redrawn in place
             expect(page.get_by_role("button", name="Approve database/prod")).to_be_focused()
             page.keyboard.press("Enter")
             expect(page.get_by_role("status").filter(has_text="Approved database/prod")).to_be_visible()
             expect(page.locator("#cascade-headline .badge")).to_have_text("succeeded", timeout=30_000)
         finally:
+            release.touch()
             api.patch(DATABASE_GATE, json={"requireApproval": False})
             api.post(CLUSTER_SETTINGS, json={"operationContext": {"preRunCommands": None}})
 
