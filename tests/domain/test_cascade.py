@@ -428,6 +428,18 @@ def test_each_edge_is_told_fired_or_not_with_the_reason_the_rule_had() -> None:
     }
     assert edge_fired(cascade, {NETWORK: failed()}, edges[1]) == (False, "network/prod failed")
     assert edge_fired(cascade, {NETWORK: failed()}, edges[2]) == (True, None)
+    # An upstream whose deployment was superseded, or cancelled while queued, emitted deployment_queued,
+    # which an edge without filters listens to; still, such an edge did not fire.
+    every_event = edge(NETWORK, "audit/prod")
+    cascade = make_plan(NETWORK, [every_event])
+    superseded = Outcome.of(UPDATE, Status.SKIPPED)
+    cancelled = Outcome(MemberStatus.FAILED, events_of(UPDATE, Status.SKIPPED), outputs_changed=False)
+    assert superseded.events and cancelled.events and every_event.listens_to("deployment_queued")
+    assert edge_fired(cascade, {NETWORK: superseded}, every_event) == (
+        False,
+        "network/prod was superseded by a newer deployment",
+    )
+    assert edge_fired(cascade, {NETWORK: cancelled}, every_event) == (False, "network/prod failed")
 
 
 def test_an_unexpected_failure_skips_even_when_another_edge_fired() -> None:
@@ -976,7 +988,7 @@ def test_what_is_told_of_each_edge_agrees_with_what_the_rule_decided(
             assert any(told[edge][0] for edge in cascade.edges if edge.downstream == stack)
     for edge, (fired, _) in told.items():
         if outcomes[edge.upstream].status is MemberStatus.SKIPPED:
-            assert not fired  # a skip fires nothing, whatever its events
+            assert not fired  # a skip fires nothing (here skips carry no events: see the example test above)
 
 
 @settings(max_examples=200, deadline=None)
