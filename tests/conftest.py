@@ -12,7 +12,7 @@ import pytest
 from stackcascade.services.context import Context
 from stackcascade.services.secrets import SecretBox
 from stackcascade.store.db import Database
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import DATABASES, LiveServer, fresh_database, serving
 
 
 @pytest.fixture(params=DATABASES)
@@ -38,36 +38,24 @@ async def ctx(database_url: str) -> AsyncIterator[Context]:
 def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real HTTP server per test module and database; tests isolate themselves by org name."""
     data_dir = tmp_path_factory.mktemp("server")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def loopback_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server allowed to deliver webhooks to loopback (CASCADE_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8)."""
     data_dir = tmp_path_factory.mktemp("loopback")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, webhook_allow_networks="127.0.0.0/8")
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, webhook_allow_networks="127.0.0.0/8") as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def pool_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server with two local runners, so deployments actually run (one per test module and database)."""
     data_dir = tmp_path_factory.mktemp("pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, runners=2) as server:
+        yield server
 
 
 @pytest.fixture

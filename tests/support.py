@@ -174,6 +174,18 @@ def start_server(
     )
 
 
+@contextmanager
+def serving(kind: str, data_dir: Path, **config_overrides: object) -> Iterator[LiveServer]:
+    """A real server (``start_server``) on a fresh database of ``kind``, stopped and its database dropped
+    afterwards: what the server fixtures yield."""
+    with fresh_database(kind, data_dir) as url:
+        server = start_server(url, data_dir, **config_overrides)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 def assert_error(response: httpx2.Response, code: int, message: str | None = None) -> str:
     """Every API error is exactly ``{"code": N, "message": "..."}`` as JSON; returns the message."""
     assert response.status_code == code, response.text

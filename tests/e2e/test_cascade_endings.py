@@ -13,19 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import cascade_of, cascade_yaml, deploy, git_repo, graph, wait_cascade
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import DATABASES, LiveServer, serving
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def unswept_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server with two local runners whose lease sweeper does not run during the tests."""
     data_dir = tmp_path_factory.mktemp("unswept-pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2, sweep_seconds=3600)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, runners=2, sweep_seconds=3600) as server:
+        yield server
 
 
 def test_a_failure_whose_skips_reach_a_member_over_a_longer_path_still_ends_the_cascade(

@@ -23,7 +23,7 @@ from tests.e2e.helpers import (
     member,
     wait_cascade,
 )
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import DATABASES, LiveServer, serving
 from tests.webhook_receiver import receiving
 
 
@@ -31,12 +31,8 @@ from tests.webhook_receiver import receiving
 def loopback_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server with two local runners that may deliver webhooks to loopback (one per module and database)."""
     data_dir = tmp_path_factory.mktemp("loopback-pool")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2, webhook_allow_networks="127.0.0.0/8")
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, runners=2, webhook_allow_networks="127.0.0.0/8") as server:
+        yield server
 
 
 def test_a_stack_gate_holds_its_member_and_a_rejection_skips_it_while_the_other_branch_deploys_app(

@@ -19,7 +19,7 @@ import pytest
 
 from stackcascade.runner.client import RunnerClient
 from tests.e2e.helpers import cascade_yaml, deploy, git_repo, wait_for, wait_for_log
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import DATABASES, LiveServer, serving, start_server
 
 CASCADE = Path(sys.executable).parent / "cascade"
 
@@ -28,12 +28,8 @@ CASCADE = Path(sys.executable).parent / "cascade"
 def bare_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server without local runners and with a short lease, so a lost runner is noticed quickly."""
     data_dir = tmp_path_factory.mktemp("bare")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=0, lease_seconds=2)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, runners=0, lease_seconds=2) as server:
+        yield server
 
 
 @pytest.fixture

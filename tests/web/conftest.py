@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.support import DATABASES, LiveServer, fresh_database, start_server
+from tests.support import DATABASES, LiveServer, serving
 from tests.web.console import CHROMIUM_ARGS, require_chromium
 
 
@@ -43,9 +43,5 @@ def page(chromium: Browser) -> Iterator[Page]:
 def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real server with the demo org seeded and two local runners (one per test module and database)."""
     data_dir = tmp_path_factory.mktemp("console")
-    with fresh_database(request.param, data_dir) as url:
-        server = start_server(url, data_dir, runners=2, demo=True)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(request.param, data_dir, runners=2, demo=True) as server:
+        yield server
